@@ -1,0 +1,1 @@
+//! The built-in load generator (`lyre bench`). Owned by helper "pump".

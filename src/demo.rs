@@ -1,0 +1,1 @@
+//! Embedded demo upstream for `lyre demo`.

@@ -1,0 +1,2 @@
+//! FRP server for unmodified frpc 0.61-0.65 clients (frp-protocol.md).
+//! Owned by helper "frp".

@@ -1,0 +1,128 @@
+//! Readiness + nonblocking syscalls on monoio TCP streams.
+//!
+//! Budget: one readiness wait and one `recv`/`send` per call; no allocation.
+
+use std::io;
+use std::os::fd::AsRawFd;
+
+use monoio::net::TcpStream;
+
+/// Put the socket in O_NONBLOCK mode. Needed for `splice(2)`, which honours only the file's
+/// flag on the socket side; harmless for our own `recv`/`send` calls (MSG_DONTWAIT anyway).
+pub fn set_nonblocking(s: &TcpStream) -> io::Result<()> {
+    let fd = s.as_raw_fd();
+    // SAFETY: fcntl on a valid, owned fd with integer arguments only.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    if flags < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if flags & libc::O_NONBLOCK != 0 {
+        return Ok(());
+    }
+    // SAFETY: as above.
+    if unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// One nonblocking `recv` into `buf`; `Ok(None)` = would block.
+pub fn try_recv(s: &TcpStream, buf: &mut [u8]) -> io::Result<Option<usize>> {
+    loop {
+        // SAFETY: buf is a valid writable slice of buf.len() bytes.
+        let n = unsafe {
+            libc::recv(
+                s.as_raw_fd(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                libc::MSG_DONTWAIT,
+            )
+        };
+        if n >= 0 {
+            return Ok(Some(n as usize));
+        }
+        let err = io::Error::last_os_error();
+        match err.kind() {
+            io::ErrorKind::WouldBlock => return Ok(None),
+            io::ErrorKind::Interrupted => continue,
+            _ => return Err(err),
+        }
+    }
+}
+
+/// One nonblocking `send`; `Ok(None)` = would block. Never raises SIGPIPE.
+pub fn try_send(s: &TcpStream, data: &[u8]) -> io::Result<Option<usize>> {
+    loop {
+        // SAFETY: data is a valid readable slice of data.len() bytes.
+        let n = unsafe {
+            libc::send(
+                s.as_raw_fd(),
+                data.as_ptr().cast(),
+                data.len(),
+                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+            )
+        };
+        if n >= 0 {
+            return Ok(Some(n as usize));
+        }
+        let err = io::Error::last_os_error();
+        match err.kind() {
+            io::ErrorKind::WouldBlock => return Ok(None),
+            io::ErrorKind::Interrupted => continue,
+            _ => return Err(err),
+        }
+    }
+}
+
+/// Read at least one byte into the spare capacity of `buf` (grown to `min_spare` if
+/// needed). `Ok(0)` = peer closed its write side.
+pub async fn read_some(s: &TcpStream, buf: &mut Vec<u8>, min_spare: usize) -> io::Result<usize> {
+    if buf.capacity() - buf.len() < min_spare {
+        buf.reserve(min_spare);
+    }
+    loop {
+        let len = buf.len();
+        let spare = buf.capacity() - len;
+        // SAFETY: we hand recv the uninitialised tail and only extend len by what it wrote.
+        let tail = unsafe { std::slice::from_raw_parts_mut(buf.as_mut_ptr().add(len), spare) };
+        if let Some(n) = try_recv(s, tail)? {
+            // SAFETY: recv initialised n bytes of the tail.
+            unsafe { buf.set_len(len + n) };
+            return Ok(n);
+        }
+        s.readable(false).await?;
+    }
+}
+
+/// Write all of `data`.
+pub async fn write_all(s: &TcpStream, mut data: &[u8]) -> io::Result<()> {
+    while !data.is_empty() {
+        match try_send(s, data)? {
+            Some(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Some(n) => data = &data[n..],
+            None => s.writable(false).await?,
+        }
+    }
+    Ok(())
+}
+
+/// Half-close our write side (FIN to the peer).
+pub fn shutdown_write(s: &TcpStream) {
+    // SAFETY: shutdown on a valid fd; errors (already closed) are irrelevant here.
+    unsafe { libc::shutdown(s.as_raw_fd(), libc::SHUT_WR) };
+}
+
+/// Close with RST instead of FIN (HAProxy `silent-drop` best effort): SO_LINGER {1, 0}.
+pub fn set_linger_zero(s: &TcpStream) {
+    let l = libc::linger { l_onoff: 1, l_linger: 0 };
+    // SAFETY: valid fd and a properly sized linger struct.
+    unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&l as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+}

@@ -1,0 +1,1 @@
+//! Connection lifecycle: accept -> parse head -> decide -> connect -> forward.

@@ -1,0 +1,1 @@
+//! Thread per core. Owned by the lead; see docs/ARCHITECTURE.md.
