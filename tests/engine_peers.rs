@@ -26,7 +26,11 @@ fn upstream_endpoints_behave_as_documented() {
         let r = get(up.port, path);
         assert_eq!(r.head.is_chunked(), chunked, "{path} framing");
         assert_eq!(r.body.len(), 200_003);
-        assert_eq!(common::sha256_hex(&r.body), pat.sha256(200_003), "{path} pattern");
+        assert_eq!(
+            common::sha256_hex(&r.body),
+            pat.sha256(200_003),
+            "{path} pattern"
+        );
     }
 
     let r = get(up.port, "/status/418");
@@ -54,7 +58,11 @@ fn nginx_proxies_http_bodies_and_websocket_to_upstream() {
     let r = get(ngx.port, "/exapps/up/echo-headers");
     assert_eq!(r.head.status, 200);
     let j = r.json();
-    let has_xff = j["headers"].as_array().unwrap().iter().any(|h| h[0] == "X-Forwarded-For");
+    let has_xff = j["headers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|h| h[0] == "X-Forwarded-For");
     assert!(has_xff, "nginx adds X-Forwarded-For: {j}");
 
     // Chunked upload through nginx (request buffering off).
@@ -76,7 +84,8 @@ fn nginx_proxies_http_bodies_and_websocket_to_upstream() {
     c.send(&get_req("/exapps/up/bytes/1000000"));
     let head = c.read_head();
     let mut sink = HashSink::default();
-    c.try_read_body(&head, false, &mut |b| sink.update(b)).unwrap();
+    c.try_read_body(&head, false, &mut |b| sink.update(b))
+        .unwrap();
     assert_eq!(sink.size, 1_000_000);
     assert_eq!(sink.hex(), pat.sha256(1_000_000));
 

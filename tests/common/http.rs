@@ -26,20 +26,30 @@ pub struct Head {
 impl Head {
     /// First value of `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     /// All values of `name` (case-insensitive), in order.
     pub fn headers_named(&self, name: &str) -> Vec<&str> {
-        self.headers.iter().filter(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str()).collect()
+        self.headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+            .collect()
     }
 
     pub fn is_chunked(&self) -> bool {
-        self.headers_named("transfer-encoding").iter().any(|v| v.to_ascii_lowercase().contains("chunked"))
+        self.headers_named("transfer-encoding")
+            .iter()
+            .any(|v| v.to_ascii_lowercase().contains("chunked"))
     }
 
     pub fn content_length(&self) -> Option<u64> {
-        self.header("content-length").map(|v| v.trim().parse().expect("numeric Content-Length"))
+        self.header("content-length")
+            .map(|v| v.trim().parse().expect("numeric Content-Length"))
     }
 }
 
@@ -73,18 +83,25 @@ impl Conn {
         let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
             .unwrap_or_else(|e| panic!("connect 127.0.0.1:{port}: {e}"));
         stream.set_nodelay(true).expect("nodelay");
-        let c = Conn { stream, buf: Vec::new() };
+        let c = Conn {
+            stream,
+            buf: Vec::new(),
+        };
         c.set_timeout(DEFAULT_IO_TIMEOUT);
         c
     }
 
     pub fn set_timeout(&self, t: Duration) {
         self.stream.set_read_timeout(Some(t)).expect("read timeout");
-        self.stream.set_write_timeout(Some(t)).expect("write timeout");
+        self.stream
+            .set_write_timeout(Some(t))
+            .expect("write timeout");
     }
 
     pub fn send(&mut self, bytes: &[u8]) {
-        self.stream.write_all(bytes).unwrap_or_else(|e| panic!("send {} bytes: {e}", bytes.len()));
+        self.stream
+            .write_all(bytes)
+            .unwrap_or_else(|e| panic!("send {} bytes: {e}", bytes.len()));
     }
 
     /// Sends, ignoring errors (the peer may answer and close before reading everything).
@@ -117,13 +134,17 @@ impl Conn {
             }
             if self.fill()? == 0 {
                 let got = String::from_utf8_lossy(&self.buf).into_owned();
-                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, format!("EOF before a full head; got {got:?}")));
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!("EOF before a full head; got {got:?}"),
+                ));
             }
         }
     }
 
     pub fn read_head(&mut self) -> Head {
-        self.try_read_head().unwrap_or_else(|e| panic!("reading response head: {e}"))
+        self.try_read_head()
+            .unwrap_or_else(|e| panic!("reading response head: {e}"))
     }
 
     /// Reads a final response (skipping no 1xx: callers that expect 100 read it themselves).
@@ -135,11 +156,17 @@ impl Conn {
     }
 
     pub fn read_response(&mut self) -> Response {
-        self.try_read_response(false).unwrap_or_else(|e| panic!("reading response: {e}"))
+        self.try_read_response(false)
+            .unwrap_or_else(|e| panic!("reading response: {e}"))
     }
 
     /// Streams the body of `head` into `sink`; returns the body size.
-    pub fn try_read_body(&mut self, head: &Head, head_request: bool, sink: &mut dyn FnMut(&[u8])) -> io::Result<u64> {
+    pub fn try_read_body(
+        &mut self,
+        head: &Head,
+        head_request: bool,
+        sink: &mut dyn FnMut(&[u8]),
+    ) -> io::Result<u64> {
         let no_body = head_request || head.status < 200 || head.status == 204 || head.status == 304;
         if no_body {
             Ok(0)
@@ -156,7 +183,10 @@ impl Conn {
     fn read_exact_into(&mut self, mut n: u64, sink: &mut dyn FnMut(&[u8])) -> io::Result<()> {
         while n > 0 {
             if self.buf.is_empty() && self.fill()? == 0 {
-                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, format!("EOF with {n} body bytes missing")));
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!("EOF with {n} body bytes missing"),
+                ));
             }
             let take = self.buf.len().min(n as usize);
             sink(&self.buf[..take]);
@@ -191,13 +221,17 @@ impl Conn {
         loop {
             if let Some(end) = find(&self.buf, b"\r\n") {
                 let line: Vec<u8> = self.buf.drain(..end + 2).collect();
-                return String::from_utf8(line[..end].to_vec()).map_err(|_| bad("non-UTF-8 chunk line".into()));
+                return String::from_utf8(line[..end].to_vec())
+                    .map_err(|_| bad("non-UTF-8 chunk line".into()));
             }
             if self.buf.len() > 64 * 1024 {
                 return Err(bad("chunk line over 64 KiB".into()));
             }
             if self.fill()? == 0 {
-                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "EOF inside chunked framing"));
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "EOF inside chunked framing",
+                ));
             }
         }
     }
@@ -207,7 +241,8 @@ impl Conn {
         loop {
             let line = self.read_line()?;
             let size_txt = line.split(';').next().unwrap_or("").trim();
-            let size = u64::from_str_radix(size_txt, 16).map_err(|_| bad(format!("bad chunk size line {line:?}")))?;
+            let size = u64::from_str_radix(size_txt, 16)
+                .map_err(|_| bad(format!("bad chunk size line {line:?}")))?;
             if size == 0 {
                 // Trailers until the empty line.
                 while !self.read_line()?.is_empty() {}
@@ -237,7 +272,14 @@ impl Conn {
             match self.fill() {
                 Ok(0) => return Ok(true),
                 Ok(_) => continue,
-                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => return Ok(false),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return Ok(false)
+                }
                 Err(_) => return Ok(true),
             }
         }
@@ -274,19 +316,30 @@ fn parse_head(raw: Vec<u8>) -> io::Result<Head> {
     let reason = parts.next().unwrap_or("").to_string();
     let mut headers = Vec::new();
     for line in lines {
-        let (k, v) = line.split_once(':').ok_or_else(|| bad(format!("bad header line {line:?}")))?;
+        let (k, v) = line
+            .split_once(':')
+            .ok_or_else(|| bad(format!("bad header line {line:?}")))?;
         if k.is_empty() || k.contains(' ') {
             return Err(bad(format!("bad header name in {line:?}")));
         }
         headers.push((k.to_string(), v.trim().to_string()));
     }
-    Ok(Head { version, status, reason, headers, raw })
+    Ok(Head {
+        version,
+        status,
+        reason,
+        headers,
+        raw,
+    })
 }
 
 /// `GET path` on a fresh connection to 127.0.0.1:port; returns the response.
 pub fn get(port: u16, path: &str) -> Response {
     let mut c = Conn::connect(port);
-    c.send(format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n").as_bytes());
+    c.send(
+        format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n")
+            .as_bytes(),
+    );
     c.read_response()
 }
 

@@ -49,7 +49,11 @@ pub fn peers_dir() -> PathBuf {
 /// The venv's python, or a failing test naming install.sh.
 pub fn venv_python() -> PathBuf {
     let py = peers_dir().join("venv/bin/python");
-    assert!(py.exists(), "missing {} (python venv with aiohttp): {INSTALL_HINT}", py.display());
+    assert!(
+        py.exists(),
+        "missing {} (python venv with aiohttp): {INSTALL_HINT}",
+        py.display()
+    );
     py
 }
 
@@ -109,7 +113,8 @@ impl TempDir {
         let path = std::env::temp_dir().join(name);
         std::fs::create_dir_all(&path).expect("create temp dir");
         // nginx workers run as `nobody` when the master is root: they must traverse it.
-        let _ = std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755));
+        let _ =
+            std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755));
         TempDir { path }
     }
 
@@ -140,8 +145,14 @@ impl Proc {
         let out = File::create(&log).expect("create log file");
         let err = out.try_clone().expect("clone log file");
         cmd.stdin(Stdio::null()).stdout(out).stderr(err);
-        let child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {name} ({cmd:?}): {e}"));
-        Proc { name: name.to_string(), child, log }
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {name} ({cmd:?}): {e}"));
+        Proc {
+            name: name.to_string(),
+            child,
+            log,
+        }
     }
 
     pub fn pid(&self) -> u32 {
@@ -159,7 +170,9 @@ impl Proc {
     }
 
     fn log_tail(&self) -> String {
-        let Ok(mut f) = File::open(&self.log) else { return String::new() };
+        let Ok(mut f) = File::open(&self.log) else {
+            return String::new();
+        };
         let len = f.metadata().map(|m| m.len()).unwrap_or(0);
         let start = len.saturating_sub(LOG_TAIL_BYTES);
         let _ = std::io::Seek::seek(&mut f, std::io::SeekFrom::Start(start));
@@ -173,7 +186,11 @@ impl Proc {
         let end = Instant::now() + START_DEADLINE;
         loop {
             if let Some(st) = self.exited() {
-                panic!("{} exited before listening on {port}: {st}\n--- log ---\n{}", self.name, self.log_tail());
+                panic!(
+                    "{} exited before listening on {port}: {st}\n--- log ---\n{}",
+                    self.name,
+                    self.log_tail()
+                );
             }
             if port_open(port) {
                 return;
@@ -195,7 +212,13 @@ impl Drop for Proc {
         let _ = self.child.kill();
         let _ = self.child.wait();
         if thread::panicking() {
-            eprintln!("--- {} (pid {}) log tail: {} ---\n{}", self.name, self.child.id(), self.log.display(), self.log_tail());
+            eprintln!(
+                "--- {} (pid {}) log tail: {} ---\n{}",
+                self.name,
+                self.child.id(),
+                self.log.display(),
+                self.log_tail()
+            );
         }
     }
 }
@@ -213,16 +236,28 @@ impl Upstream {
         let script = repo_root().join("tests/peers/upstream.py");
         let dir = TempDir::new("upstream");
         let mut cmd = Command::new(py);
-        cmd.arg("-u").arg(&script).env("PYTHONDONTWRITEBYTECODE", "1");
+        cmd.arg("-u")
+            .arg(&script)
+            .env("PYTHONDONTWRITEBYTECODE", "1");
         // stdout must be a pipe to read the `PORT n` line; stderr goes to the log file.
         let log = dir.path().join("upstream.log");
         let errf = File::create(&log).expect("create upstream log");
         cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(errf);
-        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn upstream.py: {e}: {INSTALL_HINT}"));
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn upstream.py: {e}: {INSTALL_HINT}"));
         let stdout = child.stdout.take().expect("piped stdout");
-        let proc = Proc { name: "upstream.py".into(), child, log };
+        let proc = Proc {
+            name: "upstream.py".into(),
+            child,
+            log,
+        };
         let port = read_port_line(stdout, &proc);
-        Upstream { port, proc, _dir: dir }
+        Upstream {
+            port,
+            proc,
+            _dir: dir,
+        }
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -233,7 +268,10 @@ impl Upstream {
     pub fn connections(&self) -> u64 {
         let r = http::get(self.port, "/count");
         assert_eq!(r.head.status, 200, "upstream /count");
-        r.body_str().trim().parse().expect("upstream /count is a number")
+        r.body_str()
+            .trim()
+            .parse()
+            .expect("upstream /count is a number")
     }
 
     /// `/stats` as JSON: {accepted, connections, requests, paths}.
@@ -247,7 +285,9 @@ impl Upstream {
     pub fn paths(&self) -> Vec<String> {
         let s = self.stats();
         let arr = s["paths"].as_array().expect("paths array");
-        arr.iter().filter_map(|p| p.as_str().map(str::to_string)).collect()
+        arr.iter()
+            .filter_map(|p| p.as_str().map(str::to_string))
+            .collect()
     }
 
     /// True if any seen request path contains `needle`.
@@ -277,7 +317,12 @@ fn read_port_line(stdout: std::process::ChildStdout, proc: &Proc) -> u16 {
     line.trim()
         .strip_prefix("PORT ")
         .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("upstream.py first line {line:?} is not `PORT n`\n{}", proc.log_tail()))
+        .unwrap_or_else(|| {
+            panic!(
+                "upstream.py first line {line:?} is not `PORT n`\n{}",
+                proc.log_tail()
+            )
+        })
 }
 
 /// nginx from tests/peers/nginx.conf.template, proxying `/exapps/` to `backend_port`.
@@ -302,7 +347,10 @@ impl Nginx {
         let conf_path = dir.path().join("nginx.conf");
         std::fs::write(&conf_path, conf).expect("write nginx.conf");
         let mut cmd = Command::new(bin);
-        cmd.arg("-p").arg(dir.path()).arg("-e").arg(dir.path().join("error.log"));
+        cmd.arg("-p")
+            .arg(dir.path())
+            .arg("-e")
+            .arg(dir.path().join("error.log"));
         cmd.arg("-c").arg(&conf_path);
         let mut proc = Proc::spawn("nginx", cmd, dir.path().join("nginx.out"));
         proc.wait_listening(port);
@@ -341,7 +389,8 @@ pub struct LyreEnv {
 
 impl LyreEnv {
     fn new(dir: &Path) -> LyreEnv {
-        let (exapps_port, control_port, frp_port, https_port) = (free_port(), free_port(), free_port(), free_port());
+        let (exapps_port, control_port, frp_port, https_port) =
+            (free_port(), free_port(), free_port(), free_port());
         let certs = dir.join("certs");
         let _ = std::fs::create_dir_all(&certs);
         let pairs = [
@@ -360,7 +409,13 @@ impl LyreEnv {
             ("HP_LOG_LEVEL", "info".to_string()),
         ];
         let pairs = pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
-        LyreEnv { exapps_port, control_port, frp_port, https_port, pairs }
+        LyreEnv {
+            exapps_port,
+            control_port,
+            frp_port,
+            https_port,
+            pairs,
+        }
     }
 
     fn set(&mut self, k: &str, v: &str) {
@@ -394,11 +449,18 @@ impl Lyre {
             .expect("HP_EXAPPS_ADDRESS is host:port");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_lyre"));
         cmd.env_clear().arg("serve").args(args);
-        cmd.env("PATH", std::env::var("PATH").unwrap_or_default()).env("RUST_BACKTRACE", "1");
+        cmd.env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("RUST_BACKTRACE", "1");
         cmd.envs(e.pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         let mut proc = Proc::spawn("lyre", cmd, dir.path().join("lyre.log"));
         proc.wait_listening(exapps.port());
-        Lyre { port: exapps.port(), control_port: e.control_port, frp_port: e.frp_port, proc, _dir: dir }
+        Lyre {
+            port: exapps.port(),
+            control_port: e.control_port,
+            frp_port: e.frp_port,
+            proc,
+            _dir: dir,
+        }
     }
 
     /// `lyre serve --route PREFIX=127.0.0.1:PORT ...` for each `(prefix, port)`.
@@ -459,7 +521,12 @@ impl RawUpstream {
                 let _ = s.shutdown(std::net::Shutdown::Both);
             }
         });
-        RawUpstream { port, accepted, stop, thread: Some(thread) }
+        RawUpstream {
+            port,
+            accepted,
+            stop,
+            thread: Some(thread),
+        }
     }
 
     pub fn accepted(&self) -> u64 {

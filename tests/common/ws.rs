@@ -33,7 +33,9 @@ pub fn base64(data: &[u8]) -> String {
     const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::new();
     for c in data.chunks(3) {
-        let n = (c[0] as u32) << 16 | (*c.get(1).unwrap_or(&0) as u32) << 8 | *c.get(2).unwrap_or(&0) as u32;
+        let n = (c[0] as u32) << 16
+            | (*c.get(1).unwrap_or(&0) as u32) << 8
+            | *c.get(2).unwrap_or(&0) as u32;
         for i in 0..4 {
             if i <= c.len() {
                 out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
@@ -58,8 +60,17 @@ impl WsClient {
     pub fn connect(port: u16, path: &str) -> WsClient {
         let mut ws = Self::try_connect(port, path);
         let h = &ws.handshake;
-        assert_eq!(h.status, 101, "WebSocket upgrade of {path}: {:?}", String::from_utf8_lossy(&h.raw));
-        assert!(h.header("upgrade").is_some_and(|v| v.eq_ignore_ascii_case("websocket")), "Upgrade header: {h:?}");
+        assert_eq!(
+            h.status,
+            101,
+            "WebSocket upgrade of {path}: {:?}",
+            String::from_utf8_lossy(&h.raw)
+        );
+        assert!(
+            h.header("upgrade")
+                .is_some_and(|v| v.eq_ignore_ascii_case("websocket")),
+            "Upgrade header: {h:?}"
+        );
         ws.mask_seed = port as u32;
         ws
     }
@@ -76,9 +87,17 @@ impl WsClient {
         let handshake = conn.read_head();
         if handshake.status == 101 {
             let want = accept_for(&key);
-            assert_eq!(handshake.header("sec-websocket-accept"), Some(want.as_str()), "Sec-WebSocket-Accept");
+            assert_eq!(
+                handshake.header("sec-websocket-accept"),
+                Some(want.as_str()),
+                "Sec-WebSocket-Accept"
+            );
         }
-        WsClient { conn, handshake, mask_seed: 1 }
+        WsClient {
+            conn,
+            handshake,
+            mask_seed: 1,
+        }
     }
 
     fn next_mask(&mut self) -> [u8; 4] {
@@ -126,7 +145,10 @@ impl WsClient {
         let h = self.read_exact(2)?;
         let (fin, opcode, masked) = (h[0] & 0x80 != 0, h[0] & 0x0F, h[1] & 0x80 != 0);
         if h[0] & 0x70 != 0 {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, "RSV bits set in a server frame"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "RSV bits set in a server frame",
+            ));
         }
         let mut len = (h[1] & 0x7F) as u64;
         if len == 126 {
@@ -137,10 +159,16 @@ impl WsClient {
             len = u64::from_be_bytes(b.try_into().expect("8 bytes"));
         }
         if masked {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, "server frame is masked"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "server frame is masked",
+            ));
         }
         if len > MAX_MESSAGE {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, format!("frame of {len} bytes")));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("frame of {len} bytes"),
+            ));
         }
         let payload = self.read_exact(len as usize)?;
         Ok((fin, opcode, payload))
@@ -156,7 +184,9 @@ impl WsClient {
                 OP_PONG => {}
                 OP_CLOSE => return Ok(Message { opcode, payload }),
                 OP_CONT => {
-                    let m = msg.as_mut().ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "stray continuation"))?;
+                    let m = msg.as_mut().ok_or_else(|| {
+                        io::Error::new(io::ErrorKind::InvalidData, "stray continuation")
+                    })?;
                     m.payload.extend_from_slice(&payload);
                 }
                 _ => msg = Some(Message { opcode, payload }),
@@ -172,14 +202,25 @@ impl WsClient {
     /// Sends a text message and asserts the same text comes back.
     pub fn assert_echo(&mut self, text: &str) {
         self.send_text(text);
-        let m = self.recv().unwrap_or_else(|e| panic!("waiting for the echo of {text:?}: {e}"));
-        assert_eq!(m, Message { opcode: OP_TEXT, payload: text.as_bytes().to_vec() }, "echo of {text:?}");
+        let m = self
+            .recv()
+            .unwrap_or_else(|e| panic!("waiting for the echo of {text:?}: {e}"));
+        assert_eq!(
+            m,
+            Message {
+                opcode: OP_TEXT,
+                payload: text.as_bytes().to_vec()
+            },
+            "echo of {text:?}"
+        );
     }
 
     /// Sends close (1000) and waits for the peer's close frame.
     pub fn close(&mut self) {
         self.send_frame(OP_CLOSE, &1000u16.to_be_bytes());
-        let m = self.recv().unwrap_or_else(|e| panic!("waiting for the close reply: {e}"));
+        let m = self
+            .recv()
+            .unwrap_or_else(|e| panic!("waiting for the close reply: {e}"));
         assert_eq!(m.opcode, OP_CLOSE, "close reply");
     }
 }

@@ -7,7 +7,8 @@ endpoint (Lyre forwards paths unchanged).
 
 Endpoints:
   /page                small HTML page
-  /echo-headers        JSON {method, path, query, version, headers: [[name, value], ...]}
+  /echo-headers        JSON {method, path, raw_path, query, version, headers: [[name, value], ...],
+                       body_size}; raw_path is the request target exactly as received
   /bytes/<n>           n bytes of the deterministic pattern (see PATTERN below), chunked;
                        `?cl=1` sends a Content-Length instead
   /upload              streams the request body; JSON {size, sha256}
@@ -17,7 +18,8 @@ Endpoints:
   /status/<code>       answers with that status
   /sse?gap=s&n=k       k server-sent events, s seconds apart
   /count               number of TCP connections that carried a non-stats request
-  /stats               JSON {accepted, connections, requests, paths (last 1000)}
+  /stats               JSON {accepted, connections, requests, paths}: paths are the last 1000
+                       request targets exactly as received (raw path + query)
 
 PATTERN: the stream is cut into 64 KiB blocks; block i is BASE with its first 8 bytes
 replaced by i as u64 little-endian. BASE is 8192 outputs of xorshift64 (13, 7, 17) from
@@ -74,7 +76,7 @@ async def record(request, handler):
     if ep not in STATS_PATHS:
         stats["serving"].add(serials.get(id(request.protocol), -1))
         stats["requests"] += 1
-        stats["paths"].append(request.path_qs)
+        stats["paths"].append(request.raw_path)
         del stats["paths"][:-MAX_PATHS]
     return await handler(request)
 
@@ -89,6 +91,7 @@ async def echo_headers(request):
     doc = {
         "method": request.method,
         "path": request.path,
+        "raw_path": request.raw_path,
         "query": request.query_string,
         "version": "%d.%d" % (request.version.major, request.version.minor),
         "headers": [[k.decode("latin-1"), v.decode("latin-1")] for k, v in request.raw_headers],
@@ -99,11 +102,13 @@ async def echo_headers(request):
 
 async def send_bytes(request, n: int):
     resp = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
-    if request.query.get("cl") == "1":
+    if request.query.get("cl") == "1" or request.method == "HEAD":
         resp.content_length = n
     else:
         resp.enable_chunked_encoding()
     await resp.prepare(request)
+    if request.method == "HEAD":
+        return resp
     i, left = 0, n
     while left > 0:
         blk = pattern_block(i)
