@@ -15,6 +15,7 @@
 
 pub mod bench;
 pub mod config;
+pub mod control;
 pub mod decide;
 pub mod demo;
 pub mod frp;

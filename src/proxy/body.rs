@@ -31,6 +31,17 @@ pub enum BodyError {
     Io(io::Error),
 }
 
+impl std::fmt::Display for BodyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BodyError::Framing(e) => write!(f, "invalid body framing: {e:?}"),
+            BodyError::Timeout => f.write_str("sender idle past the timeout"),
+            BodyError::Truncated => f.write_str("sender closed before the body ended"),
+            BodyError::Io(e) => write!(f, "socket error: {e}"),
+        }
+    }
+}
+
 impl From<io::Error> for BodyError {
     fn from(e: io::Error) -> Self {
         match e.kind() {

@@ -105,7 +105,7 @@ pub async fn exchange(
                 BodyError::Timeout => 408,
                 BodyError::Truncated | BodyError::Io(_) => return Next::Close,
             };
-            debug!(status, "request body failed: {e:?}");
+            debug!(status, "request body failed: {e}");
             let _ = answer(client, answers::proxy_error(status), w.cfg.timeout_client).await;
             Next::Close
         }
@@ -212,7 +212,7 @@ async fn forward_response(
             reuse: head.keep_alive && head.framing != BodyFraming::UntilClose && rbuf.is_empty(),
         },
         Err(e) => {
-            debug!("response body failed: {e:?}");
+            debug!("response body failed: {e}");
             ResponseEnd::Failed
         }
     }

@@ -200,6 +200,19 @@ async fn worker_main(
             return;
         }
     };
+    if id == 0 {
+        match monoio::net::TcpListener::bind(cfg.control_address) {
+            Ok(l) => drop(monoio::spawn(crate::control::serve_admin(l))),
+            Err(e) => {
+                let _ = ready.send(Err(format!(
+                    "LYRE_CONTROL_ADDRESS: cannot listen on {}: {e} (set LYRE_CONTROL_ADDRESS \
+                     to a free loopback host:port)",
+                    cfg.control_address
+                )));
+                return;
+            }
+        }
+    }
     let _ = ready.send(Ok(()));
     let worker = crate::proxy::Worker::new(id, cfg);
     crate::proxy::accept_loop(worker, listener).await;
