@@ -19,7 +19,7 @@ use super::body::{forward_body, timed, timed_read, BodyError};
 use super::conn::answer;
 use super::Worker;
 use crate::http::{
-    answers, parse_response, write_request, write_response, BodyFraming, HeadEdits, RequestHead,
+    answers, parse_response, write_request, write_response_to, BodyFraming, HeadEdits, RequestHead,
     ResponseHead,
 };
 use crate::net::io::{set_nonblocking, write_all};
@@ -188,7 +188,7 @@ async fn forward_response(
     let upgrade = head.status == 101 && req.upgrade;
     let keep_client = req.keep_alive && head.framing != BodyFraming::UntilClose;
     let mut out = Vec::with_capacity(head.raw.len() + 64);
-    write_response(&head, keep_client || upgrade, &mut out);
+    write_response_to(&head, keep_client || upgrade, req.minor_version, &mut out);
     if timed(w.cfg.timeout_client, write_all(client, &out))
         .await
         .is_err()
