@@ -73,10 +73,18 @@ const HARP_401_CLOSE: &[u8] = harp_answer!(
     "401 Unauthorized",
     "connection: close\r\n"
 );
-const HARP_403_CLOSE: &[u8] =
-    harp_answer!("403 Forbidden", 13, "403 Forbidden", "connection: close\r\n");
-const HARP_404_CLOSE: &[u8] =
-    harp_answer!("404 Not Found", 13, "404 Not Found", "connection: close\r\n");
+const HARP_403_CLOSE: &[u8] = harp_answer!(
+    "403 Forbidden",
+    13,
+    "403 Forbidden",
+    "connection: close\r\n"
+);
+const HARP_404_CLOSE: &[u8] = harp_answer!(
+    "404 Not Found",
+    13,
+    "404 Not Found",
+    "connection: close\r\n"
+);
 const HARP_503_CLOSE: &[u8] = harp_answer!(
     "503 Service Unavailable",
     30,
@@ -118,7 +126,12 @@ pub fn harp_close(status: u16) -> &'static [u8] {
 /// assert).
 pub fn proxy_error(status: u16) -> &'static [u8] {
     match status {
-        400 => proxy_page!("400", "Bad request", 90, "Your browser sent an invalid request."),
+        400 => proxy_page!(
+            "400",
+            "Bad request",
+            90,
+            "Your browser sent an invalid request."
+        ),
         408 => proxy_page!(
             "408",
             "Request Time-out",
@@ -155,7 +168,12 @@ pub fn proxy_error(status: u16) -> &'static [u8] {
             107,
             "No server is available to handle this request."
         ),
-        504 => proxy_page!("504", "Gateway Time-out", 92, "The server didn't respond in time."),
+        504 => proxy_page!(
+            "504",
+            "Gateway Time-out",
+            92,
+            "The server didn't respond in time."
+        ),
         _ => {
             debug_assert!(status == 500, "no proxy error page for status {status}");
             proxy_page!(

@@ -186,16 +186,15 @@ impl ResponseHead {
     }
 }
 
-
 impl RequestHead {
     /// Value of the LAST occurrence of cookie `name` across all `Cookie` headers (HAProxy
     /// `req.cook`), e.g. `oc_sessionPassphrase`. See [`super::cookie::cookie_value`].
     pub fn cookie(&self, name: &str) -> Option<&[u8]> {
         self.headers
             .iter()
+            .rev()
             .filter(|h| self.raw[h.name.clone()].eq_ignore_ascii_case(b"cookie"))
-            .filter_map(|h| cookie_value(&self.raw[h.value.clone()], name))
-            .last()
+            .find_map(|h| cookie_value(&self.raw[h.value.clone()], name))
     }
 
     /// Iterate `(name, value)` pairs in message order.
@@ -271,11 +270,8 @@ pub fn parse_response(
     let window = &buf[..buf.len().min(MAX_HEAD_BYTES)];
     let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; HEADER_SLOTS];
     let mut res = httparse::Response::new(&mut []);
-    let status = httparse::ParserConfig::default().parse_response_with_uninit_headers(
-        &mut res,
-        window,
-        &mut slots,
-    );
+    let status = httparse::ParserConfig::default()
+        .parse_response_with_uninit_headers(&mut res, window, &mut slots);
     let len = match complete_len(status, buf.len())? {
         Some(len) => len,
         None => return Ok(None),
@@ -369,7 +365,9 @@ fn header_ranges(buf: &[u8], parsed: &[httparse::Header<'_>]) -> Result<Vec<Head
 fn request_framing(facts: &FieldFacts, minor_version: u8) -> Result<BodyFraming, HeadError> {
     if facts.te_seen {
         if minor_version == 0 {
-            return Err(HeadError::Smuggling("Transfer-Encoding in an HTTP/1.0 request"));
+            return Err(HeadError::Smuggling(
+                "Transfer-Encoding in an HTTP/1.0 request",
+            ));
         }
         check_te(facts)?;
         if !facts.te_final_chunked {
@@ -384,7 +382,9 @@ fn request_framing(facts: &FieldFacts, minor_version: u8) -> Result<BodyFraming,
 fn response_framing(facts: &FieldFacts, minor_version: u8) -> Result<BodyFraming, HeadError> {
     if facts.te_seen {
         if minor_version == 0 {
-            return Err(HeadError::Smuggling("Transfer-Encoding in an HTTP/1.0 response"));
+            return Err(HeadError::Smuggling(
+                "Transfer-Encoding in an HTTP/1.0 response",
+            ));
         }
         check_te(facts)?;
         // §6.3 rule 4: a response whose final coding is not chunked runs until close.
@@ -400,7 +400,9 @@ fn response_framing(facts: &FieldFacts, minor_version: u8) -> Result<BodyFraming
 /// TE checks shared by both directions (TE is known to be present).
 fn check_te(facts: &FieldFacts) -> Result<(), HeadError> {
     if facts.cl_seen {
-        return Err(HeadError::Smuggling("both Transfer-Encoding and Content-Length"));
+        return Err(HeadError::Smuggling(
+            "both Transfer-Encoding and Content-Length",
+        ));
     }
     if facts.chunked_count > 1 {
         return Err(HeadError::Smuggling("chunked applied more than once"));
@@ -415,7 +417,9 @@ fn content_length_framing(
     if let Some(why) = facts.cl_error {
         return Err(HeadError::Smuggling(why));
     }
-    Ok(facts.content_length.map_or(absent, BodyFraming::ContentLength))
+    Ok(facts
+        .content_length
+        .map_or(absent, BodyFraming::ContentLength))
 }
 
 /// RFC 9112 §3.2: an HTTP/1.1 request carries exactly one Host; more than one is always 400.

@@ -99,8 +99,14 @@ pub fn write_request(head: &RequestHead, edits: &HeadEdits<'_>, out: &mut Vec<u8
         keep_upgrade: head.upgrade,
     };
     for (name, value) in head.fields() {
-        let edited = edits.remove.iter().any(|n| name.eq_ignore_ascii_case(n.as_bytes()))
-            || edits.set.iter().any(|(n, _)| name.eq_ignore_ascii_case(n.as_bytes()));
+        let edited = edits
+            .remove
+            .iter()
+            .any(|n| name.eq_ignore_ascii_case(n.as_bytes()))
+            || edits
+                .set
+                .iter()
+                .any(|(n, _)| name.eq_ignore_ascii_case(n.as_bytes()));
         if !edited && !hop.drops(name) {
             push_field(out, name, value);
         }
