@@ -13,6 +13,7 @@
 //!   built-in 431 page; ours follows the same pattern. The 501 text omits a stray leading `.`
 //!   that some HAProxy versions print.
 //! - `CONTINUE_100`: `HTTP/1.1 100 Continue\r\n\r\n`.
+//! - `head_only(answer)`: the answer without its body, for HEAD requests.
 //!
 //! Every Content-Length below is checked by parsing the answer back (tests).
 
@@ -119,6 +120,16 @@ pub fn harp_close(status: u16) -> &'static [u8] {
             debug_assert!(false, "no HaRP answer for status {status}");
             HARP_503_CLOSE
         }
+    }
+}
+
+/// The head of a pre-rendered answer (through the blank line), for replying to a HEAD
+/// request: RFC 9110 §9.3.2 forbids the body, and sending it would desynchronise a
+/// kept-alive client.
+pub fn head_only(answer: &'static [u8]) -> &'static [u8] {
+    match answer.windows(4).position(|w| w == b"\r\n\r\n") {
+        Some(i) => &answer[..i + 4],
+        None => answer,
     }
 }
 
@@ -268,6 +279,18 @@ mod tests {
                content-type: text/html\r\nconnection: close\r\n\r\n<html><body><h1>400 Bad \
                request</h1>\nYour browser sent an invalid request.\n</body></html>\n"[..]
         );
+    }
+
+    #[test]
+    fn head_only_stops_at_the_blank_line() {
+        for answer in [harp(404), harp_close(401), proxy_error(502)] {
+            let head = head_only(answer);
+            let (parsed, len) = parse_response(head, true).unwrap().unwrap();
+            assert_eq!(len, head.len());
+            assert_eq!(parsed.framing, BodyFraming::None);
+            assert!(answer.starts_with(head) && answer.len() > head.len());
+        }
+        assert_eq!(head_only(CONTINUE_100), CONTINUE_100);
     }
 
     #[test]

@@ -155,12 +155,23 @@ impl RequestHead {
     pub fn target(&self) -> &[u8] {
         &self.raw[self.target.clone()]
     }
-    /// Target without the query string.
+    /// Target without the query string, as HAProxy's `path` fetch (HaRP's `path` input,
+    /// harp-compat.md §3.1): for an absolute-form target (`http://host/p?q`, RFC 9112
+    /// §3.2.2) the scheme and authority are skipped (`/p`; empty if no path follows).
     pub fn path(&self) -> &[u8] {
-        let t = self.target();
+        let t = strip_scheme_authority(self.target());
         match t.iter().position(|&b| b == b'?') {
             Some(i) => &t[..i],
             None => t,
+        }
+    }
+    /// `?` and everything after it in the target, or empty: what a rewritten path needs
+    /// appended to keep the query byte-for-byte (harp-compat.md §3.7).
+    pub fn query_suffix(&self) -> &[u8] {
+        let t = self.target();
+        match t.iter().position(|&b| b == b'?') {
+            Some(i) => &t[i..],
+            None => &[],
         }
     }
     /// Value of the LAST header named `name` (case-insensitive), as HaRP reads headers.
@@ -216,6 +227,25 @@ impl ResponseHead {
             .iter()
             .map(|h| (&self.raw[h.name.clone()], &self.raw[h.value.clone()]))
     }
+}
+
+/// `scheme://authority` removed from an absolute-form target; origin-form and `*` unchanged.
+fn strip_scheme_authority(target: &[u8]) -> &[u8] {
+    if !target.first().is_some_and(u8::is_ascii_alphabetic) {
+        return target;
+    }
+    let scheme_len = target
+        .iter()
+        .position(|&b| !(b.is_ascii_alphanumeric() || b == b'+' || b == b'-' || b == b'.'))
+        .unwrap_or(target.len());
+    let Some(rest) = target[scheme_len..].strip_prefix(b"://") else {
+        return target;
+    };
+    let path_start = rest
+        .iter()
+        .position(|&b| b == b'/' || b == b'?')
+        .unwrap_or(rest.len());
+    &rest[path_start..]
 }
 
 /// httparse slots: one more than allowed, so "exactly one too many" is seen as a count, and

@@ -42,6 +42,28 @@ fn header_values_are_trimmed_and_ranges_point_into_raw() {
 }
 
 #[test]
+fn path_and_query_suffix() {
+    // (target, path, query_suffix)
+    let rows: &[(&str, &str, &str)] = &[
+        ("/exapps/a/b", "/exapps/a/b", ""),
+        ("/exapps/a/b?x=1&y=%2F", "/exapps/a/b", "?x=1&y=%2F"),
+        ("/?", "/", "?"),
+        ("/a?b?c", "/a", "?b?c"),
+        ("http://nc.example/exapps/a?q", "/exapps/a", "?q"),
+        ("HTTPS://nc.example:8443/x", "/x", ""),
+        ("http://nc.example", "", ""),
+        ("http://nc.example?q=1", "", "?q=1"),
+        ("*", "*", ""),
+        ("exapps/a", "exapps/a", ""),
+    ];
+    for (target, path, query) in rows {
+        let head = head_of(&format!("OPTIONS {target} HTTP/1.1\r\nHost: a\r\n\r\n"));
+        assert_eq!(head.path(), path.as_bytes(), "{target}");
+        assert_eq!(head.query_suffix(), query.as_bytes(), "{target}");
+    }
+}
+
+#[test]
 fn leading_empty_lines_are_skipped() {
     let head = head_of("\r\nGET /a HTTP/1.1\r\nHost: x\r\n\r\n");
     assert_eq!(head.method(), b"GET");
