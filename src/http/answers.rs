@@ -6,8 +6,9 @@
 //!   `503 Service Unavailable (HaRP)`; `content-type` then `content-length`; the connection
 //!   is kept. `harp_close(status)` is the same answer with `connection: close`, for HTTP/1.0
 //!   clients without keep-alive or connections the proxy closes afterwards.
-//! - `proxy_error(status)`: proxy-level errors (400, 408, 413, 431, 500, 501, 502, 503, 504)
-//!   as HAProxy 2.x/3.x sends its built-in pages (harp-compat.md §3.7): small HTML body,
+//! - `proxy_error(status)`: proxy-level errors (400, 403, 404, 405, 408, 413, 431, 500, 501,
+//!   502, 503, 504) as HAProxy 2.x/3.x sends its built-in pages (harp-compat.md §3.7, H-69):
+//!   small HTML body,
 //!   `content-length`, `cache-control: no-cache`, `content-type: text/html`,
 //!   `connection: close`, lowercase names as HAProxy's H1 mux emits them. HAProxy has no
 //!   built-in 431 page; ours follows the same pattern. The 501 text omits a stray leading `.`
@@ -143,6 +144,19 @@ pub fn proxy_error(status: u16) -> &'static [u8] {
             90,
             "Your browser sent an invalid request."
         ),
+        403 => proxy_page!(
+            "403",
+            "Forbidden",
+            93,
+            "Request forbidden by administrative rules."
+        ),
+        404 => proxy_page!("404", "Not Found", 83, "The resource could not be found."),
+        405 => proxy_page!(
+            "405",
+            "Method Not Allowed",
+            146,
+            "A request was made of a resource using a request method not supported by that resource"
+        ),
         408 => proxy_page!(
             "408",
             "Request Time-out",
@@ -228,10 +242,10 @@ mod tests {
     fn harp_answers_are_exact() {
         // harp-compat.md §3 verdict table.
         let rows: &[(u16, &str, &str)] = &[
-            (401, "Unauthorized", "401 Unauthorized"),
-            (403, "Forbidden", "403 Forbidden"),
-            (404, "Not Found", "404 Not Found"),
-            (503, "Service Unavailable", "503 Service Unavailable (HaRP)"),
+            (401, "Unauthorized", "401 Unauthorized"), // H-35, H-51
+            (403, "Forbidden", "403 Forbidden"),       // H-52
+            (404, "Not Found", "404 Not Found"),       // H-24, H-56
+            (503, "Service Unavailable", "503 Service Unavailable (HaRP)"), // H-70
         ];
         for &(status, reason, body) in rows {
             for (answer, keep) in [(harp(status), true), (harp_close(status), false)] {
@@ -257,7 +271,7 @@ mod tests {
 
     #[test]
     fn proxy_errors_parse_back_with_correct_length() {
-        for status in [400, 408, 413, 431, 500, 501, 502, 503, 504] {
+        for status in [400, 403, 404, 405, 408, 413, 431, 500, 501, 502, 503, 504] {
             let answer = proxy_error(status);
             let (s, _reason, ct, body, keep_alive) = parse_back(answer);
             assert_eq!(s, status);
