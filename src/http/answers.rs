@@ -8,8 +8,7 @@
 //!   clients without keep-alive or connections the proxy closes afterwards.
 //! - `proxy_error(status)`: proxy-level errors (400, 403, 404, 405, 408, 413, 431, 500, 501,
 //!   502, 503, 504) as HAProxy 2.x/3.x sends its built-in pages (harp-compat.md §3.7, H-69):
-//!   small HTML body,
-//!   `content-length`, `cache-control: no-cache`, `content-type: text/html`,
+//!   small HTML body, `content-length`, `cache-control: no-cache`, `content-type: text/html`,
 //!   `connection: close`, lowercase names as HAProxy's H1 mux emits them. HAProxy has no
 //!   built-in 431 page; ours follows the same pattern. The 501 text omits a stray leading `.`
 //!   that some HAProxy versions print.
