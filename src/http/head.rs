@@ -185,19 +185,7 @@ impl RequestHead {
     pub fn is_head(&self) -> bool {
         self.method() == b"HEAD"
     }
-}
 
-impl ResponseHead {
-    pub fn header(&self, name: &str) -> Option<&[u8]> {
-        self.headers
-            .iter()
-            .rev()
-            .find(|h| self.raw[h.name.clone()].eq_ignore_ascii_case(name.as_bytes()))
-            .map(|h| &self.raw[h.value.clone()])
-    }
-}
-
-impl RequestHead {
     /// Value of the LAST occurrence of cookie `name` across all `Cookie` headers (HAProxy
     /// `req.cook`), e.g. `oc_sessionPassphrase`. See [`super::cookie::cookie_value`].
     pub fn cookie(&self, name: &str) -> Option<&[u8]> {
@@ -217,6 +205,14 @@ impl RequestHead {
 }
 
 impl ResponseHead {
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        self.headers
+            .iter()
+            .rev()
+            .find(|h| self.raw[h.name.clone()].eq_ignore_ascii_case(name.as_bytes()))
+            .map(|h| &self.raw[h.value.clone()])
+    }
+
     pub fn reason(&self) -> &[u8] {
         &self.raw[self.reason.clone()]
     }
