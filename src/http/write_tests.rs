@@ -152,3 +152,13 @@ fn response_keeps_framing_even_if_connection_names_it() {
     let (again, _) = parse_response(out.as_bytes(), false).unwrap().unwrap();
     assert_eq!(again.framing, BodyFraming::Chunked);
 }
+
+#[test]
+fn bare_lf_heads_are_reserialised_with_crlf() {
+    let text = "GET /a HTTP/1.1\nHost: nc\nX-A: 1\n\nNEXT";
+    let (head, len) = parse_request(text.as_bytes()).unwrap().unwrap();
+    assert_eq!(len, text.len() - "NEXT".len());
+    let mut out = Vec::new();
+    write_request(&head, &HeadEdits::default(), &mut out);
+    assert_eq!(out, b"GET /a HTTP/1.1\r\nHost: nc\r\nX-A: 1\r\n\r\n");
+}
