@@ -6,13 +6,14 @@
 //!   `503 Service Unavailable (HaRP)`; `content-type` then `content-length`; the connection
 //!   is kept. `harp_close(status)` is the same answer with `connection: close`, for HTTP/1.0
 //!   clients without keep-alive or connections the proxy closes afterwards.
-//! - `proxy_error(status)`: proxy-level errors (400, 408, 413, 431, 500, 501, 502, 503, 504)
-//!   as HAProxy 2.x/3.x sends its built-in pages (harp-compat.md §3.7): small HTML body,
-//!   `content-length`, `cache-control: no-cache`, `content-type: text/html`,
+//! - `proxy_error(status)`: proxy-level errors (400, 403, 404, 405, 408, 413, 431, 500, 501,
+//!   502, 503, 504) as HAProxy 2.x/3.x sends its built-in pages (harp-compat.md §3.7, H-69):
+//!   small HTML body, `content-length`, `cache-control: no-cache`, `content-type: text/html`,
 //!   `connection: close`, lowercase names as HAProxy's H1 mux emits them. HAProxy has no
 //!   built-in 431 page; ours follows the same pattern. The 501 text omits a stray leading `.`
 //!   that some HAProxy versions print.
 //! - `CONTINUE_100`: `HTTP/1.1 100 Continue\r\n\r\n`.
+//! - `head_only(answer)`: the answer without its body, for HEAD requests.
 //!
 //! Every Content-Length below is checked by parsing the answer back (tests).
 
@@ -73,10 +74,18 @@ const HARP_401_CLOSE: &[u8] = harp_answer!(
     "401 Unauthorized",
     "connection: close\r\n"
 );
-const HARP_403_CLOSE: &[u8] =
-    harp_answer!("403 Forbidden", 13, "403 Forbidden", "connection: close\r\n");
-const HARP_404_CLOSE: &[u8] =
-    harp_answer!("404 Not Found", 13, "404 Not Found", "connection: close\r\n");
+const HARP_403_CLOSE: &[u8] = harp_answer!(
+    "403 Forbidden",
+    13,
+    "403 Forbidden",
+    "connection: close\r\n"
+);
+const HARP_404_CLOSE: &[u8] = harp_answer!(
+    "404 Not Found",
+    13,
+    "404 Not Found",
+    "connection: close\r\n"
+);
 const HARP_503_CLOSE: &[u8] = harp_answer!(
     "503 Service Unavailable",
     30,
@@ -114,11 +123,39 @@ pub fn harp_close(status: u16) -> &'static [u8] {
     }
 }
 
+/// The head of a pre-rendered answer (through the blank line), for replying to a HEAD
+/// request: RFC 9110 §9.3.2 forbids the body, and sending it would desynchronise a
+/// kept-alive client.
+pub fn head_only(answer: &'static [u8]) -> &'static [u8] {
+    match answer.windows(4).position(|w| w == b"\r\n\r\n") {
+        Some(i) => &answer[..i + 4],
+        None => answer,
+    }
+}
+
 /// The proxy's own error page for `status`; unknown statuses get the 500 page (debug builds
 /// assert).
 pub fn proxy_error(status: u16) -> &'static [u8] {
     match status {
-        400 => proxy_page!("400", "Bad request", 90, "Your browser sent an invalid request."),
+        400 => proxy_page!(
+            "400",
+            "Bad request",
+            90,
+            "Your browser sent an invalid request."
+        ),
+        403 => proxy_page!(
+            "403",
+            "Forbidden",
+            93,
+            "Request forbidden by administrative rules."
+        ),
+        404 => proxy_page!("404", "Not Found", 83, "The resource could not be found."),
+        405 => proxy_page!(
+            "405",
+            "Method Not Allowed",
+            146,
+            "A request was made of a resource using a request method not supported by that resource"
+        ),
         408 => proxy_page!(
             "408",
             "Request Time-out",
@@ -155,7 +192,12 @@ pub fn proxy_error(status: u16) -> &'static [u8] {
             107,
             "No server is available to handle this request."
         ),
-        504 => proxy_page!("504", "Gateway Time-out", 92, "The server didn't respond in time."),
+        504 => proxy_page!(
+            "504",
+            "Gateway Time-out",
+            92,
+            "The server didn't respond in time."
+        ),
         _ => {
             debug_assert!(status == 500, "no proxy error page for status {status}");
             proxy_page!(
@@ -199,10 +241,10 @@ mod tests {
     fn harp_answers_are_exact() {
         // harp-compat.md §3 verdict table.
         let rows: &[(u16, &str, &str)] = &[
-            (401, "Unauthorized", "401 Unauthorized"),
-            (403, "Forbidden", "403 Forbidden"),
-            (404, "Not Found", "404 Not Found"),
-            (503, "Service Unavailable", "503 Service Unavailable (HaRP)"),
+            (401, "Unauthorized", "401 Unauthorized"), // H-35, H-51
+            (403, "Forbidden", "403 Forbidden"),       // H-52
+            (404, "Not Found", "404 Not Found"),       // H-24, H-56
+            (503, "Service Unavailable", "503 Service Unavailable (HaRP)"), // H-70
         ];
         for &(status, reason, body) in rows {
             for (answer, keep) in [(harp(status), true), (harp_close(status), false)] {
@@ -228,7 +270,7 @@ mod tests {
 
     #[test]
     fn proxy_errors_parse_back_with_correct_length() {
-        for status in [400, 408, 413, 431, 500, 501, 502, 503, 504] {
+        for status in [400, 403, 404, 405, 408, 413, 431, 500, 501, 502, 503, 504] {
             let answer = proxy_error(status);
             let (s, _reason, ct, body, keep_alive) = parse_back(answer);
             assert_eq!(s, status);
@@ -250,6 +292,18 @@ mod tests {
                content-type: text/html\r\nconnection: close\r\n\r\n<html><body><h1>400 Bad \
                request</h1>\nYour browser sent an invalid request.\n</body></html>\n"[..]
         );
+    }
+
+    #[test]
+    fn head_only_stops_at_the_blank_line() {
+        for answer in [harp(404), harp_close(401), proxy_error(502)] {
+            let head = head_only(answer);
+            let (parsed, len) = parse_response(head, true).unwrap().unwrap();
+            assert_eq!(len, head.len());
+            assert_eq!(parsed.framing, BodyFraming::None);
+            assert!(answer.starts_with(head) && answer.len() > head.len());
+        }
+        assert_eq!(head_only(CONTINUE_100), CONTINUE_100);
     }
 
     #[test]

@@ -166,9 +166,16 @@ impl ChunkedScanner {
                 self.count_line_byte(MAX_CHUNK_LINE_BYTES, "chunk-size line too long")?;
                 self.step_size_line(b)
             }
-            State::DataCr => self.expect(b, b'\r', State::DataLf, "chunk data not followed by CRLF"),
+            State::DataCr => {
+                self.expect(b, b'\r', State::DataLf, "chunk data not followed by CRLF")
+            }
             State::DataLf => {
-                self.expect(b, b'\n', State::SizeDigits, "chunk data not followed by CRLF")?;
+                self.expect(
+                    b,
+                    b'\n',
+                    State::SizeDigits,
+                    "chunk data not followed by CRLF",
+                )?;
                 self.size = 0;
                 self.digits = 0;
                 self.line_bytes = 0;
@@ -266,7 +273,9 @@ impl ChunkedScanner {
         let malformed = HeadError::Malformed;
         match (self.state, b) {
             (State::TrailerStart, b'\r') => self.state = State::FinalLf,
-            (State::TrailerStart, b' ' | b'\t') => return Err(malformed("obsolete line folding in trailer")),
+            (State::TrailerStart, b' ' | b'\t') => {
+                return Err(malformed("obsolete line folding in trailer"))
+            }
             (State::TrailerStart | State::TrailerName, _) if is_tchar(b) => {
                 self.state = State::TrailerName
             }

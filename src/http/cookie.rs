@@ -71,9 +71,17 @@ mod tests {
         let rows: &[(&str, &str, Option<&str>)] = &[
             ("oc_sessionPassphrase=abc", p, Some("abc")),
             ("a=1; oc_sessionPassphrase=abc; b=2", p, Some("abc")),
-            ("oc_sessionPassphrase=first; oc_sessionPassphrase=last", p, Some("last")),
+            (
+                "oc_sessionPassphrase=first; oc_sessionPassphrase=last",
+                p,
+                Some("last"),
+            ),
             ("a=1;oc_sessionPassphrase=x", p, Some("x")),
-            ("  oc_sessionPassphrase  =  spaced  ; b=2", p, Some("spaced")),
+            (
+                "  oc_sessionPassphrase  =  spaced  ; b=2",
+                p,
+                Some("spaced"),
+            ),
             ("a=1, oc_sessionPassphrase=comma", p, Some("comma")),
             ("oc_sessionPassphrase=v,w", p, Some("v")),
             ("oc_sessionpassphrase=lower", p, None),
@@ -83,7 +91,11 @@ mod tests {
             ("oc_sessionPassphrase=\"q;u,o\"; b=2", p, Some("\"q;u,o\"")),
             ("$oc_sessionPassphrase=attr", "$oc_sessionPassphrase", None),
             ("a=\"unterminated; oc_sessionPassphrase=hidden", p, None),
-            ("nc_session_id=1; oc_sessionPassphrase=a%2Bb%3D", p, Some("a%2Bb%3D")),
+            (
+                "nc_session_id=1; oc_sessionPassphrase=a%2Bb%3D",
+                p,
+                Some("a%2Bb%3D"),
+            ),
             ("", p, None),
             (";;;", p, None),
         ];

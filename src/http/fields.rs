@@ -11,15 +11,24 @@ fn is_ows(b: u8) -> bool {
 
 /// `value` without leading and trailing SP / HTAB.
 pub(crate) fn trim_ows(value: &[u8]) -> &[u8] {
-    let start = value.iter().position(|&b| !is_ows(b)).unwrap_or(value.len());
-    let end = value.iter().rposition(|&b| !is_ows(b)).map_or(start, |i| i + 1);
+    let start = value
+        .iter()
+        .position(|&b| !is_ows(b))
+        .unwrap_or(value.len());
+    let end = value
+        .iter()
+        .rposition(|&b| !is_ows(b))
+        .map_or(start, |i| i + 1);
     &value[start..end]
 }
 
 /// The non-empty elements of a comma-separated list (RFC 9110 §5.6.1: empty elements are
 /// ignored), each trimmed of OWS. The tokens lists this module reads contain no quoted strings.
 pub(crate) fn list_items(value: &[u8]) -> impl Iterator<Item = &[u8]> {
-    value.split(|&b| b == b',').map(trim_ows).filter(|item| !item.is_empty())
+    value
+        .split(|&b| b == b',')
+        .map(trim_ows)
+        .filter(|item| !item.is_empty())
 }
 
 /// What the framing- and connection-relevant headers of one message say.
@@ -133,6 +142,8 @@ pub(crate) fn parse_decimal(digits: &[u8]) -> Option<u64> {
 mod tests {
     use super::*;
 
+    type Fields = &'static [(&'static str, &'static str)];
+
     fn facts(fields: &[(&str, &str)]) -> FieldFacts {
         FieldFacts::collect(fields.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes())))
     }
@@ -169,32 +180,55 @@ mod tests {
 
     #[test]
     fn content_length_rules() {
-        let rows: &[(&[(&str, &str)], Option<u64>, bool)] = &[
+        let rows: &[(Fields, Option<u64>, bool)] = &[
             (&[("Content-Length", "5")], Some(5), false),
-            (&[("content-length", "5"), ("CONTENT-LENGTH", "5")], Some(5), false),
+            (
+                &[("content-length", "5"), ("CONTENT-LENGTH", "5")],
+                Some(5),
+                false,
+            ),
             (&[("Content-Length", "5, 5")], Some(5), false),
             (&[("Content-Length", "5, 6")], None, true),
-            (&[("Content-Length", "5"), ("Content-Length", "6")], None, true),
+            (
+                &[("Content-Length", "5"), ("Content-Length", "6")],
+                None,
+                true,
+            ),
             (&[("Content-Length", "5,")], None, true),
             (&[("Content-Length", "")], None, true),
             (&[("Content-Length", "+5")], None, true),
-            (&[("Content-Length", "abc"), ("Content-Length", "5")], None, true),
+            (
+                &[("Content-Length", "abc"), ("Content-Length", "5")],
+                None,
+                true,
+            ),
         ];
         for (fields, want, error) in rows {
             let f = facts(fields);
             assert!(f.cl_seen);
-            assert_eq!(f.content_length.filter(|_| f.cl_error.is_none()), *want, "{fields:?}");
+            assert_eq!(
+                f.content_length.filter(|_| f.cl_error.is_none()),
+                *want,
+                "{fields:?}"
+            );
             assert_eq!(f.cl_error.is_some(), *error, "{fields:?}");
         }
     }
 
     #[test]
     fn transfer_encoding_rules() {
-        let rows: &[(&[(&str, &str)], u32, bool)] = &[
+        let rows: &[(Fields, u32, bool)] = &[
             (&[("Transfer-Encoding", "chunked")], 1, true),
             (&[("transfer-encoding", "CHUNKED")], 1, true),
             (&[("Transfer-Encoding", "gzip, chunked")], 1, true),
-            (&[("Transfer-Encoding", "gzip"), ("Transfer-Encoding", "chunked")], 1, true),
+            (
+                &[
+                    ("Transfer-Encoding", "gzip"),
+                    ("Transfer-Encoding", "chunked"),
+                ],
+                1,
+                true,
+            ),
             (&[("Transfer-Encoding", "chunked, identity")], 1, false),
             (&[("Transfer-Encoding", "xchunked")], 0, false),
             (&[("Transfer-Encoding", "chunked;x=1")], 0, false),

@@ -155,12 +155,23 @@ impl RequestHead {
     pub fn target(&self) -> &[u8] {
         &self.raw[self.target.clone()]
     }
-    /// Target without the query string.
+    /// Target without the query string, as HAProxy's `path` fetch (HaRP's `path` input,
+    /// harp-compat.md §3.1): for an absolute-form target (`http://host/p?q`, RFC 9112
+    /// §3.2.2) the scheme and authority are skipped (`/p`; empty if no path follows).
     pub fn path(&self) -> &[u8] {
-        let t = self.target();
+        let t = strip_scheme_authority(self.target());
         match t.iter().position(|&b| b == b'?') {
             Some(i) => &t[..i],
             None => t,
+        }
+    }
+    /// `?` and everything after it in the target, or empty: what a rewritten path needs
+    /// appended to keep the query byte-for-byte (harp-compat.md §3.7).
+    pub fn query_suffix(&self) -> &[u8] {
+        let t = self.target();
+        match t.iter().position(|&b| b == b'?') {
+            Some(i) => &t[i..],
+            None => &[],
         }
     }
     /// Value of the LAST header named `name` (case-insensitive), as HaRP reads headers.
@@ -174,6 +185,23 @@ impl RequestHead {
     pub fn is_head(&self) -> bool {
         self.method() == b"HEAD"
     }
+
+    /// Value of the LAST occurrence of cookie `name` across all `Cookie` headers (HAProxy
+    /// `req.cook`), e.g. `oc_sessionPassphrase`. See [`super::cookie::cookie_value`].
+    pub fn cookie(&self, name: &str) -> Option<&[u8]> {
+        self.headers
+            .iter()
+            .rev()
+            .filter(|h| self.raw[h.name.clone()].eq_ignore_ascii_case(b"cookie"))
+            .find_map(|h| cookie_value(&self.raw[h.value.clone()], name))
+    }
+
+    /// Iterate `(name, value)` pairs in message order.
+    pub fn fields(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.headers
+            .iter()
+            .map(|h| (&self.raw[h.name.clone()], &self.raw[h.value.clone()]))
+    }
 }
 
 impl ResponseHead {
@@ -184,29 +212,7 @@ impl ResponseHead {
             .find(|h| self.raw[h.name.clone()].eq_ignore_ascii_case(name.as_bytes()))
             .map(|h| &self.raw[h.value.clone()])
     }
-}
 
-
-impl RequestHead {
-    /// Value of the LAST occurrence of cookie `name` across all `Cookie` headers (HAProxy
-    /// `req.cook`), e.g. `oc_sessionPassphrase`. See [`super::cookie::cookie_value`].
-    pub fn cookie(&self, name: &str) -> Option<&[u8]> {
-        self.headers
-            .iter()
-            .filter(|h| self.raw[h.name.clone()].eq_ignore_ascii_case(b"cookie"))
-            .filter_map(|h| cookie_value(&self.raw[h.value.clone()], name))
-            .last()
-    }
-
-    /// Iterate `(name, value)` pairs in message order.
-    pub fn fields(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
-        self.headers
-            .iter()
-            .map(|h| (&self.raw[h.name.clone()], &self.raw[h.value.clone()]))
-    }
-}
-
-impl ResponseHead {
     pub fn reason(&self) -> &[u8] {
         &self.raw[self.reason.clone()]
     }
@@ -217,6 +223,25 @@ impl ResponseHead {
             .iter()
             .map(|h| (&self.raw[h.name.clone()], &self.raw[h.value.clone()]))
     }
+}
+
+/// `scheme://authority` removed from an absolute-form target; origin-form and `*` unchanged.
+fn strip_scheme_authority(target: &[u8]) -> &[u8] {
+    if !target.first().is_some_and(u8::is_ascii_alphabetic) {
+        return target;
+    }
+    let scheme_len = target
+        .iter()
+        .position(|&b| !(b.is_ascii_alphanumeric() || b == b'+' || b == b'-' || b == b'.'))
+        .unwrap_or(target.len());
+    let Some(rest) = target[scheme_len..].strip_prefix(b"://") else {
+        return target;
+    };
+    let path_start = rest
+        .iter()
+        .position(|&b| b == b'/' || b == b'?')
+        .unwrap_or(rest.len());
+    &rest[path_start..]
 }
 
 /// httparse slots: one more than allowed, so "exactly one too many" is seen as a count, and
@@ -271,11 +296,8 @@ pub fn parse_response(
     let window = &buf[..buf.len().min(MAX_HEAD_BYTES)];
     let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; HEADER_SLOTS];
     let mut res = httparse::Response::new(&mut []);
-    let status = httparse::ParserConfig::default().parse_response_with_uninit_headers(
-        &mut res,
-        window,
-        &mut slots,
-    );
+    let status = httparse::ParserConfig::default()
+        .parse_response_with_uninit_headers(&mut res, window, &mut slots);
     let len = match complete_len(status, buf.len())? {
         Some(len) => len,
         None => return Ok(None),
@@ -369,7 +391,9 @@ fn header_ranges(buf: &[u8], parsed: &[httparse::Header<'_>]) -> Result<Vec<Head
 fn request_framing(facts: &FieldFacts, minor_version: u8) -> Result<BodyFraming, HeadError> {
     if facts.te_seen {
         if minor_version == 0 {
-            return Err(HeadError::Smuggling("Transfer-Encoding in an HTTP/1.0 request"));
+            return Err(HeadError::Smuggling(
+                "Transfer-Encoding in an HTTP/1.0 request",
+            ));
         }
         check_te(facts)?;
         if !facts.te_final_chunked {
@@ -384,7 +408,9 @@ fn request_framing(facts: &FieldFacts, minor_version: u8) -> Result<BodyFraming,
 fn response_framing(facts: &FieldFacts, minor_version: u8) -> Result<BodyFraming, HeadError> {
     if facts.te_seen {
         if minor_version == 0 {
-            return Err(HeadError::Smuggling("Transfer-Encoding in an HTTP/1.0 response"));
+            return Err(HeadError::Smuggling(
+                "Transfer-Encoding in an HTTP/1.0 response",
+            ));
         }
         check_te(facts)?;
         // §6.3 rule 4: a response whose final coding is not chunked runs until close.
@@ -400,7 +426,9 @@ fn response_framing(facts: &FieldFacts, minor_version: u8) -> Result<BodyFraming
 /// TE checks shared by both directions (TE is known to be present).
 fn check_te(facts: &FieldFacts) -> Result<(), HeadError> {
     if facts.cl_seen {
-        return Err(HeadError::Smuggling("both Transfer-Encoding and Content-Length"));
+        return Err(HeadError::Smuggling(
+            "both Transfer-Encoding and Content-Length",
+        ));
     }
     if facts.chunked_count > 1 {
         return Err(HeadError::Smuggling("chunked applied more than once"));
@@ -415,7 +443,9 @@ fn content_length_framing(
     if let Some(why) = facts.cl_error {
         return Err(HeadError::Smuggling(why));
     }
-    Ok(facts.content_length.map_or(absent, BodyFraming::ContentLength))
+    Ok(facts
+        .content_length
+        .map_or(absent, BodyFraming::ContentLength))
 }
 
 /// RFC 9112 §3.2: an HTTP/1.1 request carries exactly one Host; more than one is always 400.

@@ -8,7 +8,10 @@
 //!   hop-by-hop (`Connection`, `Keep-Alive`, `Proxy-Connection`, `TE`, `Upgrade` unless
 //!   `head.upgrade`, every header named in `Connection`), minus `edits.remove`, minus names in
 //!   `edits.set`; then `connection: upgrade` for upgrades, then the `edits.set` fields.
-//!   `Trailer` is kept (end-to-end, and the chunked body is forwarded as is).
+//!   `Trailer` is kept (end-to-end, and the chunked body is forwarded as is). Keeping the
+//!   client's version matters: an upstream answering an HTTP/1.0 request may not use
+//!   chunked (RFC 9112 §6.1), which an HTTP/1.0 client could not decode since the proxy
+//!   does not re-frame bodies.
 //! - `write_response_to(head, keep_alive, client_minor_version, out)`: the status line as
 //!   received, headers minus hop-by-hop (`Upgrade` kept for 101), then `connection: upgrade`
 //!   (101), `connection: close` (!keep_alive) or `connection: keep-alive` (kept alive and the
@@ -99,8 +102,14 @@ pub fn write_request(head: &RequestHead, edits: &HeadEdits<'_>, out: &mut Vec<u8
         keep_upgrade: head.upgrade,
     };
     for (name, value) in head.fields() {
-        let edited = edits.remove.iter().any(|n| name.eq_ignore_ascii_case(n.as_bytes()))
-            || edits.set.iter().any(|(n, _)| name.eq_ignore_ascii_case(n.as_bytes()));
+        let edited = edits
+            .remove
+            .iter()
+            .any(|n| name.eq_ignore_ascii_case(n.as_bytes()))
+            || edits
+                .set
+                .iter()
+                .any(|(n, _)| name.eq_ignore_ascii_case(n.as_bytes()));
         if !edited && !hop.drops(name) {
             push_field(out, name, value);
         }
