@@ -32,9 +32,11 @@ pub fn parse_haproxy_duration(s: &str) -> Result<Duration, String> {
         "m" => Duration::from_secs(value.checked_mul(60).ok_or_else(too_large)?),
         "h" => Duration::from_secs(value.checked_mul(3600).ok_or_else(too_large)?),
         "d" => Duration::from_secs(value.checked_mul(86_400).ok_or_else(too_large)?),
-        _ => return Err(format!(
+        _ => {
+            return Err(format!(
             "unknown unit '{unit}' in '{s}': use us, ms, s, m, h or d (bare number = milliseconds)"
-        )),
+        ))
+        }
     };
     Ok(duration)
 }
