@@ -26,7 +26,11 @@ pub struct BanStore {
 impl BanStore {
     /// `count` = `HP_BLACKLIST_COUNT`, `window_ms` = `HP_BLACKLIST_WINDOW` in milliseconds.
     pub fn new(count: u32, window_ms: u64) -> Self {
-        BanStore { count: count as usize, window_ms, failures: HashMap::new() }
+        BanStore {
+            count: count as usize,
+            window_ms,
+            failures: HashMap::new(),
+        }
     }
 
     fn in_window(&self, ts: u64, now_ms: u64) -> bool {
@@ -42,7 +46,10 @@ impl BanStore {
         let cap = self.count.max(1);
         let list = self.failures.entry(ip.to_string()).or_default();
         list.retain(|&ts| at_ms.saturating_sub(ts) < window);
-        let pos = list.iter().rposition(|&ts| ts <= at_ms).map_or(0, |p| p + 1);
+        let pos = list
+            .iter()
+            .rposition(|&ts| ts <= at_ms)
+            .map_or(0, |p| p + 1);
         list.insert(pos, at_ms);
         while list.len() > cap {
             list.pop_front();
@@ -56,22 +63,32 @@ impl BanStore {
             return false;
         }
         self.failures.get(ip).is_some_and(|list| {
-            list.iter().filter(|&&ts| self.in_window(ts, now_ms)).count() >= self.count
+            list.iter()
+                .filter(|&&ts| self.in_window(ts, now_ms))
+                .count()
+                >= self.count
         })
     }
 
     fn evict(&mut self, now_ms: u64) {
         let window = self.window_ms;
-        self.failures
-            .retain(|_, list| list.back().is_some_and(|&ts| now_ms.saturating_sub(ts) < window));
+        self.failures.retain(|_, list| {
+            list.back()
+                .is_some_and(|&ts| now_ms.saturating_sub(ts) < window)
+        });
         if self.failures.len() < MAX_TRACKED_IPS {
             return;
         }
-        let mut latest: Vec<u64> = self.failures.values().filter_map(|l| l.back().copied()).collect();
+        let mut latest: Vec<u64> = self
+            .failures
+            .values()
+            .filter_map(|l| l.back().copied())
+            .collect();
         let nth = latest.len() / 8;
         let (_, cutoff, _) = latest.select_nth_unstable(nth);
         let cutoff = *cutoff;
-        self.failures.retain(|_, list| list.back().is_some_and(|&ts| ts > cutoff));
+        self.failures
+            .retain(|_, list| list.back().is_some_and(|&ts| ts > cutoff));
     }
 
     pub fn tracked_ips(&self) -> usize {

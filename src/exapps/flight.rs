@@ -29,7 +29,9 @@ pub struct SingleFlight<K: Eq + Hash> {
 
 impl<K: Eq + Hash> Default for SingleFlight<K> {
     fn default() -> Self {
-        SingleFlight { in_flight: HashMap::new() }
+        SingleFlight {
+            in_flight: HashMap::new(),
+        }
     }
 }
 

@@ -59,19 +59,35 @@ impl std::error::Error for ExAppsError {}
 #[derive(Debug, Clone)]
 pub enum StateUpdate {
     /// `POST /exapp_storage/<id>` accepted (from [`parse_push`]).
-    Push { app_id_lc: String, record: Box<ExAppRecord> },
+    Push {
+        app_id_lc: String,
+        record: Box<ExAppRecord>,
+    },
     /// `DELETE /exapp_storage/<id>`.
     Delete { app_id_lc: String },
     /// `exapp-meta` fetch found the app ([`MetaFetch::update`]).
-    MetaFill { app_id_lc: String, record: Box<ExAppRecord> },
+    MetaFill {
+        app_id_lc: String,
+        record: Box<ExAppRecord>,
+    },
     /// `exapp-meta` said 401/404 ([`MetaFetch::update`]).
-    NegativeFill { app_id_lc: String, expires_at_ms: u64 },
+    NegativeFill {
+        app_id_lc: String,
+        expires_at_ms: u64,
+    },
     /// DNS result for a cached record's `host` (memoised until the record is replaced).
-    Resolved { app_id_lc: String, resolved_host: String },
+    Resolved {
+        app_id_lc: String,
+        resolved_host: String,
+    },
     /// One failure for an IP (from `decide` effects, response-phase checks, FRP logins).
     Failure { ip: String, at_ms: u64 },
     /// `user-info` result for a non-empty `oc_sessionPassphrase` cookie.
-    SessionFill { cookie: Vec<u8>, user: UserInfo, at_ms: u64 },
+    SessionFill {
+        cookie: Vec<u8>,
+        user: UserInfo,
+        at_ms: u64,
+    },
 }
 
 /// All mutable decision state of one worker.
@@ -103,22 +119,27 @@ impl State {
 
     pub fn apply(&mut self, update: StateUpdate) {
         match update {
-            StateUpdate::Push { app_id_lc, record } | StateUpdate::MetaFill { app_id_lc, record } => {
+            StateUpdate::Push { app_id_lc, record }
+            | StateUpdate::MetaFill { app_id_lc, record } => {
                 self.registry.insert(app_id_lc, *record)
             }
             StateUpdate::Delete { app_id_lc } => {
                 self.registry.delete(&app_id_lc);
             }
-            StateUpdate::NegativeFill { app_id_lc, expires_at_ms } => {
-                self.registry.insert_negative(app_id_lc, expires_at_ms)
-            }
-            StateUpdate::Resolved { app_id_lc, resolved_host } => {
-                self.registry.set_resolved(&app_id_lc, resolved_host)
-            }
+            StateUpdate::NegativeFill {
+                app_id_lc,
+                expires_at_ms,
+            } => self.registry.insert_negative(app_id_lc, expires_at_ms),
+            StateUpdate::Resolved {
+                app_id_lc,
+                resolved_host,
+            } => self.registry.set_resolved(&app_id_lc, resolved_host),
             StateUpdate::Failure { ip, at_ms } => self.bans.record(&ip, at_ms),
-            StateUpdate::SessionFill { cookie, user, at_ms } => {
-                self.sessions.fill(cookie, user, at_ms)
-            }
+            StateUpdate::SessionFill {
+                cookie,
+                user,
+                at_ms,
+            } => self.sessions.fill(cookie, user, at_ms),
         }
     }
 }

@@ -85,14 +85,18 @@ pub fn parse_record(body: &[u8]) -> Result<ExAppRecord, ExAppsError> {
 }
 
 pub fn record_from_value(value: &Value) -> Result<ExAppRecord, ExAppsError> {
-    let obj = value.as_object().ok_or_else(|| schema("(record)", "expected a JSON object"))?;
+    let obj = value
+        .as_object()
+        .ok_or_else(|| schema("(record)", "expected a JSON object"))?;
     let port = required_int(obj, "port")?;
     let port = u16::try_from(port).map_err(|_| schema("port", "expected 0..=65535"))?;
     let routes = match obj.get("routes") {
         None => Vec::new(),
-        Some(Value::Array(items)) => {
-            items.iter().enumerate().map(|(i, v)| route_from_value(i, v)).collect::<Result<_, _>>()?
-        }
+        Some(Value::Array(items)) => items
+            .iter()
+            .enumerate()
+            .map(|(i, v)| route_from_value(i, v))
+            .collect::<Result<_, _>>()?,
         Some(_) => return Err(schema("routes", "expected an array")),
     };
     Ok(ExAppRecord {
@@ -107,37 +111,59 @@ pub fn record_from_value(value: &Value) -> Result<ExAppRecord, ExAppsError> {
 
 fn route_from_value(index: usize, value: &Value) -> Result<Route, ExAppsError> {
     let field = |name: &str| format!("routes[{index}].{name}");
-    let obj = value.as_object().ok_or_else(|| schema(&format!("routes[{index}]"), "expected an object"))?;
+    let obj = value
+        .as_object()
+        .ok_or_else(|| schema(&format!("routes[{index}]"), "expected an object"))?;
     let url = match obj.get("url") {
         Some(Value::String(s)) => s.clone(),
         Some(_) => return Err(schema(&field("url"), "expected a string")),
         None => return Err(schema(&field("url"), "required")),
     };
     let level = match obj.get("access_level") {
-        Some(v) => lenient_int(v).ok_or_else(|| schema(&field("access_level"), "expected an integer"))?,
+        Some(v) => {
+            lenient_int(v).ok_or_else(|| schema(&field("access_level"), "expected an integer"))?
+        }
         None => return Err(schema(&field("access_level"), "required")),
     };
-    let access_level = AccessLevel::from_int(level)
-        .ok_or_else(|| schema(&field("access_level"), "expected 0 (PUBLIC), 1 (USER) or 2 (ADMIN)"))?;
+    let access_level = AccessLevel::from_int(level).ok_or_else(|| {
+        schema(
+            &field("access_level"),
+            "expected 0 (PUBLIC), 1 (USER) or 2 (ADMIN)",
+        )
+    })?;
     let bruteforce_protection = match obj.get("bruteforce_protection") {
         None => Vec::new(),
         Some(Value::Array(items)) => items
             .iter()
-            .map(|v| lenient_int(v).ok_or_else(|| schema(&field("bruteforce_protection"), "expected integers")))
+            .map(|v| {
+                lenient_int(v)
+                    .ok_or_else(|| schema(&field("bruteforce_protection"), "expected integers"))
+            })
             .collect::<Result<_, _>>()?,
         Some(_) => return Err(schema(&field("bruteforce_protection"), "expected an array")),
     };
-    Ok(Route { regex: compile_route(&url), url, access_level, bruteforce_protection })
+    Ok(Route {
+        regex: compile_route(&url),
+        url,
+        access_level,
+        bruteforce_protection,
+    })
 }
 
 fn schema(field: &str, message: &str) -> ExAppsError {
-    ExAppsError::Schema { field: field.to_string(), message: message.to_string() }
+    ExAppsError::Schema {
+        field: field.to_string(),
+        message: message.to_string(),
+    }
 }
 
 fn required_str(obj: &Map<String, Value>, name: &str) -> Result<String, ExAppsError> {
     match obj.get(name) {
         Some(Value::String(s)) => Ok(s.clone()),
-        Some(_) => Err(schema(name, "expected a string (JSON numbers are rejected)")),
+        Some(_) => Err(schema(
+            name,
+            "expected a string (JSON numbers are rejected)",
+        )),
         None => Err(schema(name, "required")),
     }
 }
@@ -151,7 +177,9 @@ fn optional_str(obj: &Map<String, Value>, name: &str) -> Result<String, ExAppsEr
 
 pub(crate) fn required_int(obj: &Map<String, Value>, name: &str) -> Result<i64, ExAppsError> {
     match obj.get(name) {
-        Some(v) => lenient_int(v).ok_or_else(|| schema(name, "expected an integer or a numeric string")),
+        Some(v) => {
+            lenient_int(v).ok_or_else(|| schema(name, "expected an integer or a numeric string"))
+        }
         None => Err(schema(name, "required")),
     }
 }
@@ -161,7 +189,9 @@ pub(crate) fn required_int(obj: &Map<String, Value>, name: &str) -> Result<i64, 
 pub fn lenient_int(value: &Value) -> Option<i64> {
     match value {
         Value::Number(n) => n.as_i64().or_else(|| {
-            n.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15).map(|f| f as i64)
+            n.as_f64()
+                .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15)
+                .map(|f| f as i64)
         }),
         Value::String(s) => parse_decimal_int(s.as_bytes()),
         _ => None,
@@ -177,7 +207,10 @@ pub fn parse_decimal_int(text: &[u8]) -> Option<i64> {
         Some(b'+') => (false, &t[1..]),
         _ => (false, t),
     };
-    if digits.is_empty() || !digits[0].is_ascii_digit() || !digits[digits.len() - 1].is_ascii_digit() {
+    if digits.is_empty()
+        || !digits[0].is_ascii_digit()
+        || !digits[digits.len() - 1].is_ascii_digit()
+    {
         return None;
     }
     let mut value: i64 = 0;

@@ -94,7 +94,10 @@ pub fn parse_push(app_id: &str, body: &[u8]) -> Result<StateUpdate, PushRejected
     match parse_record(body) {
         Ok(mut record) => {
             record.resolved_host.clear();
-            Ok(StateUpdate::Push { app_id_lc: app_id.to_lowercase(), record: Box::new(record) })
+            Ok(StateUpdate::Push {
+                app_id_lc: app_id.to_lowercase(),
+                record: Box::new(record),
+            })
         }
         Err(ExAppsError::InvalidJson(m)) => Err(PushRejected::InvalidJson(m)),
         Err(e) => Err(PushRejected::Schema(e.to_string())),
@@ -147,7 +150,8 @@ impl Registry {
 
     pub fn insert_negative(&mut self, app_id_lc: String, expires_at_ms: u64) {
         if self.negative.len() >= MAX_NEGATIVE_ENTRIES && !self.negative.contains_key(&app_id_lc) {
-            self.negative.retain(|_, &mut e| e > expires_at_ms.saturating_sub(NEGATIVE_TTL_MS));
+            self.negative
+                .retain(|_, &mut e| e > expires_at_ms.saturating_sub(NEGATIVE_TTL_MS));
             if self.negative.len() >= MAX_NEGATIVE_ENTRIES {
                 self.negative.clear();
             }

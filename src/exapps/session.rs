@@ -42,7 +42,9 @@ pub enum UserAnswer {
 pub fn parse_user_info(body: &[u8]) -> Result<UserInfo, ExAppsError> {
     let value: Value =
         serde_json::from_slice(body).map_err(|e| ExAppsError::InvalidJson(e.to_string()))?;
-    let obj = value.as_object().ok_or_else(|| schema("(user-info)", "expected a JSON object"))?;
+    let obj = value
+        .as_object()
+        .ok_or_else(|| schema("(user-info)", "expected a JSON object"))?;
     let user_id = match obj.get("user_id") {
         None => String::new(),
         Some(Value::String(s)) => s.clone(),
@@ -51,14 +53,22 @@ pub fn parse_user_info(body: &[u8]) -> Result<UserInfo, ExAppsError> {
     let level = obj
         .get("access_level")
         .ok_or_else(|| schema("access_level", "required"))
-        .and_then(|v| lenient_int(v).ok_or_else(|| schema("access_level", "expected an integer")))?;
-    let access_level = AccessLevel::from_int(level)
-        .ok_or_else(|| schema("access_level", "expected 0, 1 or 2"))?;
-    Ok(UserInfo { user_id, access_level })
+        .and_then(|v| {
+            lenient_int(v).ok_or_else(|| schema("access_level", "expected an integer"))
+        })?;
+    let access_level =
+        AccessLevel::from_int(level).ok_or_else(|| schema("access_level", "expected 0, 1 or 2"))?;
+    Ok(UserInfo {
+        user_id,
+        access_level,
+    })
 }
 
 fn schema(field: &str, message: &str) -> ExAppsError {
-    ExAppsError::Schema { field: field.to_string(), message: message.to_string() }
+    ExAppsError::Schema {
+        field: field.to_string(),
+        message: message.to_string(),
+    }
 }
 
 /// Classify a `user-info` HTTP answer (transport errors/timeouts: build `Failed` directly).
@@ -82,7 +92,11 @@ pub struct SessionCache {
 
 impl SessionCache {
     pub fn new(lifetime_ms: u64) -> Self {
-        SessionCache { lifetime_ms, entries: HashMap::new(), flights: SingleFlight::default() }
+        SessionCache {
+            lifetime_ms,
+            entries: HashMap::new(),
+            flights: SingleFlight::default(),
+        }
     }
 
     fn fresh(&self, fetched_ms: u64, now_ms: u64) -> bool {
@@ -123,7 +137,8 @@ impl SessionCache {
 
     fn evict(&mut self, now_ms: u64) {
         let lifetime = self.lifetime_ms;
-        self.entries.retain(|_, (_, at)| now_ms.saturating_sub(*at) <= lifetime);
+        self.entries
+            .retain(|_, (_, at)| now_ms.saturating_sub(*at) <= lifetime);
         if self.entries.len() < MAX_SESSIONS {
             return;
         }
