@@ -76,8 +76,10 @@ pub enum StateUpdate {
         expires_at_ms: u64,
     },
     /// DNS result for a cached record's `host` (memoised until the record is replaced).
+    /// `host` is the name that was resolved: the memo is dropped if the record changed.
     Resolved {
         app_id_lc: String,
+        host: String,
         resolved_host: String,
     },
     /// One failure for an IP (from `decide` effects, response-phase checks, FRP logins).
@@ -132,8 +134,9 @@ impl State {
             } => self.registry.insert_negative(app_id_lc, expires_at_ms),
             StateUpdate::Resolved {
                 app_id_lc,
+                host,
                 resolved_host,
-            } => self.registry.set_resolved(&app_id_lc, resolved_host),
+            } => self.registry.set_resolved(&app_id_lc, &host, resolved_host),
             StateUpdate::Failure { ip, at_ms } => self.bans.record(&ip, at_ms),
             StateUpdate::SessionFill {
                 cookie,

@@ -160,10 +160,13 @@ impl Registry {
     }
 
     /// Memoise the resolved address of a cached record (§3.3 step 11): kept until the
-    /// record is replaced. Ignored if the record is gone.
-    pub fn set_resolved(&mut self, app_id_lc: &str, resolved_host: String) {
+    /// record is replaced. Ignored if the record is gone or its `host` changed meanwhile
+    /// (a push raced with the resolution).
+    pub fn set_resolved(&mut self, app_id_lc: &str, host: &str, resolved_host: String) {
         if let Some(r) = self.records.get_mut(app_id_lc) {
-            Rc::make_mut(r).resolved_host = resolved_host;
+            if r.host == host {
+                Rc::make_mut(r).resolved_host = resolved_host;
+            }
         }
     }
 
