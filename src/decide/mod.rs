@@ -83,6 +83,26 @@ pub struct Facts<'a, H: HeaderLookup + ?Sized> {
     pub pass_cookie: &'a [u8],
 }
 
+impl<'a> Facts<'a, crate::http::RequestHead> {
+    /// Facts of a parsed request head: path/query split at the first `?`, the pass cookie
+    /// from every `Cookie` line (last occurrence wins).
+    pub fn from_head(head: &'a crate::http::RequestHead, peer_ip: IpAddr) -> Self {
+        let (path, query) = split_target(head.target());
+        let cookies = head
+            .headers
+            .iter()
+            .filter(|h| head.raw[h.name.clone()].eq_ignore_ascii_case(b"cookie"))
+            .map(|h| &head.raw[h.value.clone()]);
+        Facts {
+            path,
+            query,
+            headers: head,
+            peer_ip,
+            pass_cookie: find_pass_cookie(cookies),
+        }
+    }
+}
+
 /// Frozen configuration and this worker's state, read-only.
 pub struct Context<'a> {
     pub shared_key: &'a Secret,

@@ -365,6 +365,15 @@ fn h35_app_api_needs_key() {
             vec![],
         ),
         (
+            "3.1 header values trimmed",
+            &w,
+            req("/exapps/app_api/info").h("harp-shared-key", " k3y\t"),
+            Verdict::Control {
+                path_and_query: b"/info".to_vec(),
+            },
+            vec![],
+        ),
+        (
             "H-35 last header wins",
             &w,
             req("/exapps/app_api/info")

@@ -664,3 +664,53 @@ fn resolved_memo_used_and_guarded() {
         "stale resolution ignored after a push"
     );
 }
+
+#[test]
+fn facts_from_request_head() {
+    use crate::http::{BodyFraming, Header, RequestHead};
+    let raw = b"GET /exapps/app/pub?q=1 HTTP/1.1\r\nCookie: oc_sessionPassphrase=one\r\nX-Forwarded-For: 1.2.3.4\r\ncookie: a=b; oc_sessionPassphrase=two\r\n\r\n".to_vec();
+    let find = |needle: &[u8]| raw.windows(needle.len()).position(|w| w == needle).unwrap();
+    let span = |needle: &[u8]| find(needle)..find(needle) + needle.len();
+    let header = |line: &[u8], name_len: usize| {
+        let at = find(line);
+        Header {
+            name: at..at + name_len,
+            value: at + name_len + 2..at + line.len(),
+        }
+    };
+    let head = RequestHead {
+        method: 0..3,
+        target: span(b"/exapps/app/pub?q=1"),
+        minor_version: 1,
+        headers: vec![
+            header(b"Cookie: oc_sessionPassphrase=one", 6),
+            header(b"X-Forwarded-For: 1.2.3.4", 15),
+            header(b"cookie: a=b; oc_sessionPassphrase=two", 6),
+        ],
+        framing: BodyFraming::None,
+        keep_alive: true,
+        upgrade: false,
+        expect_continue: false,
+        raw: raw.clone(),
+    };
+    let facts = Facts::from_head(&head, "10.0.0.1".parse().unwrap());
+    assert_eq!(facts.path, b"/exapps/app/pub");
+    assert_eq!(facts.query, Some(&b"q=1"[..]));
+    assert_eq!(facts.pass_cookie, b"two");
+    let w = World::with_app();
+    let ctx = Context {
+        shared_key: &w.key,
+        trusted_proxies: &w.trusted,
+        state: &w.state,
+        now_ms: w.now,
+    };
+    let d = decide(&facts, &ctx, &Resume::default());
+    assert_eq!(d.client_ip, "1.2.3.4", "headers read through RequestHead");
+    assert_eq!(
+        d.verdict,
+        Verdict::NeedUser {
+            app_id_lc: "app".into(),
+            pass_cookie: b"two".to_vec()
+        }
+    );
+}
