@@ -19,7 +19,10 @@ pub struct Pump {
 
 impl Pump {
     pub fn new(choice: PumpChoice) -> io::Result<Pump> {
-        Ok(Pump { choice, buf: vec![0; 256 * 1024] })
+        Ok(Pump {
+            choice,
+            buf: vec![0; 256 * 1024],
+        })
     }
 
     pub fn choice(&self) -> PumpChoice {
@@ -90,7 +93,10 @@ pub async fn tunnel(
     Err(io::Error::other("tunnel: not implemented yet"))
 }
 
-async fn timed<F: std::future::Future<Output = io::Result<()>>>(d: Duration, f: F) -> io::Result<()> {
+async fn timed<F: std::future::Future<Output = io::Result<()>>>(
+    d: Duration,
+    f: F,
+) -> io::Result<()> {
     match monoio::time::timeout(d, f).await {
         Ok(r) => r,
         Err(_) => Err(io::ErrorKind::TimedOut.into()),
