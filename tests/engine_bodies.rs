@@ -44,12 +44,41 @@ fn download(port: u16, path: &str, n: u64, want_sha: &str) -> bool {
     head.is_chunked()
 }
 
+/// The matrix is void unless Lyre really runs the requested driver and pump: its
+/// "lyre ready" log line names both (`driver="io_uring"|"epoll"`, `pump=Splice|Copy`).
+fn assert_runs_with(lyre: &Lyre, driver: &str, pump: &str) {
+    let log = lyre.log();
+    let ready = log
+        .lines()
+        .find(|l| l.contains("lyre ready"))
+        .unwrap_or_else(|| panic!("no `lyre ready` line in:\n{log}"));
+    let want_driver = if driver == "uring" {
+        "driver=\"io_uring\""
+    } else {
+        "driver=\"epoll\""
+    };
+    let want_pump = if pump == "splice" {
+        "pump=Splice"
+    } else {
+        "pump=Copy"
+    };
+    assert!(
+        ready.contains(want_driver),
+        "LYRE_DRIVER={driver} but Lyre says: {ready}"
+    );
+    assert!(
+        ready.contains(want_pump),
+        "LYRE_PUMP={pump} but Lyre says: {ready}"
+    );
+}
+
 fn download_matrix_case(driver: &str, pump: &str) {
     let up = Upstream::start();
     let lyre = Lyre::routed(
         &[("/exapps/up/", up.port)],
         &[("LYRE_DRIVER", driver), ("LYRE_PUMP", pump)],
     );
+    assert_runs_with(&lyre, driver, pump);
     let chunked = download(lyre.port, "/exapps/up/bytes/268435456", BIG, big_sha());
     assert!(
         chunked,
@@ -151,6 +180,7 @@ fn upload_content_length(driver: &str, pump: &str) {
         &[("/exapps/up/", up.port)],
         &[("LYRE_DRIVER", driver), ("LYRE_PUMP", pump)],
     );
+    assert_runs_with(&lyre, driver, pump);
     let mut c = Conn::connect(lyre.port);
     c.send(
         format!("PUT /exapps/up/upload HTTP/1.1\r\nHost: t\r\nContent-Length: {BIG}\r\n\r\n")
