@@ -5,6 +5,7 @@
 mod common;
 
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use common::http::{get_req, Conn};
 use common::pattern::HashSink;
@@ -47,11 +48,17 @@ fn download(port: u16, path: &str, n: u64, want_sha: &str) -> bool {
 /// The matrix is void unless Lyre really runs the requested driver and pump: its
 /// "lyre ready" log line names both (`driver="io_uring"|"epoll"`, `pump=Splice|Copy`).
 fn assert_runs_with(lyre: &Lyre, driver: &str, pump: &str) {
-    let log = lyre.log();
+    // The listener accepts before the main thread logs "lyre ready": poll for the line.
+    let has_ready = || lyre.log().contains("lyre ready");
+    let log = if common::poll_until(Duration::from_secs(10), has_ready) {
+        lyre.log()
+    } else {
+        panic!("no `lyre ready` line in:\n{}", lyre.log())
+    };
     let ready = log
         .lines()
         .find(|l| l.contains("lyre ready"))
-        .unwrap_or_else(|| panic!("no `lyre ready` line in:\n{log}"));
+        .unwrap_or_default();
     let want_driver = if driver == "uring" {
         "driver=\"io_uring\""
     } else {
