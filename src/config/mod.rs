@@ -117,17 +117,23 @@ impl Config {
             message: "required: set HP_SHARED_KEY or HP_SHARED_KEY_FILE".into(),
         })?;
         let addr = |k: &'static str, d: &str| -> Result<SocketAddr, ConfigError> {
-            get(k).unwrap_or_else(|| d.to_string()).parse().map_err(|_| ConfigError {
-                variable: k,
-                message: "expected host:port".into(),
-            })
+            get(k)
+                .unwrap_or_else(|| d.to_string())
+                .parse()
+                .map_err(|_| ConfigError {
+                    variable: k,
+                    message: "expected host:port".into(),
+                })
         };
         let cfg = Config {
             shared_key: Secret::new(key),
             nc_base_url: get("NC_INSTANCE_URL").unwrap_or_default(),
             exapps_address: addr("HP_EXAPPS_ADDRESS", "0.0.0.0:8780")?,
             exapps_https_address: addr("HP_EXAPPS_HTTPS_ADDRESS", "0.0.0.0:8781")?,
-            frp_address: FrpAddress { host: "0.0.0.0".into(), port: 8782 },
+            frp_address: FrpAddress {
+                host: "0.0.0.0".into(),
+                port: 8782,
+            },
             trusted_proxies: vec![],
             log_level: LogLevel::Warning,
             verbose_start: true,
@@ -142,7 +148,9 @@ impl Config {
             frp_disable_tls: false,
             frp_cert_validity_days: 5000,
             certs_dir: PathBuf::from("/certs"),
-            workers: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            workers: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
             pin_cpus: false,
             driver: DriverChoice::Auto,
             pump: PumpChoice::Splice,

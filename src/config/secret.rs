@@ -16,9 +16,14 @@ impl Secret {
     /// Constant-time comparison: the time taken depends only on the lengths.
     pub fn matches(&self, candidate: &[u8]) -> bool {
         let ours = self.0.as_bytes();
-        let mut diff = (ours.len() ^ candidate.len()) as u8 | u8::from(ours.len() != candidate.len());
+        let mut diff =
+            (ours.len() ^ candidate.len()) as u8 | u8::from(ours.len() != candidate.len());
         for (i, b) in candidate.iter().enumerate() {
-            let o = if ours.is_empty() { 0 } else { ours[i % ours.len()] };
+            let o = if ours.is_empty() {
+                0
+            } else {
+                ours[i % ours.len()]
+            };
             diff |= o ^ b;
         }
         std::hint::black_box(diff) == 0

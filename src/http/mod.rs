@@ -8,6 +8,6 @@ pub mod head;
 
 pub use chunked::{ChunkProgress, ChunkedScanner};
 pub use head::{
-    parse_request, parse_response, BodyFraming, HeadError, Header, HeadEdits, RequestHead,
+    parse_request, parse_response, BodyFraming, HeadEdits, HeadError, Header, RequestHead,
     ResponseHead, MAX_HEADERS, MAX_HEAD_BYTES,
 };

@@ -114,7 +114,10 @@ pub fn shutdown_write(s: &TcpStream) {
 
 /// Close with RST instead of FIN (HAProxy `silent-drop` best effort): SO_LINGER {1, 0}.
 pub fn set_linger_zero(s: &TcpStream) {
-    let l = libc::linger { l_onoff: 1, l_linger: 0 };
+    let l = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
     // SAFETY: valid fd and a properly sized linger struct.
     unsafe {
         libc::setsockopt(
