@@ -75,10 +75,22 @@ enum Engine {
 }
 
 impl Pump {
+    /// A pump with the default sizes ([`DEFAULT_PIPE_BYTES`], [`DEFAULT_COPY_BUF_BYTES`]).
     pub fn new(choice: PumpChoice) -> io::Result<Pump> {
+        let bytes = match choice {
+            PumpChoice::Splice => DEFAULT_PIPE_BYTES,
+            PumpChoice::Copy => DEFAULT_COPY_BUF_BYTES,
+        };
+        Pump::with_size(choice, bytes)
+    }
+
+    /// A pump whose pipe (splice; capped by pipe-max-size) or buffer (copy) is `bytes`
+    /// (at least 4 KiB). For the bench's size sweep; the proxy uses [`Pump::new`].
+    pub fn with_size(choice: PumpChoice, bytes: usize) -> io::Result<Pump> {
+        let bytes = bytes.max(4096);
         let engine = match choice {
-            PumpChoice::Splice => Engine::Splice(Pipe::new(DEFAULT_PIPE_BYTES)?),
-            PumpChoice::Copy => Engine::Copy(vec![0; DEFAULT_COPY_BUF_BYTES]),
+            PumpChoice::Splice => Engine::Splice(Pipe::new(bytes)?),
+            PumpChoice::Copy => Engine::Copy(vec![0; bytes]),
         };
         Ok(Pump { engine })
     }
