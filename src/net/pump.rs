@@ -38,6 +38,7 @@
 //! `readiness_wait_does_not_spin` tests. Both sockets must be O_NONBLOCK
 //! ([`super::io::set_nonblocking`]): `splice` honours only the file flag on the socket side.
 
+mod lease;
 mod pipe;
 mod tunnel;
 
@@ -52,6 +53,8 @@ use monoio::net::TcpStream;
 
 use crate::config::PumpChoice;
 
+pub use lease::{pooled, MAX_POOLED_BUFS, MAX_POOLED_PIPES};
+use lease::{BufLease, PipeLease};
 pub use pipe::{Fill, Pipe};
 pub use tunnel::{tunnel, tunnel_with, DEFAULT_TUNNEL_COPY_BUF_BYTES, DEFAULT_TUNNEL_PIPE_BYTES};
 
@@ -60,22 +63,22 @@ pub const DEFAULT_PIPE_BYTES: usize = 1 << 20;
 /// Buffer size for the per-worker copy pump (see the measurements above).
 pub const DEFAULT_COPY_BUF_BYTES: usize = 256 * 1024;
 
-/// Per-worker forwarding state (pipe or buffer), reused across connections.
+/// Forwarding settings for one kind of pump. Cheap (no fd, no buffer): the pipe or buffer
+/// is leased from a per-thread pool for the duration of each `forward_*` call and returned
+/// empty, so a `Pump` per worker, per connection or per call all cost the same.
 ///
-/// Invariant: between calls the pipe is empty. A call that fails or is cancelled with bytes
-/// still in the pipe leaves them there; the next call (or the error path) replaces the pipe
-/// rather than leak them into another connection.
+/// A call that fails, times out or is cancelled with bytes still in its pipe closes that
+/// pipe instead of returning it (see `lease`), so no byte reaches another connection.
+#[derive(Debug, Clone)]
 pub struct Pump {
-    engine: Engine,
-}
-
-enum Engine {
-    Splice(Pipe),
-    Copy(Vec<u8>),
+    choice: PumpChoice,
+    bytes: usize,
 }
 
 impl Pump {
     /// A pump with the default sizes ([`DEFAULT_PIPE_BYTES`], [`DEFAULT_COPY_BUF_BYTES`]).
+    /// Creates (and pools) one pipe so that a system out of fds or without pipes fails here,
+    /// at startup, rather than on the first request.
     pub fn new(choice: PumpChoice) -> io::Result<Pump> {
         let bytes = match choice {
             PumpChoice::Splice => DEFAULT_PIPE_BYTES,
@@ -88,18 +91,14 @@ impl Pump {
     /// (at least 4 KiB). For the bench's size sweep; the proxy uses [`Pump::new`].
     pub fn with_size(choice: PumpChoice, bytes: usize) -> io::Result<Pump> {
         let bytes = bytes.max(4096);
-        let engine = match choice {
-            PumpChoice::Splice => Engine::Splice(Pipe::new(bytes)?),
-            PumpChoice::Copy => Engine::Copy(vec![0; bytes]),
-        };
-        Ok(Pump { engine })
+        if choice == PumpChoice::Splice {
+            drop(PipeLease::take(bytes)?);
+        }
+        Ok(Pump { choice, bytes })
     }
 
     pub fn choice(&self) -> PumpChoice {
-        match self.engine {
-            Engine::Splice(_) => PumpChoice::Splice,
-            Engine::Copy(_) => PumpChoice::Copy,
-        }
+        self.choice
     }
 
     /// Move exactly `n` bytes from `from` to `to`, never reading more than `n` from `from`
@@ -112,15 +111,10 @@ impl Pump {
         n: u64,
         idle: Duration,
     ) -> io::Result<()> {
-        match &mut self.engine {
-            Engine::Splice(pipe) => {
-                reset_if_dirty(pipe)?;
-                let r = splice_forward(pipe, from, to, Some(n), idle).await;
-                reset_if_dirty(pipe)?;
-                r.map(|_| ())
-            }
-            Engine::Copy(buf) => copy_forward(buf, from, to, Some(n), idle).await.map(|_| ()),
+        if n == 0 {
+            return Ok(());
         }
+        self.forward(from, to, Some(n), idle).await.map(|_| ())
     }
 
     /// Move bytes until `from` reaches EOF; returns the count. Idle bound as above.
@@ -130,24 +124,27 @@ impl Pump {
         to: &TcpStream,
         idle: Duration,
     ) -> io::Result<u64> {
-        match &mut self.engine {
-            Engine::Splice(pipe) => {
-                reset_if_dirty(pipe)?;
-                let r = splice_forward(pipe, from, to, None, idle).await;
-                reset_if_dirty(pipe)?;
-                r
+        self.forward(from, to, None, idle).await
+    }
+
+    async fn forward(
+        &self,
+        from: &TcpStream,
+        to: &TcpStream,
+        limit: Option<u64>,
+        idle: Duration,
+    ) -> io::Result<u64> {
+        match self.choice {
+            PumpChoice::Splice => {
+                let mut lease = PipeLease::take(self.bytes)?;
+                splice_forward(lease.pipe(), from, to, limit, idle).await
             }
-            Engine::Copy(buf) => copy_forward(buf, from, to, None, idle).await,
+            PumpChoice::Copy => {
+                let mut lease = BufLease::take(self.bytes);
+                copy_forward(lease.buf(), from, to, limit, idle).await
+            }
         }
     }
-}
-
-/// Replace a pipe that still holds bytes of an abandoned transfer.
-fn reset_if_dirty(pipe: &mut Pipe) -> io::Result<()> {
-    if pipe.held() > 0 {
-        *pipe = Pipe::new(pipe.cap())?;
-    }
-    Ok(())
 }
 
 /// Splice `from` -> pipe -> `to` until `limit` bytes (or EOF when `None`). The pipe is only

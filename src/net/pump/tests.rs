@@ -337,15 +337,15 @@ fn idle_tunnel_times_out_and_returns_its_lease() {
             });
             nio::write_all(&client, b"ping").await.unwrap();
             assert_eq!(read_n(&upstream, 4).await, b"ping");
+            // The burst is over: its pipe/buffer is back in the pool, not held by the idle
+            // tunnel (the tunnel took it from, or added it to, this thread's pool).
+            let pooled = match choice {
+                PumpChoice::Splice => pooled().0,
+                PumpChoice::Copy => pooled().1,
+            };
             // Nothing more: the idle limit ends the tunnel.
             let err = t.await.unwrap_err();
             assert_eq!(err.kind(), io::ErrorKind::TimedOut, "{choice:?}");
-            // The burst's pipe/buffer went back to the pool instead of staying with the
-            // idle tunnel.
-            let pooled = match choice {
-                PumpChoice::Splice => tunnel::pooled_pipes(),
-                PumpChoice::Copy => tunnel::pooled_bufs(),
-            };
             assert!(pooled >= 1, "{choice:?}: lease not returned");
         }
     });

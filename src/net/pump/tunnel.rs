@@ -2,12 +2,11 @@
 //! one task, shared idle clock, half-close propagation.
 //!
 //! Memory: an idle tunnel holds no pipe and no buffer, only its future (a few hundred
-//! bytes). A direction leases a pipe (splice) or a buffer (copy) from a small per-thread
-//! pool when its socket turns readable and gives it back once the pipe/buffer is empty and
-//! the socket has nothing more. A lease dropped with bytes still held (error, cancel) is
-//! closed, never pooled, so no byte crosses to another tunnel.
+//! bytes). A direction leases a pipe (splice) or a buffer (copy) from the per-thread pool
+//! (`lease`) when its socket turns readable and gives it back once the pipe is empty and the
+//! socket has nothing more.
 
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 use std::future::Future;
 use std::io;
 use std::os::fd::AsRawFd;
@@ -18,7 +17,8 @@ use std::time::Duration;
 use monoio::net::TcpStream;
 use monoio::time::Instant;
 
-use super::pipe::{Fill, Pipe};
+use super::lease::{BufLease, PipeLease};
+use super::pipe::Fill;
 use crate::config::PumpChoice;
 use crate::net::io as nio;
 
@@ -27,14 +27,6 @@ use crate::net::io as nio;
 pub const DEFAULT_TUNNEL_PIPE_BYTES: usize = 256 * 1024;
 /// Buffer size for copy-mode tunnel leases.
 pub const DEFAULT_TUNNEL_COPY_BUF_BYTES: usize = 64 * 1024;
-/// Idle pipes kept per thread (2 fds each) / idle buffers kept per thread.
-const MAX_POOLED_PIPES: usize = 4;
-const MAX_POOLED_BUFS: usize = 4;
-
-thread_local! {
-    static PIPES: RefCell<Vec<Pipe>> = const { RefCell::new(Vec::new()) };
-    static BUFS: RefCell<Vec<Box<[u8]>>> = const { RefCell::new(Vec::new()) };
-}
 
 /// [`tunnel_with`] using the splice pump (the measured default).
 pub async fn tunnel(
@@ -153,7 +145,7 @@ async fn splice_burst(
     last: &Cell<Instant>,
     bytes: &Cell<u64>,
 ) -> io::Result<bool> {
-    let mut lease = PipeLease::take()?;
+    let mut lease = PipeLease::take(DEFAULT_TUNNEL_PIPE_BYTES)?;
     let pipe = lease.pipe();
     loop {
         match pipe.fill(from.as_raw_fd(), pipe.cap())? {
@@ -180,9 +172,10 @@ async fn copy_burst(
     last: &Cell<Instant>,
     bytes: &Cell<u64>,
 ) -> io::Result<bool> {
-    let mut lease = BufLease::take();
+    let mut lease = BufLease::take(DEFAULT_TUNNEL_COPY_BUF_BYTES);
+    let buf = lease.buf();
     loop {
-        let Some(got) = nio::try_recv(from, &mut lease.0)? else {
+        let Some(got) = nio::try_recv(from, buf)? else {
             return Ok(false);
         };
         if got == 0 {
@@ -190,7 +183,7 @@ async fn copy_burst(
         }
         bytes.set(bytes.get() + got as u64);
         last.set(Instant::now());
-        let mut data = &lease.0[..got];
+        let mut data = &buf[..got];
         while !data.is_empty() {
             match nio::try_send(to, data)? {
                 Some(0) => return Err(io::ErrorKind::WriteZero.into()),
@@ -202,69 +195,4 @@ async fn copy_burst(
             }
         }
     }
-}
-
-/// A pipe borrowed from this thread's pool; returned on drop only if empty.
-struct PipeLease(Option<Pipe>);
-
-impl PipeLease {
-    fn take() -> io::Result<PipeLease> {
-        let pipe = match PIPES.with(|p| p.borrow_mut().pop()) {
-            Some(pipe) => pipe,
-            None => Pipe::new(DEFAULT_TUNNEL_PIPE_BYTES)?,
-        };
-        Ok(PipeLease(Some(pipe)))
-    }
-
-    fn pipe(&mut self) -> &mut Pipe {
-        // invariant: the Option is only emptied in Drop.
-        self.0.as_mut().expect("pipe lease used after drop")
-    }
-}
-
-impl Drop for PipeLease {
-    fn drop(&mut self) {
-        let Some(pipe) = self.0.take() else { return };
-        if pipe.held() > 0 {
-            return; // bytes of a dead tunnel: close the pipe with them
-        }
-        // try_with: during thread teardown the pool may be gone; then just close.
-        let _ = PIPES.try_with(|p| {
-            let mut pool = p.borrow_mut();
-            if pool.len() < MAX_POOLED_PIPES {
-                pool.push(pipe);
-            }
-        });
-    }
-}
-
-/// A buffer borrowed from this thread's pool; contents are irrelevant, so always returned.
-struct BufLease(Box<[u8]>);
-
-impl BufLease {
-    fn take() -> BufLease {
-        let buf = BUFS.with(|b| b.borrow_mut().pop());
-        BufLease(buf.unwrap_or_else(|| vec![0; DEFAULT_TUNNEL_COPY_BUF_BYTES].into_boxed_slice()))
-    }
-}
-
-impl Drop for BufLease {
-    fn drop(&mut self) {
-        let _ = BUFS.try_with(|b| {
-            let mut pool = b.borrow_mut();
-            if pool.len() < MAX_POOLED_BUFS {
-                pool.push(std::mem::take(&mut self.0));
-            }
-        });
-    }
-}
-
-#[cfg(test)]
-pub(super) fn pooled_pipes() -> usize {
-    PIPES.with(|p| p.borrow().len())
-}
-
-#[cfg(test)]
-pub(super) fn pooled_bufs() -> usize {
-    BUFS.with(|b| b.borrow().len())
 }
