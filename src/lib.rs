@@ -23,5 +23,6 @@ pub mod exapps;
 pub mod frp;
 pub mod http;
 pub mod net;
+pub mod nextcloud;
 pub mod proxy;
 pub mod runtime;

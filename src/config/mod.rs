@@ -116,6 +116,9 @@ pub struct Config {
     pub workers: usize,
     /// `LYRE_PIN_CPUS` (default false): pin worker N to CPU N.
     pub pin_cpus: bool,
+    /// `LYRE_FORWARD_SHARED_KEY` (default false): pass the incoming `harp-shared-key` header on
+    /// to ExApps as HaRP does. Off by default: ExApps never need the appliance's key.
+    pub forward_shared_key: bool,
     pub driver: DriverChoice,
     pub pump: PumpChoice,
     /// `LYRE_CONTROL_ADDRESS` (default `127.0.0.1:8200`): admin-only `/heartbeat`.
@@ -228,6 +231,7 @@ impl Config {
             certs_dir,
             workers: knobs.workers,
             pin_cpus: knobs.pin_cpus,
+            forward_shared_key: knobs.forward_shared_key,
             driver: knobs.driver,
             pump: knobs.pump,
             control_address: knobs.control_address,
@@ -411,6 +415,7 @@ impl Bans {
 struct Knobs {
     workers: usize,
     pin_cpus: bool,
+    forward_shared_key: bool,
     driver: DriverChoice,
     pump: PumpChoice,
     control_address: SocketAddr,
@@ -436,6 +441,7 @@ impl Knobs {
                 lyre::default_workers,
             )?,
             pin_cpus: knob(vars, LYRE_PIN_CPUS, lyre::parse_flag, || false)?,
+            forward_shared_key: knob(vars, LYRE_FORWARD_SHARED_KEY, lyre::parse_flag, || false)?,
             driver: knob(vars, LYRE_DRIVER, lyre::parse_driver, || DriverChoice::Auto)?,
             pump: knob(vars, LYRE_PUMP, lyre::parse_pump, || PumpChoice::Splice)?,
             control_address: lyre::parse_control_address(vars.non_empty(LYRE_CONTROL_ADDRESS))

@@ -27,6 +27,7 @@ pub const LYRE_DRIVER: &str = "LYRE_DRIVER";
 pub const LYRE_PUMP: &str = "LYRE_PUMP";
 pub const LYRE_CONTROL_ADDRESS: &str = "LYRE_CONTROL_ADDRESS";
 pub const LYRE_ROUTES: &str = "LYRE_ROUTES";
+pub const LYRE_FORWARD_SHARED_KEY: &str = "LYRE_FORWARD_SHARED_KEY";
 
 /// Names Lyre reads.
 const READ: &[&str] = &[
@@ -54,6 +55,7 @@ const READ: &[&str] = &[
     LYRE_PUMP,
     LYRE_CONTROL_ADDRESS,
     LYRE_ROUTES,
+    LYRE_FORWARD_SHARED_KEY,
 ];
 
 const NO_SPOE: &str = "Lyre decides in-process and has no SPOE agent";

@@ -10,9 +10,10 @@ use std::time::Duration;
 use monoio::net::TcpStream;
 use tracing::debug;
 
-use super::exchange::{exchange, Next, Upstream};
-use super::Worker;
-use crate::http::{answers, parse_request, BodyFraming, HeadError, RequestHead, MAX_HEAD_BYTES};
+use super::dispatch::serve_decided;
+use super::exchange::{exchange, Next, Plan, Upstream};
+use super::worker::Worker;
+use crate::http::{answers, parse_request, HeadError, RequestHead, MAX_HEAD_BYTES};
 use crate::net::io::{read_some, set_nonblocking, write_all};
 
 /// Initial capacity of a connection's head buffer; grows up to MAX_HEAD_BYTES.
@@ -44,9 +45,9 @@ pub async fn serve_client(w: Rc<Worker>, client: TcpStream, peer: SocketAddr) {
                 return;
             }
         };
-        let next = match route(&w, &head) {
-            Some(up) => exchange(&w, &client, &mut buf, head, up).await,
-            None => reply_without_upstream(&w, &client, &head, answers::harp(404)).await,
+        let next = match static_route(&w, &head) {
+            Some(up) => exchange(&w, &client, &mut buf, head, Plan::plain(up)).await,
+            None => serve_decided(&w, &client, &mut buf, head, peer).await,
         };
         match next {
             Next::KeepAlive => continue,
@@ -55,29 +56,15 @@ pub async fn serve_client(w: Rc<Worker>, client: TcpStream, peer: SocketAddr) {
     }
 }
 
-/// Where a request goes. Static routes for now; the ExApp decision plugs in here.
-fn route(w: &Worker, head: &RequestHead) -> Option<Upstream> {
+/// Operator-configured static routes (`--route`) win; everything else goes through HaRP's
+/// decision.
+fn static_route(w: &Worker, head: &RequestHead) -> Option<Upstream> {
     let path = head.path();
     w.cfg
         .routes
         .iter()
         .find(|r| path.starts_with(r.prefix.as_bytes()))
         .map(|r| Upstream::Tcp(r.upstream))
-}
-
-/// Answer a request that is not forwarded. Its body (if any) was not read, so the
-/// connection can only be kept when there is none.
-async fn reply_without_upstream(
-    w: &Worker,
-    client: &TcpStream,
-    head: &RequestHead,
-    bytes: &[u8],
-) -> Next {
-    let keep = head.keep_alive && head.framing == BodyFraming::None;
-    if answer(client, bytes, w.cfg.timeout_client).await.is_err() || !keep {
-        return Next::Close;
-    }
-    Next::KeepAlive
 }
 
 /// Read until `buf` starts with a complete request head; the head's bytes are removed from

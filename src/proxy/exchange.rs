@@ -17,7 +17,8 @@ use tracing::debug;
 
 use super::body::{forward_body, timed, timed_read, BodyError};
 use super::conn::answer;
-use super::Worker;
+use super::worker::{now_ms, Worker};
+use crate::decide::response_failure;
 use crate::http::{
     answers, parse_response, write_request, write_response_to, BodyFraming, HeadEdits, RequestHead,
     ResponseHead,
@@ -29,6 +30,34 @@ use crate::net::pump::{tunnel, Pump};
 #[derive(Debug, Clone, Copy)]
 pub enum Upstream {
     Tcp(SocketAddr),
+}
+
+/// How to forward one request: where, with which head edits, and what to check on the
+/// response.
+#[derive(Debug)]
+pub struct Plan {
+    pub upstream: Upstream,
+    /// Replacement request target (path + query), if any.
+    pub target: Option<Vec<u8>>,
+    /// Headers replacing incoming ones of the same name.
+    pub set_headers: Vec<(&'static str, Vec<u8>)>,
+    /// Incoming headers to drop.
+    pub remove_headers: Vec<&'static str>,
+    /// Response-phase brute-force check (§3.9): statuses and the client IP to blame.
+    pub bruteforce: Option<(Vec<u16>, String)>,
+}
+
+impl Plan {
+    /// Forward unchanged (static routes).
+    pub fn plain(upstream: Upstream) -> Plan {
+        Plan {
+            upstream,
+            target: None,
+            set_headers: Vec::new(),
+            remove_headers: Vec::new(),
+            bruteforce: None,
+        }
+    }
 }
 
 /// What the connection loop does after an exchange.
@@ -53,11 +82,20 @@ pub async fn exchange(
     client: &TcpStream,
     buf: &mut Vec<u8>,
     head: RequestHead,
-    upstream: Upstream,
+    plan: Plan,
 ) -> Next {
-    let Upstream::Tcp(addr) = upstream;
+    let Upstream::Tcp(addr) = plan.upstream;
     let mut out = Vec::with_capacity(head.raw.len() + 256);
-    write_request(&head, &HeadEdits::default(), &mut out);
+    let edits = HeadEdits {
+        path: plan.target.as_deref(),
+        set: plan
+            .set_headers
+            .iter()
+            .map(|(n, v)| (*n, v.as_slice()))
+            .collect(),
+        remove: plan.remove_headers.clone(),
+    };
+    write_request(&head, &edits, &mut out);
     let up = match send_head(w, addr, &out).await {
         Ok(up) => up,
         Err(status) => {
@@ -77,7 +115,8 @@ pub async fn exchange(
             head.framing,
             w.cfg.timeout_client,
         );
-        let resp = forward_response(w, &mut resp_pump, client, &up, &head, &started);
+        let check = plan.bruteforce.as_ref();
+        let resp = forward_response(w, &mut resp_pump, client, &up, &head, &started, check);
         run_both(req, resp).await
     };
     if req_done.is_ok() {
@@ -173,6 +212,7 @@ async fn forward_response(
     up: &TcpStream,
     req: &RequestHead,
     started: &Cell<bool>,
+    bruteforce: Option<&(Vec<u16>, String)>,
 ) -> ResponseEnd {
     let mut rbuf = Vec::with_capacity(8 * 1024);
     let head = match read_final_head(w, client, up, req, &mut rbuf, started).await {
@@ -185,6 +225,11 @@ async fn forward_response(
         }
     };
     started.set(true);
+    if let Some((statuses, client_ip)) = bruteforce {
+        if let Some(effect) = response_failure(statuses, head.status, client_ip) {
+            w.publish(effect.into_update(now_ms()));
+        }
+    }
     let upgrade = head.status == 101 && req.upgrade;
     let keep_client = req.keep_alive && head.framing != BodyFraming::UntilClose;
     let mut out = Vec::with_capacity(head.raw.len() + 64);

@@ -55,6 +55,7 @@ pub fn block_on<F: Future>(driver: Driver, fut: F) -> io::Result<F::Output> {
         Driver::IoUring => {
             let mut rt = RuntimeBuilder::<IoUringDriver>::new()
                 .with_entries(DEFAULT_URING_ENTRIES)
+                .attach_thread_pool(Box::new(blocking_pool()))
                 .enable_timer()
                 .build()?;
             Ok(rt.block_on(fut))
@@ -62,11 +63,22 @@ pub fn block_on<F: Future>(driver: Driver, fut: F) -> io::Result<F::Output> {
         Driver::Epoll => {
             let mut rt = RuntimeBuilder::<LegacyDriver>::new()
                 .with_entries(DEFAULT_URING_ENTRIES)
+                .attach_thread_pool(Box::new(blocking_pool()))
                 .enable_timer()
                 .build()?;
             Ok(rt.block_on(fut))
         }
     }
+}
+
+/// Threads for blocking work (DNS lookups of ExApp hosts), shared by all workers.
+pub const DEFAULT_BLOCKING_THREADS: usize = 2;
+
+fn blocking_pool() -> monoio::blocking::DefaultThreadPool {
+    static POOL: std::sync::OnceLock<monoio::blocking::DefaultThreadPool> =
+        std::sync::OnceLock::new();
+    POOL.get_or_init(|| monoio::blocking::DefaultThreadPool::new(DEFAULT_BLOCKING_THREADS))
+        .clone()
 }
 
 /// Start `cfg.workers` threads named `lyre-worker-N`, each running `worker(id)` on its own
@@ -157,12 +169,20 @@ pub fn run(cfg: crate::config::Config, warnings: Vec<String>) -> Result<(), Stri
     let driver = pick_driver(cfg.driver)?;
     let cfg = Arc::new(cfg);
     block_stop_signals();
+    let (bus, receivers) = crate::proxy::bus::Bus::new(cfg.workers)
+        .map_err(|e| format!("cannot create the worker bus: {e}"))?;
+    let receivers: Arc<std::sync::Mutex<Vec<Option<crate::proxy::bus::BusReceiver>>>> = Arc::new(
+        std::sync::Mutex::new(receivers.into_iter().map(Some).collect()),
+    );
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
     let worker_cfg = cfg.clone();
     let _workers = spawn_workers(&cfg, driver, move |id| {
         let cfg = worker_cfg.clone();
         let ready = ready_tx.clone();
-        async move { worker_main(id, cfg, ready).await }
+        let bus = bus.clone();
+        // invariant: each worker id takes its own receiver exactly once.
+        let rx = receivers.lock().map(|mut v| v[id].take()).ok().flatten();
+        async move { worker_main(id, cfg, bus, rx, ready).await }
     });
     for _ in 0..cfg.workers {
         match ready_rx.recv() {
@@ -187,8 +207,17 @@ pub fn run(cfg: crate::config::Config, warnings: Vec<String>) -> Result<(), Stri
 async fn worker_main(
     id: usize,
     cfg: Arc<crate::config::Config>,
+    bus: Arc<crate::proxy::bus::Bus>,
+    rx: Option<crate::proxy::bus::BusReceiver>,
     ready: std::sync::mpsc::Sender<Result<(), String>>,
 ) {
+    let nc = match crate::nextcloud::NcClient::new(&cfg) {
+        Ok(nc) => nc,
+        Err(e) => {
+            let _ = ready.send(Err(e.to_string()));
+            return;
+        }
+    };
     let listener = match crate::net::listener::bind_reuseport(cfg.exapps_address) {
         Ok(l) => l,
         Err(e) => {
@@ -214,7 +243,10 @@ async fn worker_main(
         }
     }
     let _ = ready.send(Ok(()));
-    let worker = crate::proxy::Worker::new(id, cfg);
+    let worker = crate::proxy::Worker::new(id, cfg, bus, nc);
+    if let Some(rx) = rx {
+        monoio::spawn(crate::proxy::run_bus(worker.clone(), rx));
+    }
     crate::proxy::accept_loop(worker, listener).await;
 }
 
