@@ -5,7 +5,9 @@
 mod common;
 
 use common::http::{get, get_req, Conn};
-use common::{Lyre, Nginx, Pattern, Upstream};
+use std::time::Duration;
+
+use common::{poll_until, Lyre, Nginx, Pattern, RawUpstream, Upstream};
 
 const UP: &str = "/exapps/up/";
 
@@ -245,4 +247,29 @@ fn server_sent_events_stream_through_nginx() {
         r.body_str(),
         "id: 0\ndata: event 0\n\nid: 1\ndata: event 1\n\nid: 2\ndata: event 2\n\n"
     );
+}
+
+#[test]
+fn pooled_connection_closed_by_upstream_is_not_served_as_502() {
+    // Keep-alive answers, then the upstream closes the connection (as uvicorn does after
+    // its 5 s keep-alive timeout): the next request must get a fresh connection, not the
+    // dead pooled one.
+    let raw = RawUpstream::start(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+    let lyre = Lyre::routed(&[("/exapps/raw/", raw.port)], &[]);
+    let mut c = Conn::connect(lyre.port);
+    for i in 0..6u64 {
+        c.send(&get_req(&format!("/exapps/raw/x?i={i}")));
+        let r = c.read_response();
+        assert_eq!(
+            r.head.status,
+            200,
+            "request {i} after the upstream closed its previous connection: {:?}",
+            String::from_utf8_lossy(&r.head.raw)
+        );
+        assert_eq!(r.body, b"ok");
+        // Wait until the upstream has closed this connection (its FIN is on the wire).
+        let closed = poll_until(Duration::from_secs(5), || raw.closed() > i);
+        assert!(closed, "raw upstream did not close connection {i}");
+    }
+    assert_eq!(raw.accepted(), 6, "one upstream connection per request");
 }

@@ -486,10 +486,12 @@ impl Lyre {
 }
 
 /// A tiny raw TCP upstream: for every connection it reads the request head (up to the
-/// first blank line, or 2 s), writes `reply` verbatim and closes. For 502 tests.
+/// first blank line, or 2 s), writes `reply` verbatim and closes. For 502 tests, and for
+/// an upstream that closes kept-alive connections (as uvicorn does after 5 s idle).
 pub struct RawUpstream {
     pub port: u16,
     accepted: Arc<AtomicU64>,
+    closed: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
     thread: Option<thread::JoinHandle<()>>,
 }
@@ -499,8 +501,10 @@ impl RawUpstream {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind raw upstream");
         let port = listener.local_addr().expect("local_addr").port();
         let accepted = Arc::new(AtomicU64::new(0));
+        let closed = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
-        let (acc, st, reply) = (accepted.clone(), stop.clone(), reply.to_vec());
+        let (acc, cl, st) = (accepted.clone(), closed.clone(), stop.clone());
+        let reply = reply.to_vec();
         let thread = thread::spawn(move || {
             for conn in listener.incoming() {
                 if st.load(Ordering::SeqCst) {
@@ -519,11 +523,14 @@ impl RawUpstream {
                 }
                 let _ = s.write_all(&reply);
                 let _ = s.shutdown(std::net::Shutdown::Both);
+                drop(s);
+                cl.fetch_add(1, Ordering::SeqCst);
             }
         });
         RawUpstream {
             port,
             accepted,
+            closed,
             stop,
             thread: Some(thread),
         }
@@ -531,6 +538,11 @@ impl RawUpstream {
 
     pub fn accepted(&self) -> u64 {
         self.accepted.load(Ordering::SeqCst)
+    }
+
+    /// Connections this upstream has answered and closed.
+    pub fn closed(&self) -> u64 {
+        self.closed.load(Ordering::SeqCst)
     }
 }
 
