@@ -4,9 +4,9 @@
 
 mod common;
 
-use common::http::{get, get_req, Conn};
 use std::time::Duration;
 
+use common::http::{get, get_req, Conn};
 use common::{poll_until, Lyre, Nginx, Pattern, RawUpstream, Upstream};
 
 const UP: &str = "/exapps/up/";
@@ -272,4 +272,61 @@ fn pooled_connection_closed_by_upstream_is_not_served_as_502() {
         assert!(closed, "raw upstream did not close connection {i}");
     }
     assert_eq!(raw.accepted(), 6, "one upstream connection per request");
+}
+
+#[test]
+fn client_half_close_after_request_still_gets_the_response() {
+    let (_up, lyre) = stack();
+    let mut c = Conn::connect(lyre.port);
+    c.send(&get_req("/exapps/up/slow?delay=0.2"));
+    c.shutdown_write(); // FIN right after the request, as some clients (and `nc -N`) do
+    let r = c
+        .try_read_response(false)
+        .expect("response after the client's FIN");
+    assert_eq!(r.head.status, 200);
+    assert!(r.body_str().starts_with("slow done"));
+}
+
+#[test]
+fn http_1_0_request_is_answered_and_closed() {
+    let (_up, lyre) = stack();
+    let mut c = Conn::connect(lyre.port);
+    c.send(b"GET /exapps/up/page HTTP/1.0\r\n\r\n");
+    let r = c.read_response();
+    assert_eq!(r.head.status, 200);
+    assert!(r.body_str().contains("hello from upstream"));
+    assert_eq!(
+        c.closed_within(Duration::from_secs(10)),
+        Ok(true),
+        "HTTP/1.0 without keep-alive must be closed"
+    );
+}
+
+#[test]
+fn client_abort_mid_download_does_not_poison_the_pool() {
+    // One worker: every exchange draws from the same pool.
+    let up = Upstream::start();
+    let lyre = Lyre::routed(&[(UP, up.port)], &[("LYRE_WORKERS", "1")]);
+    for round in 0..3 {
+        let mut c = Conn::connect(lyre.port);
+        c.send(&get_req("/exapps/up/bytes/67108864"));
+        let head = c.read_head();
+        assert_eq!(head.status, 200);
+        let part = c.try_read_exact(100_000).expect("first 100 kB");
+        assert_eq!(part.len(), 100_000);
+        drop(c); // abort: the upstream connection now holds ~64 MiB of unread body
+                 // A fresh client must get its own, clean answer.
+        for i in 0..3 {
+            let r = get(
+                lyre.port,
+                &format!("/exapps/up/echo-headers?round={round}&i={i}"),
+            );
+            assert_eq!(r.head.status, 200, "round {round} request {i}");
+            assert_eq!(
+                r.json()["query"],
+                format!("round={round}&i={i}"),
+                "round {round} request {i} got someone else's bytes"
+            );
+        }
+    }
 }

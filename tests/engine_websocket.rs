@@ -127,3 +127,45 @@ fn half_sent_head_closed_after_client_timeout() {
         "a half-sent head reached the upstream"
     );
 }
+
+fn websocket_matrix_case(driver: &str, pump: &str) {
+    let up = Upstream::start();
+    let lyre = Lyre::routed(
+        &[("/exapps/up/", up.port)],
+        &[("LYRE_DRIVER", driver), ("LYRE_PUMP", pump)],
+    );
+    let mut ws = WsClient::connect(lyre.port, "/exapps/up/ws");
+    for size in [1usize, 125, 126, 65_535, 65_536, 1_000_000] {
+        let payload: Vec<u8> = (0..size).map(|i| (i * 31 % 253) as u8).collect();
+        ws.send_binary(&payload);
+        let m = ws
+            .recv()
+            .unwrap_or_else(|e| panic!("{driver}/{pump}: echo of {size} bytes: {e}"));
+        assert_eq!(m.opcode, OP_BINARY);
+        assert!(
+            m.payload == payload,
+            "{driver}/{pump}: {size}-byte echo differs"
+        );
+    }
+    ws.close();
+}
+
+#[test]
+fn websocket_epoll_copy() {
+    websocket_matrix_case("epoll", "copy");
+}
+
+#[test]
+fn websocket_uring_splice() {
+    websocket_matrix_case("uring", "splice");
+}
+
+#[test]
+fn websocket_epoll_splice() {
+    websocket_matrix_case("epoll", "splice");
+}
+
+#[test]
+fn websocket_uring_copy() {
+    websocket_matrix_case("uring", "copy");
+}
