@@ -330,3 +330,66 @@ fn client_abort_mid_download_does_not_poison_the_pool() {
         }
     }
 }
+
+#[test]
+fn concurrent_keepalive_clients_each_get_their_own_answers() {
+    let (up, lyre) = stack();
+    const CLIENTS: usize = 32;
+    const REQUESTS: usize = 25;
+    let want_bytes = common::sha256_hex(&{
+        let mut v = Vec::new();
+        Pattern::new().for_each_block(50_000, |b| v.extend_from_slice(b));
+        v
+    });
+    let port = lyre.port;
+    let threads: Vec<_> = (0..CLIENTS)
+        .map(|t| {
+            let want_bytes = want_bytes.clone();
+            std::thread::spawn(move || {
+                let mut c = Conn::connect(port);
+                for i in 0..REQUESTS {
+                    match i % 3 {
+                        0 => {
+                            c.send(&get_req(&format!("/exapps/up/echo-headers?t={t}&i={i}")));
+                            let j = c.read_response().json();
+                            assert_eq!(
+                                j["query"],
+                                format!("t={t}&i={i}"),
+                                "client {t} request {i}"
+                            );
+                        }
+                        1 => {
+                            c.send(&get_req(&format!("/exapps/up/bytes/50000?cl={}", i % 2)));
+                            let r = c.read_response();
+                            assert_eq!(r.body.len(), 50_000, "client {t} request {i}");
+                            assert_eq!(
+                                common::sha256_hex(&r.body),
+                                want_bytes,
+                                "client {t} request {i}"
+                            );
+                        }
+                        _ => {
+                            c.send(&get_req("/exapps/up/page"));
+                            let r = c.read_response();
+                            assert!(
+                                r.body_str().contains("hello from upstream"),
+                                "client {t} request {i}"
+                            );
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    for (t, h) in threads.into_iter().enumerate() {
+        assert!(
+            h.join().is_ok(),
+            "client thread {t} failed (see its panic above)"
+        );
+    }
+    assert_eq!(
+        up.paths().len(),
+        CLIENTS * REQUESTS,
+        "every request forwarded exactly once"
+    );
+}
