@@ -1,2 +1,3 @@
 //! FRP server for unmodified frpc 0.61-0.65 clients (frp-protocol.md).
-//! Owned by helper "frp".
+pub mod crypto;
+pub mod msg;
