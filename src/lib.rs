@@ -22,3 +22,4 @@ pub mod http;
 pub mod net;
 pub mod proxy;
 pub mod runtime;
+pub mod tls;
