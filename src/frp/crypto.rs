@@ -55,7 +55,10 @@ impl CfbWriter {
     }
 
     pub fn with_iv(key: &[u8; KEY_BYTES], iv: [u8; IV_BYTES]) -> CfbWriter {
-        CfbWriter { cipher: BufEncryptor::new(key.into(), &iv.into()), iv: Some(iv) }
+        CfbWriter {
+            cipher: BufEncryptor::new(key.into(), &iv.into()),
+            iv: Some(iv),
+        }
     }
 
     /// Append the wire form of `plain` to `out`.
@@ -78,7 +81,11 @@ pub struct CfbReader {
 
 impl CfbReader {
     pub fn new(key: &[u8; KEY_BYTES]) -> CfbReader {
-        CfbReader { key: *key, iv: Vec::with_capacity(IV_BYTES), cipher: None }
+        CfbReader {
+            key: *key,
+            iv: Vec::with_capacity(IV_BYTES),
+            cipher: None,
+        }
     }
 
     /// Decrypt `wire` in place; returns the plaintext sub-slice (empty while IV bytes are
@@ -108,7 +115,10 @@ mod tests {
 
     fn hex(s: &str) -> Vec<u8> {
         let s: String = s.split_whitespace().collect();
-        (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
     }
 
     #[test]
@@ -116,17 +126,30 @@ mod tests {
         let rows = [
             ("", "cdc9dc4c472c37331281df4c232a8407"),
             ("secret", "8a69215e54aca50e54f738de611a87f9"),
-            ("some_very_secure_password", "6ce79b5287d6c232244a6d7d866c87da"),
+            (
+                "some_very_secure_password",
+                "6ce79b5287d6c232244a6d7d866c87da",
+            ),
         ];
         for (token, key) in rows {
-            assert_eq!(derive_key(token.as_bytes()).to_vec(), hex(key), "token {token:?}");
+            assert_eq!(
+                derive_key(token.as_bytes()).to_vec(),
+                hex(key),
+                "token {token:?}"
+            );
         }
     }
 
     #[test]
     fn privilege_key_vectors_11_4() {
-        assert_eq!(privilege_key(b"", 1795683251), "c91b5bf262a78d315d31c5ad96a02726");
-        assert_eq!(privilege_key(b"secret", 1795683373), "357977c159ac6b1f3a03396c5a65d7d7");
+        assert_eq!(
+            privilege_key(b"", 1795683251),
+            "c91b5bf262a78d315d31c5ad96a02726"
+        );
+        assert_eq!(
+            privilege_key(b"secret", 1795683373),
+            "357977c159ac6b1f3a03396c5a65d7d7"
+        );
     }
 
     const IV: &str = "c94dfd7f4597481ff7dade86009a776f";

@@ -59,9 +59,14 @@ impl std::fmt::Display for MsgError {
                 "frpc sent unknown message type byte {b:#04x} (wrong key or not an frp client)"
             ),
             MsgError::BadLength(n) => {
-                write!(f, "frpc sent message length {n}, limit is 0..={MAX_BODY_BYTES}")
+                write!(
+                    f,
+                    "frpc sent message length {n}, limit is 0..={MAX_BODY_BYTES}"
+                )
             }
-            MsgError::Json { ty, reason } => write!(f, "frpc sent a malformed {ty:?} body: {reason}"),
+            MsgError::Json { ty, reason } => {
+                write!(f, "frpc sent a malformed {ty:?} body: {reason}")
+            }
         }
     }
 }
@@ -72,7 +77,9 @@ impl std::error::Error for MsgError {}
 /// state, not an error). The type and length are checked as soon as they arrive, so a bad
 /// peer is refused before it can make us buffer anything.
 pub fn parse_frame(buf: &[u8]) -> Result<Option<(MsgType, &[u8], usize)>, MsgError> {
-    let Some(&first) = buf.first() else { return Ok(None) };
+    let Some(&first) = buf.first() else {
+        return Ok(None);
+    };
     let ty = MsgType::from_byte(first).ok_or(MsgError::UnknownType(first))?;
     if buf.len() < HEADER_BYTES {
         return Ok(None);
@@ -93,7 +100,10 @@ pub fn parse_frame(buf: &[u8]) -> Result<Option<(MsgType, &[u8], usize)>, MsgErr
 /// Decode a body; an empty body counts as `{}`.
 pub fn parse_body<'a, T: Deserialize<'a>>(ty: MsgType, body: &'a [u8]) -> Result<T, MsgError> {
     let body: &[u8] = if body.is_empty() { b"{}" } else { body };
-    serde_json::from_slice(body).map_err(|e| MsgError::Json { ty, reason: e.to_string() })
+    serde_json::from_slice(body).map_err(|e| MsgError::Json {
+        ty,
+        reason: e.to_string(),
+    })
 }
 
 /// Append one framed message to `out`.
@@ -243,7 +253,10 @@ mod tests {
 
     fn hex(s: &str) -> Vec<u8> {
         let s: String = s.split_whitespace().collect();
-        (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
     }
 
     #[test]
@@ -310,14 +323,28 @@ mod tests {
     #[test]
     fn server_messages_match_captured_bytes() {
         let mut out = Vec::new();
-        let resp = LoginResp { version: "0.65.0".into(), run_id: "cda3dd5f612caea4".into(), ..Default::default() };
+        let resp = LoginResp {
+            version: "0.65.0".into(),
+            run_id: "cda3dd5f612caea4".into(),
+            ..Default::default()
+        };
         write_msg(&mut out, MsgType::LoginResp, &resp);
         assert_eq!(&out[..9], &hex("31 00 00 00 00 00 00 00 30")[..]);
-        assert_eq!(&out[9..], br#"{"version":"0.65.0","run_id":"cda3dd5f612caea4"}"#);
+        assert_eq!(
+            &out[9..],
+            br#"{"version":"0.65.0","run_id":"cda3dd5f612caea4"}"#
+        );
         out.clear();
-        let npr = NewProxyResp { proxy_name: "exapp1".into(), remote_addr: ":23001".into(), ..Default::default() };
+        let npr = NewProxyResp {
+            proxy_name: "exapp1".into(),
+            remote_addr: ":23001".into(),
+            ..Default::default()
+        };
         write_msg(&mut out, MsgType::NewProxyResp, &npr);
-        assert_eq!(&out[9..], br#"{"proxy_name":"exapp1","remote_addr":":23001"}"#);
+        assert_eq!(
+            &out[9..],
+            br#"{"proxy_name":"exapp1","remote_addr":":23001"}"#
+        );
         assert_eq!(out.len(), 55);
         out.clear();
         let swc = StartWorkConn {

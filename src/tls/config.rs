@@ -18,7 +18,10 @@ use rustls::{RootCertStore, ServerConfig};
 use super::{PkiPaths, TlsError};
 
 fn pem_err(path: &Path, reason: impl std::fmt::Display) -> TlsError {
-    TlsError::Pem { path: path.to_path_buf(), reason: reason.to_string() }
+    TlsError::Pem {
+        path: path.to_path_buf(),
+        reason: reason.to_string(),
+    }
 }
 
 pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
@@ -77,19 +80,29 @@ mod tests {
         let first = std::fs::read(&paths.ca_crt).unwrap();
         let again = crate::tls::ensure_frp_pki(&dir, 30).unwrap();
         assert_eq!(paths, again);
-        assert_eq!(std::fs::read(&again.ca_crt).unwrap(), first, "existing dir must be untouched");
+        assert_eq!(
+            std::fs::read(&again.ca_crt).unwrap(),
+            first,
+            "existing dir must be untouched"
+        );
         assert!(server_config(&paths).is_ok());
 
         let mut roots = RootCertStore::empty();
-        roots.add(load_certs(&paths.ca_crt).unwrap().remove(0)).unwrap();
+        roots
+            .add(load_certs(&paths.ca_crt).unwrap().remove(0))
+            .unwrap();
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let v = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider).build().unwrap();
+        let v = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+            .build()
+            .unwrap();
         let client = load_certs(&paths.client_crt).unwrap().remove(0);
         assert!(v.verify_client_cert(&client, &[], UnixTime::now()).is_ok());
         // A certificate from another CA is refused.
         let other = crate::tls::pki::generate(30).unwrap();
         let foreign = CertificateDer::from_pem_slice(other.client_crt.as_bytes()).unwrap();
-        assert!(v.verify_client_cert(&foreign, &[], UnixTime::now()).is_err());
+        assert!(v
+            .verify_client_cert(&foreign, &[], UnixTime::now())
+            .is_err());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -78,7 +78,12 @@ pub fn ensure_frp_pki(certs_dir: &Path, validity_days: u32) -> Result<PkiPaths, 
         (&paths.client_key, &files.client_key, 0o600),
     ];
     for (path, pem, mode) in rows {
-        let mut f = fs::OpenOptions::new().write(true).create_new(true).mode(mode).open(path).map_err(io(path))?;
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(path)
+            .map_err(io(path))?;
         f.write_all(pem.as_bytes()).map_err(io(path))?;
     }
     fs::rename(&tmp, &dir).map_err(io(&dir))?;
@@ -116,13 +121,21 @@ pub fn generate(validity_days: u32) -> Result<GeneratedPki, TlsError> {
     let ca_key = key()?;
     let mut ca = params(CA_NAME, None, validity_days)?;
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    ca.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
     let ca_cert = ca.self_signed(&ca_key).map_err(gen)?;
     let issuer = Issuer::new(ca, &ca_key);
     let server_key = key()?;
-    let server = params(SERVER_NAME, Some(SERVER_NAME), validity_days)?.signed_by(&server_key, &issuer).map_err(gen)?;
+    let server = params(SERVER_NAME, Some(SERVER_NAME), validity_days)?
+        .signed_by(&server_key, &issuer)
+        .map_err(gen)?;
     let client_key = key()?;
-    let client = params(CLIENT_NAME, Some(CLIENT_NAME), validity_days)?.signed_by(&client_key, &issuer).map_err(gen)?;
+    let client = params(CLIENT_NAME, Some(CLIENT_NAME), validity_days)?
+        .signed_by(&client_key, &issuer)
+        .map_err(gen)?;
     Ok(GeneratedPki {
         ca_crt: ca_cert.pem(),
         ca_key: ca_key.serialize_pem(),

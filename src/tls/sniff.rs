@@ -34,13 +34,23 @@ pub fn classify(b: u8) -> FirstByte {
 
 /// Sniff and, when TLS is configured, run the handshake. With `tls = None` a TLS
 /// ClientHello is passed through as plaintext bytes (the frp layer then refuses it).
-pub async fn accept(tcp: TcpStream, tls: Option<&Arc<ServerConfig>>) -> Result<Transport, TlsError> {
+pub async fn accept(
+    tcp: TcpStream,
+    tls: Option<&Arc<ServerConfig>>,
+) -> Result<Transport, TlsError> {
     let mut buf = Vec::with_capacity(SNIFF_READ_BYTES);
-    match monoio::time::timeout(FIRST_BYTE_TIMEOUT, nio::read_some(&tcp, &mut buf, SNIFF_READ_BYTES)).await {
+    match monoio::time::timeout(
+        FIRST_BYTE_TIMEOUT,
+        nio::read_some(&tcp, &mut buf, SNIFF_READ_BYTES),
+    )
+    .await
+    {
         Err(_) => return Err(TlsError::FirstByteTimeout),
         Ok(Err(e)) => return Err(TlsError::Handshake(e)),
         Ok(Ok(0)) => {
-            return Err(TlsError::Handshake(std::io::ErrorKind::UnexpectedEof.into()));
+            return Err(TlsError::Handshake(
+                std::io::ErrorKind::UnexpectedEof.into(),
+            ));
         }
         Ok(Ok(_)) => {}
     }

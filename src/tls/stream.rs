@@ -37,7 +37,11 @@ pub enum Transport {
 
 impl Transport {
     pub fn plain(tcp: TcpStream, prefix: Vec<u8>) -> Transport {
-        Transport::Plain { tcp, prefix: RefCell::new(prefix), lock: WriteLock::default() }
+        Transport::Plain {
+            tcp,
+            prefix: RefCell::new(prefix),
+            lock: WriteLock::default(),
+        }
     }
 
     /// Run the server handshake; `initial` holds TLS bytes already read by the sniffer.
@@ -63,7 +67,10 @@ impl Transport {
                 return Ok(t);
             }
             if t.recv_tls().await? == 0 {
-                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "EOF during TLS handshake"));
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "EOF during TLS handshake",
+                ));
             }
         }
     }
@@ -137,7 +144,9 @@ impl Transport {
 
     /// One socket read fed into rustls. Returns the raw byte count (0 = TCP EOF).
     async fn recv_tls(&self) -> io::Result<usize> {
-        let Transport::Tls { tcp, rbuf, .. } = self else { return Ok(0) };
+        let Transport::Tls { tcp, rbuf, .. } = self else {
+            return Ok(0);
+        };
         loop {
             let got = {
                 let mut b = rbuf.borrow_mut();
@@ -159,12 +168,15 @@ impl Transport {
     /// Hand raw TLS bytes to rustls (empty = TCP EOF) and process them. Called only when
     /// rustls's plaintext buffer is drained, so it always has room for one read chunk.
     fn feed_tls(&self, mut data: &[u8]) -> io::Result<()> {
-        let Transport::Tls { conn, .. } = self else { return Ok(()) };
+        let Transport::Tls { conn, .. } = self else {
+            return Ok(());
+        };
         let mut c = conn.borrow_mut();
         let eof = data.is_empty();
         loop {
             let n = c.read_tls(&mut data)?;
-            c.process_new_packets().map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+            c.process_new_packets()
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
             if eof || data.is_empty() {
                 return Ok(());
             }
@@ -176,7 +188,12 @@ impl Transport {
 
     /// Write TLS records rustls has queued.
     async fn flush_tls(&self) -> io::Result<()> {
-        let Transport::Tls { tcp, conn, lock, .. } = self else { return Ok(()) };
+        let Transport::Tls {
+            tcp, conn, lock, ..
+        } = self
+        else {
+            return Ok(());
+        };
         let _g = lock.lock().await;
         loop {
             let mut out = Vec::new();
@@ -195,7 +212,9 @@ impl Transport {
                 let _g = lock.lock().await;
                 nio::write_all(tcp, data).await
             }
-            Transport::Tls { tcp, conn, lock, .. } => {
+            Transport::Tls {
+                tcp, conn, lock, ..
+            } => {
                 let _g = lock.lock().await;
                 while !data.is_empty() {
                     let mut out = Vec::with_capacity(data.len().min(1 << 20) + 1024);

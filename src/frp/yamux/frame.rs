@@ -42,7 +42,12 @@ pub enum HeaderError {
 
 impl Header {
     pub fn new(ty: FrameType, flags: u16, stream_id: u32, length: u32) -> Header {
-        Header { ty, flags, stream_id, length }
+        Header {
+            ty,
+            flags,
+            stream_id,
+            length,
+        }
     }
 
     pub fn encode(&self) -> [u8; HEADER_BYTES] {
@@ -91,11 +96,41 @@ mod tests {
     fn captured_headers_parse_and_round_trip() {
         // §11.1 rows: (bytes, type, flags, stream, length)
         let rows: [([u8; 12], FrameType, u16, u32, u32); 5] = [
-            ([0, 1, 0, 1, 0, 0, 0, 1, 0, 0x5c, 0, 0], FrameType::WindowUpdate, FLAG_SYN, 1, 6029312),
-            ([0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0xc1], FrameType::Data, 0, 1, 193),
-            ([0, 1, 0, 2, 0, 0, 0, 3, 0, 0x5c, 0, 0], FrameType::WindowUpdate, FLAG_ACK, 3, 6029312),
-            ([0, 2, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0], FrameType::Ping, FLAG_SYN, 0, 0),
-            ([0, 1, 0, 4, 0, 0, 0, 3, 0, 0, 0, 0], FrameType::WindowUpdate, FLAG_FIN, 3, 0),
+            (
+                [0, 1, 0, 1, 0, 0, 0, 1, 0, 0x5c, 0, 0],
+                FrameType::WindowUpdate,
+                FLAG_SYN,
+                1,
+                6029312,
+            ),
+            (
+                [0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0xc1],
+                FrameType::Data,
+                0,
+                1,
+                193,
+            ),
+            (
+                [0, 1, 0, 2, 0, 0, 0, 3, 0, 0x5c, 0, 0],
+                FrameType::WindowUpdate,
+                FLAG_ACK,
+                3,
+                6029312,
+            ),
+            (
+                [0, 2, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0],
+                FrameType::Ping,
+                FLAG_SYN,
+                0,
+                0,
+            ),
+            (
+                [0, 1, 0, 4, 0, 0, 0, 3, 0, 0, 0, 0],
+                FrameType::WindowUpdate,
+                FLAG_FIN,
+                3,
+                0,
+            ),
         ];
         for (bytes, ty, flags, id, len) in rows {
             let got = h(bytes).unwrap();
@@ -106,7 +141,13 @@ mod tests {
 
     #[test]
     fn bad_version_and_type_are_errors() {
-        assert_eq!(h([0x6f, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]), Err(HeaderError::BadVersion(0x6f)));
-        assert_eq!(h([0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]), Err(HeaderError::BadType(4)));
+        assert_eq!(
+            h([0x6f, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
+            Err(HeaderError::BadVersion(0x6f))
+        );
+        assert_eq!(
+            h([0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
+            Err(HeaderError::BadType(4))
+        );
     }
 }

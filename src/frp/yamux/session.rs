@@ -46,6 +46,8 @@ pub const ACCEPT_BACKLOG: usize = 256;
 /// Our keepalive ping interval and the time the peer has to answer (frps: 30 s / 10 s).
 pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
 pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a locally closed session may take to flush its last frames.
+pub const CLOSE_FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 /// Bytes requested from the transport per read.
 pub const READ_CHUNK_BYTES: usize = 64 * 1024;
 
@@ -68,13 +70,20 @@ impl std::fmt::Display for YamuxError {
                 "frpc sent an invalid yamux header ({h:?}); is the client using transport.tcpMux?"
             ),
             YamuxError::DuplicateStream(id) => write!(f, "frpc reopened live yamux stream {id}"),
-            YamuxError::WindowExceeded { stream, len, window } => write!(
+            YamuxError::WindowExceeded {
+                stream,
+                len,
+                window,
+            } => write!(
                 f,
                 "frpc sent {len} bytes on stream {stream} with only {window} bytes of window"
             ),
             YamuxError::GoAway(code) => write!(f, "frpc sent yamux GO_AWAY({code})"),
             YamuxError::KeepaliveTimeout => {
-                write!(f, "frpc did not answer a yamux ping within {KEEPALIVE_TIMEOUT:?}")
+                write!(
+                    f,
+                    "frpc did not answer a yamux ping within {KEEPALIVE_TIMEOUT:?}"
+                )
             }
         }
     }
@@ -182,18 +191,28 @@ impl Session {
 
     /// Drive the session until the peer leaves, a protocol error, or [`Session::close`].
     /// `Ok(())` = orderly end (EOF, GO_AWAY(0) or local close).
-    pub async fn run(&self, t: &Transport) -> Result<(), YamuxError> {
+    /// `initial` = plaintext bytes already read from `t` (the sniffer's look-ahead).
+    pub async fn run(&self, t: &Transport, initial: Vec<u8>) -> Result<(), YamuxError> {
         let r = monoio::select! {
-            r = self.read_loop(t) => r,
+            r = self.read_loop(t, initial) => r,
             r = self.write_loop(t) => r,
             r = self.keepalive_loop() => r,
             _ = self.shared.closed.wait() => Ok(()),
         };
-        if matches!(r, Err(YamuxError::WindowExceeded { .. } | YamuxError::DuplicateStream(_) | YamuxError::BadHeader(_)))
-        {
+        if matches!(
+            r,
+            Err(YamuxError::WindowExceeded { .. }
+                | YamuxError::DuplicateStream(_)
+                | YamuxError::BadHeader(_))
+        ) {
             // Best effort: tell Go why, as its own session would (§2.3).
             let h = Header::new(FrameType::GoAway, 0, 0, GOAWAY_PROTOCOL_ERROR);
             let _ = t.write_all(&h.encode()).await;
+        }
+        // A local close still delivers what was queued (a refused LoginResp and its FIN).
+        let pending = std::mem::take(&mut *self.shared.out.borrow_mut());
+        if r.is_ok() && !pending.is_empty() {
+            let _ = monoio::time::timeout(CLOSE_FLUSH_TIMEOUT, t.write_all(&pending)).await;
         }
         self.shared.close();
         self.shared.streams.borrow_mut().clear();
@@ -220,7 +239,11 @@ impl Session {
                 return Poll::Ready(None);
             }
             if let Some((id, state)) = self.shared.accepted.borrow_mut().pop_front() {
-                return Poll::Ready(Some(Stream { id, state, shared: self.shared.clone() }));
+                return Poll::Ready(Some(Stream {
+                    id,
+                    state,
+                    shared: self.shared.clone(),
+                }));
             }
             self.shared.accept_wake.register(cx.waker());
             Poll::Pending
@@ -228,8 +251,9 @@ impl Session {
         .await
     }
 
-    async fn read_loop(&self, t: &Transport) -> Result<(), YamuxError> {
-        let mut buf: Vec<u8> = Vec::with_capacity(2 * READ_CHUNK_BYTES);
+    async fn read_loop(&self, t: &Transport, initial: Vec<u8>) -> Result<(), YamuxError> {
+        let mut buf = initial;
+        buf.reserve(2 * READ_CHUNK_BYTES);
         loop {
             let mut start = 0;
             while let Some(used) = self.try_frame(&buf[start..])? {
@@ -248,14 +272,21 @@ impl Session {
 
     /// Handle one complete frame at the start of `buf`; `Ok(None)` = need more bytes.
     fn try_frame(&self, buf: &[u8]) -> Result<Option<usize>, YamuxError> {
-        let Some(head) = buf.get(..HEADER_BYTES) else { return Ok(None) };
+        let Some(head) = buf.get(..HEADER_BYTES) else {
+            return Ok(None);
+        };
         // invariant: `get(..HEADER_BYTES)` returned exactly HEADER_BYTES bytes.
-        let h = Header::parse(head.try_into().expect("invariant: 12 bytes")).map_err(YamuxError::BadHeader)?;
+        let h = Header::parse(head.try_into().expect("invariant: 12 bytes"))
+            .map_err(YamuxError::BadHeader)?;
         let mut need = HEADER_BYTES;
         if h.ty == FrameType::Data {
             // Check before buffering: no legal frame is larger than what we ever grant.
             if h.length > MAX_RECV_WINDOW_BYTES {
-                return Err(YamuxError::WindowExceeded { stream: h.stream_id, len: h.length, window: MAX_RECV_WINDOW_BYTES });
+                return Err(YamuxError::WindowExceeded {
+                    stream: h.stream_id,
+                    len: h.length,
+                    window: MAX_RECV_WINDOW_BYTES,
+                });
             }
             need += h.length as usize;
         }
@@ -270,7 +301,8 @@ impl Session {
         match h.ty {
             FrameType::Ping => {
                 if h.has(FLAG_SYN) {
-                    self.shared.queue(Header::new(FrameType::Ping, FLAG_ACK, 0, h.length), &[]);
+                    self.shared
+                        .queue(Header::new(FrameType::Ping, FLAG_ACK, 0, h.length), &[]);
                 } else if h.has(FLAG_ACK) && self.shared.ping_outstanding.get() == Some(h.length) {
                     self.shared.ping_outstanding.set(None);
                 }
@@ -299,7 +331,11 @@ impl Session {
             st.send_window = st.send_window.saturating_add(h.length);
         } else if !payload.is_empty() {
             if h.length > st.recv_window {
-                return Err(YamuxError::WindowExceeded { stream: h.stream_id, len: h.length, window: st.recv_window });
+                return Err(YamuxError::WindowExceeded {
+                    stream: h.stream_id,
+                    len: h.length,
+                    window: st.recv_window,
+                });
             }
             st.recv_window -= h.length;
             if !st.fin_recv && !st.reset {
@@ -325,7 +361,8 @@ impl Session {
         let full = self.shared.streams.borrow().len() >= MAX_STREAMS
             || self.shared.accepted.borrow().len() >= ACCEPT_BACKLOG;
         if full || id == 0 {
-            self.shared.queue(Header::new(FrameType::WindowUpdate, FLAG_RST, id, 0), &[]);
+            self.shared
+                .queue(Header::new(FrameType::WindowUpdate, FLAG_RST, id, 0), &[]);
             return Ok(());
         }
         let mut send_window = INITIAL_WINDOW_BYTES;
@@ -340,7 +377,10 @@ impl Session {
         self.shared.streams.borrow_mut().insert(id, cell.clone());
         // ACK at once (frpc's 75 s StreamOpenTimeout), granting our full receive window.
         let delta = MAX_RECV_WINDOW_BYTES - INITIAL_WINDOW_BYTES;
-        self.shared.queue(Header::new(FrameType::WindowUpdate, FLAG_ACK, id, delta), &[]);
+        self.shared.queue(
+            Header::new(FrameType::WindowUpdate, FLAG_ACK, id, delta),
+            &[],
+        );
         self.shared.accepted.borrow_mut().push_back((id, cell));
         self.shared.accept_wake.wake_all();
         Ok(())
@@ -372,7 +412,8 @@ impl Session {
             let seq = self.shared.ping_seq.get();
             self.shared.ping_seq.set(seq.wrapping_add(1));
             self.shared.ping_outstanding.set(Some(seq));
-            self.shared.queue(Header::new(FrameType::Ping, FLAG_SYN, 0, seq), &[]);
+            self.shared
+                .queue(Header::new(FrameType::Ping, FLAG_SYN, 0, seq), &[]);
             monoio::time::sleep(KEEPALIVE_TIMEOUT).await;
             if self.shared.ping_outstanding.get() == Some(seq) {
                 return Err(YamuxError::KeepaliveTimeout);
@@ -406,7 +447,8 @@ impl Stream {
                 if st.consumed >= MAX_RECV_WINDOW_BYTES / 2 && !st.fin_recv {
                     let delta = std::mem::take(&mut st.consumed);
                     st.recv_window += delta;
-                    self.shared.queue(Header::new(FrameType::WindowUpdate, 0, self.id, delta), &[]);
+                    self.shared
+                        .queue(Header::new(FrameType::WindowUpdate, 0, self.id, delta), &[]);
                 }
                 return Poll::Ready(Ok(n));
             }
@@ -450,9 +492,15 @@ impl Stream {
             self.shared.space.register(waker);
             return Poll::Pending;
         }
-        let n = data.len().min(st.send_window as usize).min(MAX_DATA_FRAME_BYTES);
+        let n = data
+            .len()
+            .min(st.send_window as usize)
+            .min(MAX_DATA_FRAME_BYTES);
         st.send_window -= n as u32;
-        self.shared.queue(Header::new(FrameType::Data, 0, self.id, n as u32), &data[..n]);
+        self.shared.queue(
+            Header::new(FrameType::Data, 0, self.id, n as u32),
+            &data[..n],
+        );
         Poll::Ready(Ok(n))
     }
 
@@ -463,7 +511,10 @@ impl Stream {
             return;
         }
         st.fin_sent = true;
-        self.shared.queue(Header::new(FrameType::WindowUpdate, FLAG_FIN, self.id, 0), &[]);
+        self.shared.queue(
+            Header::new(FrameType::WindowUpdate, FLAG_FIN, self.id, 0),
+            &[],
+        );
     }
 }
 
