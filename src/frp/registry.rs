@@ -58,6 +58,9 @@ pub struct Control {
     pub done: Latch,
     killer: Killer,
     overflow: Cell<bool>,
+    /// User connections currently waiting for a work connection; each asked frpc for one,
+    /// so the pool must accept that many beyond its cap.
+    waiting: Cell<usize>,
 }
 
 impl Control {
@@ -82,6 +85,7 @@ impl Control {
             done: Latch::default(),
             killer,
             overflow: Cell::new(false),
+            waiting: Cell::new(0),
         }
     }
 
@@ -107,7 +111,7 @@ impl Control {
 
     /// Park a work connection; `false` (and the connection is dropped) when the pool is full.
     pub fn park(&self, wc: WorkConn) -> bool {
-        if self.closing.is_fired() || self.pool.borrow().len() >= self.pool_cap {
+        if self.closing.is_fired() || self.pool.borrow().len() >= self.pool_cap + self.waiting.get() {
             return false;
         }
         self.pool.borrow_mut().push_back(wc);
@@ -137,7 +141,9 @@ impl Control {
                 .ok()
                 .flatten();
         }
-        if wc.is_some() {
+        // Refill, unless parked connections already fill the pool (avoids asking frpc for
+        // streams we would only drop under a burst of user connections).
+        if wc.is_some() && self.pool.borrow().len() < self.pool_cap {
             self.send(MsgType::ReqWorkConn, &msg::Empty {});
         }
         wc

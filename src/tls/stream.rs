@@ -30,6 +30,7 @@ pub enum Transport {
     Tls {
         tcp: TcpStream,
         conn: RefCell<ServerConnection>,
+        /// Raw TLS bytes read from the socket and not yet accepted by rustls.
         rbuf: RefCell<Vec<u8>>,
         lock: WriteLock,
     },
@@ -53,10 +54,12 @@ impl Transport {
         let t = Transport::Tls {
             tcp,
             conn: RefCell::new(conn),
-            rbuf: RefCell::new(vec![0; TLS_READ_CHUNK_BYTES]),
+            rbuf: RefCell::new(Vec::with_capacity(TLS_READ_CHUNK_BYTES)),
             lock: WriteLock::default(),
         };
-        t.feed_tls(initial)?;
+        if let Transport::Tls { rbuf, .. } = &t {
+            rbuf.borrow_mut().extend_from_slice(initial);
+        }
         loop {
             let (handshaking, wants_write) = t.tls_state();
             if wants_write {
@@ -66,7 +69,7 @@ impl Transport {
             if !handshaking {
                 return Ok(t);
             }
-            if t.recv_tls().await? == 0 {
+            if !t.recv_tls().await? {
                 return Err(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
                     "EOF during TLS handshake",
@@ -133,7 +136,7 @@ impl Transport {
                         Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(0),
                         Err(e) => return Err(e),
                     }
-                    eof = self.recv_tls().await? == 0;
+                    eof = !self.recv_tls().await?;
                     if self.tls_state().1 {
                         self.flush_tls().await?;
                     }
@@ -142,48 +145,65 @@ impl Transport {
         }
     }
 
-    /// One socket read fed into rustls. Returns the raw byte count (0 = TCP EOF).
-    async fn recv_tls(&self) -> io::Result<usize> {
-        let Transport::Tls { tcp, rbuf, .. } = self else {
-            return Ok(0);
-        };
+    /// Give rustls more TLS bytes: first those left over from an earlier socket read, else
+    /// one new socket read. Returns `false` at TCP EOF.
+    async fn recv_tls(&self) -> io::Result<bool> {
+        let Transport::Tls { tcp, rbuf, .. } = self else { return Ok(false) };
         loop {
             let got = {
                 let mut b = rbuf.borrow_mut();
-                match nio::try_recv(tcp, &mut b)? {
-                    Some(n) => {
-                        self.feed_tls(&b[..n])?;
-                        Some(n)
+                if !b.is_empty() {
+                    self.feed_tls(&mut b)?;
+                    return Ok(true);
+                }
+                b.resize(TLS_READ_CHUNK_BYTES, 0);
+                let r = nio::try_recv(tcp, &mut b);
+                let n = match r {
+                    Ok(Some(n)) => n,
+                    Ok(None) => 0,
+                    Err(e) => {
+                        b.clear();
+                        return Err(e);
                     }
-                    None => None,
+                };
+                b.truncate(n);
+                match r {
+                    Ok(Some(0)) => {
+                        self.feed_tls(&mut b)?; // empty = EOF for rustls
+                        Some(false)
+                    }
+                    Ok(Some(_)) => {
+                        self.feed_tls(&mut b)?;
+                        Some(true)
+                    }
+                    _ => None,
                 }
             };
             match got {
-                Some(n) => return Ok(n),
+                Some(open) => return Ok(open),
                 None => tcp.readable(false).await?,
             }
         }
     }
 
-    /// Hand raw TLS bytes to rustls (empty = TCP EOF) and process them. Called only when
-    /// rustls's plaintext buffer is drained, so it always has room for one read chunk.
-    fn feed_tls(&self, mut data: &[u8]) -> io::Result<()> {
-        let Transport::Tls { conn, .. } = self else {
-            return Ok(());
-        };
+    /// Hand raw TLS bytes from `pending` to rustls (empty = TCP EOF) and process them. Stops
+    /// as soon as decrypted plaintext is waiting: rustls refuses more input while its
+    /// plaintext buffer is over its limit, so the rest stays in `pending` for later.
+    fn feed_tls(&self, pending: &mut Vec<u8>) -> io::Result<()> {
+        let Transport::Tls { conn, .. } = self else { return Ok(()) };
         let mut c = conn.borrow_mut();
-        let eof = data.is_empty();
+        let eof = pending.is_empty();
+        let mut data: &[u8] = pending;
         loop {
             let n = c.read_tls(&mut data)?;
-            c.process_new_packets()
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-            if eof || data.is_empty() {
-                return Ok(());
-            }
-            if n == 0 {
-                return Err(io::Error::other("TLS peer sent more than rustls buffers"));
+            let st = c.process_new_packets().map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+            if eof || data.is_empty() || n == 0 || st.plaintext_bytes_to_read() > 0 {
+                break;
             }
         }
+        let used = pending.len() - data.len();
+        pending.drain(..used);
+        Ok(())
     }
 
     /// Write TLS records rustls has queued.

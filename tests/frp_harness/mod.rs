@@ -79,6 +79,10 @@ pub struct Server {
 /// Start Lyre's FRP server on 127.0.0.1:0 in a monoio thread (lives until the test process
 /// exits). `tls` = generate HaRP-style certificates and require mTLS.
 pub fn start_server(tls: bool) -> Server {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
     let pki = tls.then(|| lyre::tls::ensure_frp_pki(&temp_dir("certs"), 30).unwrap());
     let failures = Arc::new(AtomicUsize::new(0));
     let (tx, rx) = mpsc::channel();
