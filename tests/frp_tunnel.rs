@@ -107,26 +107,45 @@ fn t9_wrong_shared_key_is_refused_and_reported_to_the_ban_hook() {
     opts.token = "wrong-key".into();
     opts.login_fail_exit = true;
     let mut frpc = Frpc::start(&opts);
-    let status = frpc.wait_exit(Duration::from_secs(20)).expect("frpc exits after a refused login");
+    let status = frpc
+        .wait_exit(Duration::from_secs(20))
+        .expect("frpc exits after a refused login");
     assert!(!status.success());
     let log = frpc.log_text();
-    assert!(log.contains("send Login request to plugin error"), "frpc log:\n{log}");
-    assert!(server.failures.load(Ordering::SeqCst) >= 1, "ban hook saw no failure");
-    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err(), "refused client got a port");
+    assert!(
+        log.contains("send Login request to plugin error"),
+        "frpc log:\n{log}"
+    );
+    assert!(
+        server.failures.load(Ordering::SeqCst) >= 1,
+        "ban hook saw no failure"
+    );
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "refused client got a port"
+    );
 }
 
 #[test]
 fn t13_plaintext_client_refused_by_tls_server() {
     let server = start_server(true);
-    let mut opts = FrpcOpts::new(&server, vec![ProxyOpts::tcp("plain", pick_remote_port(), tcp_echo())]);
+    let mut opts = FrpcOpts::new(
+        &server,
+        vec![ProxyOpts::tcp("plain", pick_remote_port(), tcp_echo())],
+    );
     opts.tls = None;
     opts.login_fail_exit = true;
     let mut frpc = Frpc::start(&opts);
-    let status = frpc.wait_exit(Duration::from_secs(30)).expect("frpc gives up");
+    let status = frpc
+        .wait_exit(Duration::from_secs(30))
+        .expect("frpc gives up");
     assert!(!status.success());
     // The server survives and still serves a proper client.
     let port = pick_remote_port();
-    let good = Frpc::start(&FrpcOpts::new(&server, vec![ProxyOpts::tcp("good", port, tcp_echo())]));
+    let good = Frpc::start(&FrpcOpts::new(
+        &server,
+        vec![ProxyOpts::tcp("good", port, tcp_echo())],
+    ));
     wait_tunnel_echo(&good, port);
 }
 
@@ -137,23 +156,38 @@ fn t10_port_outside_allow_list_and_second_port_per_client_are_refused() {
     let ok_port = pick_remote_port();
     let opts = FrpcOpts::new(
         &server,
-        vec![ProxyOpts::tcp("outside", 22999, backend), ProxyOpts::tcp("inside", ok_port, backend)],
+        vec![
+            ProxyOpts::tcp("outside", 22999, backend),
+            ProxyOpts::tcp("inside", ok_port, backend),
+        ],
     );
     let frpc = Frpc::start(&opts);
-    frpc.wait_log("[outside] start error: port not allowed", Duration::from_secs(20));
+    frpc.wait_log(
+        "[outside] start error: port not allowed",
+        Duration::from_secs(20),
+    );
     wait_tunnel_echo(&frpc, ok_port);
     // A second port for the same client (frpc sends both NewProxy at login).
     let p2 = pick_remote_port();
     let opts2 = FrpcOpts::new(
         &server,
-        vec![ProxyOpts::tcp("first", p2, backend), ProxyOpts::tcp("second", pick_remote_port(), backend)],
+        vec![
+            ProxyOpts::tcp("first", p2, backend),
+            ProxyOpts::tcp("second", pick_remote_port(), backend),
+        ],
     );
     let frpc2 = Frpc::start(&opts2);
-    frpc2.wait_log("start error: exceed the max_ports_per_client", Duration::from_secs(20));
+    frpc2.wait_log(
+        "start error: exceed the max_ports_per_client",
+        Duration::from_secs(20),
+    );
     // Another client asking for a port already taken.
     let opts3 = FrpcOpts::new(&server, vec![ProxyOpts::tcp("thief", ok_port, backend)]);
     let frpc3 = Frpc::start(&opts3);
-    frpc3.wait_log("[thief] start error: port already used", Duration::from_secs(20));
+    frpc3.wait_log(
+        "[thief] start error: port already used",
+        Duration::from_secs(20),
+    );
     echo_once(ok_port, b"still mine");
 }
 
@@ -161,7 +195,10 @@ fn t10_port_outside_allow_list_and_second_port_per_client_are_refused() {
 fn t4_hundred_concurrent_connections() {
     let server = start_server(true);
     let port = pick_remote_port();
-    let frpc = Frpc::start(&FrpcOpts::new(&server, vec![ProxyOpts::tcp("many", port, tcp_echo())]));
+    let frpc = Frpc::start(&FrpcOpts::new(
+        &server,
+        vec![ProxyOpts::tcp("many", port, tcp_echo())],
+    ));
     wait_tunnel_echo(&frpc, port);
     let threads: Vec<_> = (0..100)
         .map(|i| {
@@ -193,14 +230,19 @@ fn t15_use_encryption_and_compression() {
     let frpc = Frpc::start(&FrpcOpts::new(&server, vec![p]));
     wait_tunnel_echo(&frpc, port);
     let mut s = connect_tunnel(port, Duration::from_secs(5));
-    let data: Vec<u8> = (0..3_000_000u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8 | (i % 3 == 0) as u8).collect();
+    let data: Vec<u8> = (0..3_000_000u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8 | (i % 3 == 0) as u8)
+        .collect();
     let mut w = s.try_clone().unwrap();
     let d2 = data.clone();
     let writer = std::thread::spawn(move || w.write_all(&d2).unwrap());
     let mut got = vec![0u8; data.len()];
     s.read_exact(&mut got).unwrap();
     writer.join().unwrap();
-    assert!(got == data, "payload corrupted through encryption+compression");
+    assert!(
+        got == data,
+        "payload corrupted through encryption+compression"
+    );
 }
 
 #[test]

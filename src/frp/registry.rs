@@ -111,7 +111,8 @@ impl Control {
 
     /// Park a work connection; `false` (and the connection is dropped) when the pool is full.
     pub fn park(&self, wc: WorkConn) -> bool {
-        if self.closing.is_fired() || self.pool.borrow().len() >= self.pool_cap + self.waiting.get() {
+        if self.closing.is_fired() || self.pool.borrow().len() >= self.pool_cap + self.waiting.get()
+        {
             return false;
         }
         self.pool.borrow_mut().push_back(wc);

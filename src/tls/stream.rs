@@ -148,7 +148,9 @@ impl Transport {
     /// Give rustls more TLS bytes: first those left over from an earlier socket read, else
     /// one new socket read. Returns `false` at TCP EOF.
     async fn recv_tls(&self) -> io::Result<bool> {
-        let Transport::Tls { tcp, rbuf, .. } = self else { return Ok(false) };
+        let Transport::Tls { tcp, rbuf, .. } = self else {
+            return Ok(false);
+        };
         loop {
             let got = {
                 let mut b = rbuf.borrow_mut();
@@ -190,13 +192,17 @@ impl Transport {
     /// as soon as decrypted plaintext is waiting: rustls refuses more input while its
     /// plaintext buffer is over its limit, so the rest stays in `pending` for later.
     fn feed_tls(&self, pending: &mut Vec<u8>) -> io::Result<()> {
-        let Transport::Tls { conn, .. } = self else { return Ok(()) };
+        let Transport::Tls { conn, .. } = self else {
+            return Ok(());
+        };
         let mut c = conn.borrow_mut();
         let eof = pending.is_empty();
         let mut data: &[u8] = pending;
         loop {
             let n = c.read_tls(&mut data)?;
-            let st = c.process_new_packets().map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+            let st = c
+                .process_new_packets()
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
             if eof || data.is_empty() || n == 0 || st.plaintext_bytes_to_read() > 0 {
                 break;
             }

@@ -95,14 +95,21 @@ pub fn start_server(tls: bool) -> Server {
             .unwrap();
         rt.block_on(async move {
             let cfg = p.as_ref().map(|p| lyre::tls::server_config(p).unwrap());
-            let ctx = FrpContext::new(Secret::new(SHARED_KEY.into()), cfg).with_bans(Box::new(CountingBans(f)));
+            let ctx = FrpContext::new(Secret::new(SHARED_KEY.into()), cfg)
+                .with_bans(Box::new(CountingBans(f)));
             let listener = monoio::net::TcpListener::bind("127.0.0.1:0").unwrap();
             tx.send(listener.local_addr().unwrap().port()).unwrap();
             lyre::frp::serve_frp(listener, Rc::new(ctx)).await;
         });
     });
-    let port = rx.recv_timeout(Duration::from_secs(10)).expect("frp server thread started");
-    Server { port, failures, pki }
+    let port = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("frp server thread started");
+    Server {
+        port,
+        failures,
+        pki,
+    }
 }
 
 pub enum Backend {
@@ -184,7 +191,9 @@ impl FrpcOpts {
                 p.name, p.remote_port, p.use_encryption, p.use_compression
             ));
             match &p.backend {
-                Backend::Tcp(port) => s.push_str(&format!("localIP = \"127.0.0.1\"\nlocalPort = {port}\n")),
+                Backend::Tcp(port) => {
+                    s.push_str(&format!("localIP = \"127.0.0.1\"\nlocalPort = {port}\n"))
+                }
                 Backend::Unix(path) => s.push_str(&format!(
                     "[proxies.plugin]\ntype = \"unix_domain_socket\"\nunixPath = \"{}\"\n",
                     path.display()
@@ -236,7 +245,10 @@ impl Frpc {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("frpc log never showed {needle:?} within {within:?}; log:\n{}", self.log_text());
+        panic!(
+            "frpc log never showed {needle:?} within {within:?}; log:\n{}",
+            self.log_text()
+        );
     }
 
     /// Wait until frpc exits; returns its status.
@@ -320,7 +332,8 @@ pub fn echo_once(port: u16, msg: &[u8]) {
     let mut s = connect_tunnel(port, Duration::from_secs(15));
     s.write_all(msg).unwrap();
     let mut got = vec![0u8; msg.len()];
-    s.read_exact(&mut got).unwrap_or_else(|e| panic!("echo through tunnel port {port}: {e}"));
+    s.read_exact(&mut got)
+        .unwrap_or_else(|e| panic!("echo through tunnel port {port}: {e}"));
     assert_eq!(got, msg);
 }
 

@@ -199,19 +199,20 @@ impl Session {
             r = self.keepalive_loop() => r,
             _ = self.shared.closed.wait() => Ok(()),
         };
-        if matches!(
+        // Deliver what was queued (ACKs, a refused LoginResp and its FIN), then on a
+        // protocol error tell Go why, as its own session would (§2.3). Best effort, bounded.
+        let mut pending = std::mem::take(&mut *self.shared.out.borrow_mut());
+        let protocol_error = matches!(
             r,
             Err(YamuxError::WindowExceeded { .. }
                 | YamuxError::DuplicateStream(_)
                 | YamuxError::BadHeader(_))
-        ) {
-            // Best effort: tell Go why, as its own session would (§2.3).
+        );
+        if protocol_error {
             let h = Header::new(FrameType::GoAway, 0, 0, GOAWAY_PROTOCOL_ERROR);
-            let _ = t.write_all(&h.encode()).await;
+            pending.extend_from_slice(&h.encode());
         }
-        // A local close still delivers what was queued (a refused LoginResp and its FIN).
-        let pending = std::mem::take(&mut *self.shared.out.borrow_mut());
-        if r.is_ok() && !pending.is_empty() {
+        if !pending.is_empty() && !matches!(r, Err(YamuxError::Io(_))) {
             let _ = monoio::time::timeout(CLOSE_FLUSH_TIMEOUT, t.write_all(&pending)).await;
         }
         self.shared.close();
