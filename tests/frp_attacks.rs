@@ -174,9 +174,9 @@ fn wrong_privilege_key_is_refused_with_frps_words() {
     let mut s = raw(&server);
     s.write_all(&out).unwrap();
     let got = read_to_close(&mut s);
-    let (ty, body, _) = msg::parse_frame(&got).unwrap().unwrap();
-    assert_eq!(ty, MsgType::LoginResp);
-    let resp: LoginResp = msg::parse_body(ty, body).unwrap();
+    let f = msg::parse_frame(&got).unwrap().unwrap();
+    assert_eq!(f.ty, MsgType::LoginResp);
+    let resp: LoginResp = msg::parse_body(f.ty, f.body).unwrap();
     assert_eq!(
         resp.error,
         "token in login doesn't match token from configuration"

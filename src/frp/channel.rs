@@ -59,10 +59,8 @@ pub async fn read_first_msg(
     let mut buf = initial;
     let read = async {
         loop {
-            if let Some((ty, body, used)) = msg::parse_frame(&buf)? {
-                let body = body.to_vec();
-                let rest = buf[used..].to_vec();
-                return Ok((ty, body, rest));
+            if let Some(f) = msg::parse_frame(&buf)? {
+                return Ok((f.ty, f.body.to_vec(), buf[f.len..].to_vec()));
             }
             let len = buf.len();
             buf.resize(len + MSG_READ_CHUNK_BYTES, 0);

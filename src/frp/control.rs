@@ -175,9 +175,9 @@ async fn read_loop(
     loop {
         plain.extend_from_slice(reader.open(&mut raw));
         let mut start = 0;
-        while let Some((ty, body, used)) = msg::parse_frame(&plain[start..])? {
-            let body = body.to_vec();
-            start += used;
+        while let Some(f) = msg::parse_frame(&plain[start..])? {
+            let (ty, body) = (f.ty, f.body.to_vec());
+            start += f.len;
             handle_msg(ctx, control, ty, &body).await?;
         }
         plain.drain(..start);

@@ -76,7 +76,7 @@ impl std::error::Error for MsgError {}
 /// Look for one complete message at the start of `buf`. `Ok(None)` = need more bytes (a
 /// state, not an error). The type and length are checked as soon as they arrive, so a bad
 /// peer is refused before it can make us buffer anything.
-pub fn parse_frame(buf: &[u8]) -> Result<Option<(MsgType, &[u8], usize)>, MsgError> {
+pub fn parse_frame(buf: &[u8]) -> Result<Option<Frame<'_>>, MsgError> {
     let Some(&first) = buf.first() else {
         return Ok(None);
     };
@@ -94,7 +94,20 @@ pub fn parse_frame(buf: &[u8]) -> Result<Option<(MsgType, &[u8], usize)>, MsgErr
     if buf.len() < total {
         return Ok(None);
     }
-    Ok(Some((ty, &buf[HEADER_BYTES..total], total)))
+    Ok(Some(Frame {
+        ty,
+        body: &buf[HEADER_BYTES..total],
+        len: total,
+    }))
+}
+
+/// One complete message found by [`parse_frame`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Frame<'a> {
+    pub ty: MsgType,
+    pub body: &'a [u8],
+    /// Bytes the whole message takes (header + body).
+    pub len: usize,
 }
 
 /// Decode a body; an empty body counts as `{}`.
@@ -304,8 +317,11 @@ mod tests {
         for cut in 0..11 {
             assert_eq!(parse_frame(&full[..cut]), Ok(None), "cut {cut}");
         }
-        let (ty, body, used) = parse_frame(&full).unwrap().unwrap();
-        assert_eq!((ty, body, used), (MsgType::ReqWorkConn, &b"{}"[..], 11));
+        let f = parse_frame(&full).unwrap().unwrap();
+        assert_eq!(
+            (f.ty, f.body, f.len),
+            (MsgType::ReqWorkConn, &b"{}"[..], 11)
+        );
     }
 
     #[test]

@@ -29,7 +29,7 @@ pub enum Transport {
     },
     Tls {
         tcp: TcpStream,
-        conn: RefCell<ServerConnection>,
+        conn: RefCell<Box<ServerConnection>>,
         /// Raw TLS bytes read from the socket and not yet accepted by rustls.
         rbuf: RefCell<Vec<u8>>,
         lock: WriteLock,
@@ -53,7 +53,7 @@ impl Transport {
     ) -> io::Result<Transport> {
         let t = Transport::Tls {
             tcp,
-            conn: RefCell::new(conn),
+            conn: RefCell::new(Box::new(conn)),
             rbuf: RefCell::new(Vec::with_capacity(TLS_READ_CHUNK_BYTES)),
             lock: WriteLock::default(),
         };
