@@ -183,3 +183,83 @@ fn wrong_privilege_key_is_refused_with_frps_words() {
     );
     assert_eq!(server.failures.load(std::sync::atomic::Ordering::SeqCst), 1);
 }
+
+/// Read one plaintext LoginResp from a raw non-mux control connection.
+fn read_login_resp(s: &mut TcpStream) -> LoginResp {
+    let mut head = [0u8; 9];
+    s.read_exact(&mut head).unwrap();
+    let len = i64::from_be_bytes(head[1..9].try_into().unwrap()) as usize;
+    let mut body = vec![0u8; len];
+    s.read_exact(&mut body).unwrap();
+    msg::parse_body(MsgType::LoginResp, &body).unwrap()
+}
+
+/// Log in (non-mux) with `run_id`, register a tcp proxy on `port`, return the connection.
+fn login_with_proxy(server: &Server, run_id: &str, port: u16) -> (TcpStream, CfbReader) {
+    let mut login = Login {
+        version: "0.65.0".into(),
+        timestamp: 7,
+        run_id: run_id.into(),
+        ..Default::default()
+    };
+    login.privilege_key = privilege_key(b"", 7);
+    login.metas.insert("token".into(), SHARED_KEY.into());
+    let mut out = Vec::new();
+    msg::write_msg(&mut out, MsgType::Login, &login);
+    let mut s = raw(server);
+    s.write_all(&out).unwrap();
+    let resp = read_login_resp(&mut s);
+    assert_eq!((resp.run_id.as_str(), resp.error.as_str()), (run_id, ""));
+    let key = derive_key(b"");
+    let mut w = CfbWriter::new(&key);
+    let np = msg::NewProxy {
+        proxy_name: format!("p-{run_id}"),
+        proxy_type: "tcp".into(),
+        remote_port: port.into(),
+        ..Default::default()
+    };
+    let mut plain = Vec::new();
+    msg::write_msg(&mut plain, MsgType::NewProxy, &np);
+    let mut wire = Vec::new();
+    w.seal(&plain, &mut wire);
+    s.write_all(&wire).unwrap();
+    // IV + ReqWorkConn (11) + NewProxyResp.
+    let mut r = CfbReader::new(&key);
+    let mut plain_in = Vec::new();
+    let mut buf = [0u8; 1024];
+    let resp = loop {
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "server closed during NewProxy");
+        plain_in.extend_from_slice(r.open(&mut buf[..n]));
+        let mut at = 0;
+        let mut found = None;
+        while let Some(f) = msg::parse_frame(&plain_in[at..]).unwrap() {
+            if f.ty == MsgType::NewProxyResp {
+                found = Some(msg::parse_body::<msg::NewProxyResp>(f.ty, f.body).unwrap());
+            }
+            at += f.len;
+        }
+        plain_in.drain(..at);
+        if let Some(x) = found {
+            break x;
+        }
+    };
+    assert_eq!(resp.error, "", "{resp:?}");
+    assert_eq!(resp.remote_addr, format!(":{port}"));
+    (s, r)
+}
+
+#[test]
+fn relogin_with_same_run_id_replaces_the_old_control_and_frees_its_port() {
+    let server = start_server(false);
+    let port = pick_remote_port();
+    let (mut old, _) = login_with_proxy(&server, "0123456789abcdef", port);
+    assert!(
+        TcpStream::connect(("127.0.0.1", port)).is_ok(),
+        "proxy port listening"
+    );
+    // Same run_id again (frpc after a reconnect): the old control is closed and the new
+    // one registers the same port at once.
+    let (_new, _) = login_with_proxy(&server, "0123456789abcdef", port);
+    let _ = read_to_close(&mut old);
+}

@@ -258,3 +258,23 @@ fn t8_frpc_killed_and_restarted_gets_its_port_back() {
     let frpc2 = Frpc::start(&opts);
     wait_tunnel_echo(&frpc2, port);
 }
+
+#[test]
+fn t16_heartbeat_pings_over_mux_get_pongs() {
+    let server = start_server(true);
+    let port = pick_remote_port();
+    let mut opts = FrpcOpts::new(&server, vec![ProxyOpts::tcp("hb", port, tcp_echo())]);
+    opts.extra = "transport.heartbeatInterval = 1\ntransport.heartbeatTimeout = 3\n".into();
+    let frpc = Frpc::start(&opts);
+    wait_tunnel_echo(&frpc, port);
+    // Six heartbeat intervals, twice the timeout: a missing Pong would end the session.
+    std::thread::sleep(Duration::from_secs(6));
+    let log = frpc.log_text();
+    assert!(!log.contains("heartbeat timeout"), "frpc log:\n{log}");
+    assert_eq!(
+        log.matches("login to server success").count(),
+        1,
+        "frpc reconnected:\n{log}"
+    );
+    echo_once(port, b"after heartbeats");
+}

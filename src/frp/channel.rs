@@ -44,6 +44,14 @@ impl Channel {
         }
     }
 
+    /// A yamux stream the peer already ended (a raw connection is only found dead on use).
+    pub fn is_finished(&self) -> bool {
+        match self {
+            Channel::Mux(s) => s.is_finished(),
+            Channel::Raw(_) => false,
+        }
+    }
+
     pub fn is_mux(&self) -> bool {
         matches!(self, Channel::Mux(_))
     }

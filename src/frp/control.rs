@@ -262,6 +262,7 @@ fn new_proxy(ctx: &Rc<FrpContext>, control: &Rc<Control>, req: &NewProxy) -> New
         use_compression: req.use_compression,
         control: Rc::downgrade(control),
         closed: Default::default(),
+        listener_fd: std::os::fd::AsRawFd::as_raw_fd(&listener),
     });
     ctx.registry.borrow_mut().insert_proxy(proxy.clone());
     control.proxies.borrow_mut().push(proxy.clone());

@@ -123,14 +123,14 @@ impl Control {
     /// Take a parked work connection, asking frpc for one and waiting up to
     /// [`USER_CONN_TIMEOUT`] when none is parked; then ask for one more to refill the pool.
     pub async fn take_work_conn(&self) -> Option<WorkConn> {
-        let mut wc = self.pool.borrow_mut().pop_front();
+        let mut wc = self.pop_live();
         if wc.is_none() {
             self.send(MsgType::ReqWorkConn, &msg::Empty {});
             let wait = poll_fn(|cx| {
                 if self.closing.is_fired() {
                     return Poll::Ready(None);
                 }
-                if let Some(w) = self.pool.borrow_mut().pop_front() {
+                if let Some(w) = self.pop_live() {
                     return Poll::Ready(Some(w));
                 }
                 self.pool_wake.register(cx.waker());
@@ -148,6 +148,17 @@ impl Control {
             self.send(MsgType::ReqWorkConn, &msg::Empty {});
         }
         wc
+    }
+
+    /// Next parked connection whose stream frpc has not already ended.
+    fn pop_live(&self) -> Option<WorkConn> {
+        let mut pool = self.pool.borrow_mut();
+        while let Some(w) = pool.pop_front() {
+            if !w.ch.is_finished() {
+                return Some(w);
+            }
+        }
+        None
     }
 
     fn closing_waker(&self, w: &std::task::Waker) {
@@ -182,6 +193,8 @@ pub struct Proxy {
     pub control: Weak<Control>,
     /// Fired on CloseProxy or control teardown: the listener stops accepting.
     pub closed: Latch,
+    /// The 127.0.0.1:<port> listener's fd, owned by the accept task (see `remove_proxy`).
+    pub listener_fd: std::os::fd::RawFd,
 }
 
 #[derive(Default)]
@@ -234,6 +247,14 @@ impl Registry {
             self.ports.remove(&p.port);
             self.names.remove(&p.name);
         }
+        if p.closed.is_fired() {
+            return;
+        }
+        // Take the socket out of LISTEN now, so a re-registration of the same port (a
+        // reconnecting frpc) can bind at once, before the accept task has run and dropped
+        // the listener. The fd is still open: the task only drops it after `closed` fires.
+        // SAFETY: shutdown(2) on a listening fd that the accept task still owns.
+        unsafe { libc::shutdown(p.listener_fd, libc::SHUT_RDWR) };
         p.closed.fire();
     }
 

@@ -146,6 +146,8 @@ pub struct FrpcOpts {
     pub tcp_mux: bool,
     pub token: String,
     pub login_fail_exit: bool,
+    /// Extra top-level TOML lines.
+    pub extra: String,
     pub proxies: Vec<ProxyOpts>,
 }
 
@@ -158,6 +160,7 @@ impl FrpcOpts {
             tcp_mux: true,
             token: SHARED_KEY.into(),
             login_fail_exit: false,
+            extra: String::new(),
             proxies,
         }
     }
@@ -172,6 +175,7 @@ impl FrpcOpts {
             log.display(),
             self.tcp_mux
         );
+        s.push_str(&self.extra);
         match &self.tls {
             None => s.push_str("transport.tls.enable = false\n"),
             Some(p) => s.push_str(&format!(

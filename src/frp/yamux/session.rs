@@ -505,6 +505,13 @@ impl Stream {
         Poll::Ready(Ok(n))
     }
 
+    /// The peer has ended or reset this stream, or the session is gone: nothing useful can
+    /// come from it any more (used to skip dead parked work streams).
+    pub fn is_finished(&self) -> bool {
+        let st = self.state.borrow();
+        st.fin_recv || st.reset || self.shared.closed.is_fired()
+    }
+
     /// Half-close our side (WINDOW_UPDATE+FIN). frp closes both ways anyway (§7.6).
     pub fn close_write(&self) {
         let mut st = self.state.borrow_mut();
@@ -523,5 +530,207 @@ impl Drop for Stream {
     fn drop(&mut self) {
         self.close_write();
         self.shared.streams.borrow_mut().remove(&self.id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::net::io as nio;
+    use monoio::net::{TcpListener, TcpStream};
+
+    fn rt() -> monoio::FusionRuntime<
+        monoio::time::TimeDriver<monoio::IoUringDriver>,
+        monoio::time::TimeDriver<monoio::LegacyDriver>,
+    > {
+        monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+            .enable_timer()
+            .build()
+            .unwrap()
+    }
+
+    /// A connected pair: (server-side transport, raw client socket).
+    async fn pair() -> (Transport, TcpStream) {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let c = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+        let (s, _) = l.accept().await.unwrap();
+        (Transport::plain(s, Vec::new()), c)
+    }
+
+    fn frame(ty: FrameType, flags: u16, id: u32, len: u32) -> Vec<u8> {
+        Header::new(ty, flags, id, len).encode().to_vec()
+    }
+
+    /// Read frames from the raw client until `want` DATA bytes arrived; returns the
+    /// headers seen (data payloads are counted, not kept).
+    async fn read_frames(c: &TcpStream, buf: &mut Vec<u8>, want_data: usize) -> Vec<Header> {
+        let mut seen = Vec::new();
+        let mut data = 0;
+        loop {
+            while buf.len() >= HEADER_BYTES {
+                let h = Header::parse(buf[..HEADER_BYTES].try_into().unwrap()).unwrap();
+                let need = HEADER_BYTES
+                    + if h.ty == FrameType::Data {
+                        h.length as usize
+                    } else {
+                        0
+                    };
+                if buf.len() < need {
+                    break;
+                }
+                if h.ty == FrameType::Data {
+                    data += h.length as usize;
+                }
+                buf.drain(..need);
+                seen.push(h);
+            }
+            if data >= want_data && !seen.is_empty() {
+                return seen;
+            }
+            assert!(
+                nio::read_some(c, buf, 64 * 1024).await.unwrap() > 0,
+                "server closed"
+            );
+        }
+    }
+
+    #[test]
+    fn never_sends_beyond_the_peer_window_and_resumes_on_update() {
+        rt().block_on(async {
+            let (t, c) = pair().await;
+            let session = Session::new();
+            let app = async {
+                let s = session.accept().await.unwrap();
+                s.write_all(&vec![7u8; 1024 * 1024]).await.unwrap();
+                std::future::pending::<()>().await;
+            };
+            let client = async {
+                // SYN with delta 0: the server may send only the initial 256 KiB.
+                nio::write_all(&c, &frame(FrameType::WindowUpdate, FLAG_SYN, 1, 0))
+                    .await
+                    .unwrap();
+                let mut buf = Vec::new();
+                let first = read_frames(&c, &mut buf, INITIAL_WINDOW_BYTES as usize).await;
+                assert_eq!(
+                    first[0],
+                    Header::new(
+                        FrameType::WindowUpdate,
+                        FLAG_ACK,
+                        1,
+                        MAX_RECV_WINDOW_BYTES - INITIAL_WINDOW_BYTES
+                    )
+                );
+                monoio::time::sleep(Duration::from_millis(100)).await;
+                assert!(
+                    nio::try_recv(&c, &mut [0u8; 1]).unwrap().is_none(),
+                    "server overran the 256 KiB window"
+                );
+                let rest = 1024 * 1024 - INITIAL_WINDOW_BYTES;
+                nio::write_all(&c, &frame(FrameType::WindowUpdate, 0, 1, rest))
+                    .await
+                    .unwrap();
+                read_frames(&c, &mut buf, rest as usize).await;
+            };
+            monoio::select! {
+                _ = session.run(&t, Vec::new()) => panic!("session ended"),
+                _ = app => {},
+                _ = client => {},
+            }
+        });
+    }
+
+    #[test]
+    fn consumed_data_is_granted_back_and_fin_reads_as_eof() {
+        rt().block_on(async {
+            let (t, c) = pair().await;
+            let session = Session::new();
+            let total = 3 * MAX_RECV_WINDOW_BYTES as usize;
+            let app = async {
+                let s = session.accept().await.unwrap();
+                let mut buf = vec![0u8; 100_000];
+                let mut got = 0;
+                loop {
+                    let n = s.read(&mut buf).await.unwrap();
+                    if n == 0 {
+                        break;
+                    }
+                    got += n;
+                }
+                assert_eq!(got, total);
+            };
+            let client = async {
+                nio::write_all(&c, &frame(FrameType::WindowUpdate, FLAG_SYN, 1, 0))
+                    .await
+                    .unwrap();
+                let mut window = MAX_RECV_WINDOW_BYTES as usize; // granted by the ACK
+                let mut sent = 0;
+                let mut buf = Vec::new();
+                let chunk = vec![1u8; 64 * 1024];
+                while sent < total {
+                    while window == 0 {
+                        for h in read_frames(&c, &mut buf, 0).await {
+                            if h.ty == FrameType::WindowUpdate && h.flags == 0 {
+                                window += h.length as usize;
+                            }
+                        }
+                    }
+                    let n = chunk.len().min(window).min(total - sent);
+                    nio::write_all(&c, &frame(FrameType::Data, 0, 1, n as u32))
+                        .await
+                        .unwrap();
+                    nio::write_all(&c, &chunk[..n]).await.unwrap();
+                    window -= n;
+                    sent += n;
+                }
+                nio::write_all(&c, &frame(FrameType::WindowUpdate, FLAG_FIN, 1, 0))
+                    .await
+                    .unwrap();
+                std::future::pending::<()>().await;
+            };
+            monoio::select! {
+                _ = session.run(&t, Vec::new()) => panic!("session ended"),
+                _ = app => {},
+                _ = client => {},
+            }
+        });
+    }
+
+    #[test]
+    fn duplicate_syn_and_rst_follow_the_protocol() {
+        rt().block_on(async {
+            let (t, c) = pair().await;
+            let session = Session::new();
+            let app = async {
+                let s = session.accept().await.unwrap();
+                let mut b = [0u8; 8];
+                assert_eq!(
+                    s.read(&mut b).await.unwrap_err().kind(),
+                    io::ErrorKind::ConnectionReset
+                );
+                std::future::pending::<()>().await;
+            };
+            let client = async {
+                nio::write_all(&c, &frame(FrameType::WindowUpdate, FLAG_SYN, 1, 0))
+                    .await
+                    .unwrap();
+                nio::write_all(&c, &frame(FrameType::WindowUpdate, FLAG_RST, 1, 0))
+                    .await
+                    .unwrap();
+                monoio::time::sleep(Duration::from_millis(50)).await;
+                nio::write_all(&c, &frame(FrameType::WindowUpdate, FLAG_SYN, 3, 0))
+                    .await
+                    .unwrap();
+                nio::write_all(&c, &frame(FrameType::WindowUpdate, FLAG_SYN, 3, 0))
+                    .await
+                    .unwrap();
+                std::future::pending::<()>().await;
+            };
+            let r = monoio::select! {
+                r = session.run(&t, Vec::new()) => r,
+                _ = app => unreachable!(),
+                _ = client => unreachable!(),
+            };
+            assert!(matches!(r, Err(YamuxError::DuplicateStream(3))), "{r:?}");
+        });
     }
 }
