@@ -263,3 +263,21 @@ fn relogin_with_same_run_id_replaces_the_old_control_and_frees_its_port() {
     let (_new, _) = login_with_proxy(&server, "0123456789abcdef", port);
     let _ = read_to_close(&mut old);
 }
+
+#[test]
+fn unauthenticated_session_cannot_open_many_streams() {
+    let server = start_server(false);
+    let mut s = raw(&server);
+    let mut out = Vec::new();
+    for id in [1u32, 3, 5, 7] {
+        out.extend(yamux(1, 1, id, 0));
+    }
+    s.write_all(&out).unwrap();
+    let mut got = [0u8; 48];
+    s.read_exact(&mut got).unwrap();
+    // Two streams ACKed, the rest refused with RST until a Login succeeds.
+    assert_eq!(&got[..12], &yamux(1, 2, 1, 1024 * 1024 - 256 * 1024)[..]);
+    assert_eq!(&got[12..24], &yamux(1, 2, 3, 1024 * 1024 - 256 * 1024)[..]);
+    assert_eq!(&got[24..36], &yamux(1, 8, 5, 0)[..]);
+    assert_eq!(&got[36..], &yamux(1, 8, 7, 0)[..]);
+}

@@ -101,6 +101,7 @@ pub async fn serve_control(
         killer,
     ));
     ctx.registry.borrow_mut().insert_control(control.clone());
+    control.mark_authenticated();
     let mut out = Vec::new();
     let resp = LoginResp {
         version: SERVER_VERSION.into(),

@@ -175,6 +175,13 @@ impl Control {
         self.pool.borrow().len()
     }
 
+    /// Login succeeded: a yamux session may now carry work streams.
+    pub fn mark_authenticated(&self) {
+        if let Killer::Session(s) = &self.killer {
+            s.mark_authenticated();
+        }
+    }
+
     pub fn kill(&self) {
         self.closing.fire();
         match &self.killer {

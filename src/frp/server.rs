@@ -18,6 +18,10 @@ use crate::tls::{self, Transport};
 
 /// Pause after a failed accept (EMFILE and friends).
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(20);
+/// A yamux session must have a logged-in control by then (frpc logs in at once).
+const LOGIN_DEADLINE: Duration = Duration::from_secs(15);
+/// How long a closing connection keeps reading (and discarding) the peer's last bytes.
+const CLOSE_LINGER: Duration = Duration::from_secs(1);
 /// Plaintext look-ahead read after TLS to classify yamux vs. non-mux.
 const CLASSIFY_READ_BYTES: usize = 16 * 1024;
 
@@ -69,7 +73,11 @@ async fn serve_conn_inner(
     let ch = Channel::Raw(t.clone());
     let (ty, body, rest) = read_first_msg(&ch, initial).await?;
     match ty {
-        MsgType::Login => serve_control(ctx, ch, body, rest, peer, Killer::Transport(t)).await,
+        MsgType::Login => {
+            let r = serve_control(ctx, ch, body, rest, peer, Killer::Transport(t.clone())).await;
+            t.close_gracefully(CLOSE_LINGER).await;
+            r
+        }
         MsgType::NewWorkConn => park_work_conn(&ctx, ch, &body, rest),
         other => Err(FrpError::UnexpectedFirstMessage(other)),
     }
@@ -86,11 +94,24 @@ async fn serve_mux(
         while let Some(stream) = session.accept().await {
             monoio::spawn(serve_stream(ctx.clone(), stream, peer, session.clone()));
         }
+        // Closed: `run` still has to flush the last frames; let it finish the select.
+        std::future::pending::<()>().await
     };
-    monoio::select! {
+    // A session that never logs in must not live on by answering our pings.
+    let login_deadline = async {
+        monoio::time::sleep(LOGIN_DEADLINE).await;
+        if !session.is_authenticated() {
+            session.close();
+        }
+        std::future::pending::<()>().await
+    };
+    let r = monoio::select! {
         r = session.run(&t, initial) => r.map_err(FrpError::Yamux),
         _ = accept => Ok(()),
-    }
+        _ = login_deadline => Ok(()),
+    };
+    t.close_gracefully(CLOSE_LINGER).await;
+    r
 }
 
 async fn serve_stream(ctx: Rc<FrpContext>, stream: Stream, peer: SocketAddr, session: Session) {

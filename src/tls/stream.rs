@@ -95,6 +95,32 @@ impl Transport {
         unsafe { libc::shutdown(self.tcp().as_raw_fd(), libc::SHUT_RDWR) };
     }
 
+    /// Orderly close after our last write: TLS close_notify, FIN, then read and discard
+    /// for up to `linger` so that late peer bytes do not make the kernel answer with RST,
+    /// which would destroy our final bytes (a refused LoginResp) still in flight.
+    pub async fn close_gracefully(&self, linger: std::time::Duration) {
+        if let Transport::Tls { conn, .. } = self {
+            conn.borrow_mut().send_close_notify();
+            let _ = self.flush_tls().await;
+        }
+        crate::net::io::shutdown_write(self.tcp());
+        let drain = async {
+            let mut buf = vec![0u8; 16 * 1024];
+            loop {
+                match nio::try_recv(self.tcp(), &mut buf) {
+                    Ok(Some(0)) | Err(_) => return,
+                    Ok(Some(_)) => {}
+                    Ok(None) => {
+                        if self.tcp().readable(false).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+        };
+        let _ = monoio::time::timeout(linger, drain).await;
+    }
+
     fn tls_state(&self) -> (bool, bool) {
         match self {
             Transport::Tls { conn, .. } => {

@@ -39,14 +39,19 @@ pub const MAX_RECV_WINDOW_BYTES: u32 = 1024 * 1024;
 pub const MAX_DATA_FRAME_BYTES: usize = 64 * 1024;
 /// Stream writers wait while this many bytes are queued for the socket.
 pub const MAX_SEND_QUEUE_BYTES: usize = 512 * 1024;
-/// Streams per session (frpc pools at most 5 plus one per live user connection).
-pub const MAX_STREAMS: usize = 4096;
+/// Streams per session once frpc has logged in (frpc pools at most 5, plus one per live
+/// user connection). Bounds a session's buffered input to MAX_STREAMS x the window.
+pub const MAX_STREAMS: usize = 1024;
+/// Streams allowed before [`Session::mark_authenticated`]: frpc opens only its control
+/// stream before LoginResp, so an unauthenticated peer cannot make us buffer more than
+/// this many windows.
+pub const PRE_LOGIN_MAX_STREAMS: usize = 2;
 /// Accepted streams not yet taken by the application (yamux's AcceptBacklog).
 pub const ACCEPT_BACKLOG: usize = 256;
 /// Our keepalive ping interval and the time the peer has to answer (frps: 30 s / 10 s).
 pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
 pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a locally closed session may take to flush its last frames.
+/// How long a closed session may take to flush its last frames.
 pub const CLOSE_FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 /// Bytes requested from the transport per read.
 pub const READ_CHUNK_BYTES: usize = 64 * 1024;
@@ -135,6 +140,7 @@ struct Shared {
     closed: Latch,
     ping_seq: Cell<u32>,
     ping_outstanding: Cell<Option<u32>>,
+    authenticated: Cell<bool>,
 }
 
 impl Shared {
@@ -185,6 +191,7 @@ impl Session {
                 closed: Latch::default(),
                 ping_seq: Cell::new(0),
                 ping_outstanding: Cell::new(None),
+                authenticated: Cell::new(false),
             }),
         }
     }
@@ -193,36 +200,57 @@ impl Session {
     /// `Ok(())` = orderly end (EOF, GO_AWAY(0) or local close).
     /// `initial` = plaintext bytes already read from `t` (the sniffer's look-ahead).
     pub async fn run(&self, t: &Transport, initial: Vec<u8>) -> Result<(), YamuxError> {
-        let r = monoio::select! {
-            r = self.read_loop(t, initial) => r,
-            r = self.write_loop(t) => r,
-            r = self.keepalive_loop() => r,
-            _ = self.shared.closed.wait() => Ok(()),
+        let reader = async {
+            let r = monoio::select! {
+                r = self.read_loop(t, initial) => r,
+                r = self.keepalive_loop() => r,
+                _ = self.shared.closed.wait() => Ok(()),
+            };
+            let protocol_error = matches!(
+                r,
+                Err(YamuxError::WindowExceeded { .. }
+                    | YamuxError::DuplicateStream(_)
+                    | YamuxError::BadHeader(_))
+            );
+            if protocol_error {
+                // Tell Go why, as its own session would (§2.3).
+                let h = Header::new(FrameType::GoAway, 0, 0, GOAWAY_PROTOCOL_ERROR);
+                self.shared.queue(h, &[]);
+            }
+            self.shared.close();
+            r
         };
-        // Deliver what was queued (ACKs, a refused LoginResp and its FIN), then on a
-        // protocol error tell Go why, as its own session would (§2.3). Best effort, bounded.
-        let mut pending = std::mem::take(&mut *self.shared.out.borrow_mut());
-        let protocol_error = matches!(
-            r,
-            Err(YamuxError::WindowExceeded { .. }
-                | YamuxError::DuplicateStream(_)
-                | YamuxError::BadHeader(_))
-        );
-        if protocol_error {
-            let h = Header::new(FrameType::GoAway, 0, 0, GOAWAY_PROTOCOL_ERROR);
-            pending.extend_from_slice(&h.encode());
-        }
-        if !pending.is_empty() && !matches!(r, Err(YamuxError::Io(_))) {
-            let _ = monoio::time::timeout(CLOSE_FLUSH_TIMEOUT, t.write_all(&pending)).await;
-        }
-        self.shared.close();
+        // The writer is never cancelled mid-chunk (that would corrupt the stream, e.g. a
+        // refused LoginResp): after close it drains the queue, bounded by a deadline.
+        let writer = async {
+            let give_up = async {
+                self.shared.closed.wait().await;
+                monoio::time::sleep(CLOSE_FLUSH_TIMEOUT).await;
+            };
+            let r = monoio::select! {
+                r = self.write_loop(t) => r,
+                _ = give_up => Ok(()),
+            };
+            self.shared.close();
+            r
+        };
+        let (read_result, write_result) = monoio::join!(reader, writer);
         self.shared.streams.borrow_mut().clear();
         self.shared.accepted.borrow_mut().clear();
-        r
+        read_result.and(write_result)
     }
 
     pub fn close(&self) {
         self.shared.close();
+    }
+
+    /// The peer logged in: lift the pre-login stream cap.
+    pub fn mark_authenticated(&self) {
+        self.shared.authenticated.set(true);
+    }
+
+    pub fn is_authenticated(&self) -> bool {
+        self.shared.authenticated.get()
     }
 
     pub fn is_closed(&self) -> bool {
@@ -359,7 +387,12 @@ impl Session {
         if self.shared.streams.borrow().contains_key(&id) {
             return Err(YamuxError::DuplicateStream(id));
         }
-        let full = self.shared.streams.borrow().len() >= MAX_STREAMS
+        let cap = if self.shared.authenticated.get() {
+            MAX_STREAMS
+        } else {
+            PRE_LOGIN_MAX_STREAMS
+        };
+        let full = self.shared.streams.borrow().len() >= cap
             || self.shared.accepted.borrow().len() >= ACCEPT_BACKLOG;
         if full || id == 0 {
             self.shared
