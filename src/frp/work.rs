@@ -210,6 +210,8 @@ pub async fn serve_proxy_listener(ctx: Rc<FrpContext>, proxy: Rc<Proxy>, listene
             Some(Ok((tcp, peer))) => {
                 monoio::spawn(relay_user(ctx.clone(), proxy.port, tcp, peer));
             }
+            // `remove_proxy` shut the socket down: accept fails before the latch is seen.
+            Some(Err(_)) if proxy.closed.is_fired() => return,
             Some(Err(e)) => {
                 tracing::warn!(port = proxy.port, error = %e, "frp proxy accept failed");
                 monoio::time::sleep(ACCEPT_BACKOFF).await;

@@ -168,7 +168,7 @@ impl FrpcOpts {
     pub fn toml(&self, log: &Path) -> String {
         let mut s = format!(
             "serverAddr = \"127.0.0.1\"\nserverPort = {}\nloginFailExit = {}\nmetadatas.token = \"{}\"\n\
-             log.to = \"{}\"\nlog.level = \"debug\"\nlog.disablePrintColor = true\ntransport.tcpMux = {}\n",
+             log.to = \"{}\"\nlog.level = \"trace\"\nlog.disablePrintColor = true\ntransport.tcpMux = {}\n",
             self.server_port,
             self.login_fail_exit,
             self.token,

@@ -399,13 +399,10 @@ impl Session {
                 .queue(Header::new(FrameType::WindowUpdate, FLAG_RST, id, 0), &[]);
             return Ok(());
         }
-        let mut send_window = INITIAL_WINDOW_BYTES;
-        if h.ty == FrameType::WindowUpdate {
-            send_window = send_window.saturating_add(h.length);
-        }
+        // The SYN frame's own delta is added by `on_stream_frame` like any other update.
         let cell = Rc::new(RefCell::new(StreamState {
             recv_window: MAX_RECV_WINDOW_BYTES,
-            send_window,
+            send_window: INITIAL_WINDOW_BYTES,
             ..Default::default()
         }));
         self.shared.streams.borrow_mut().insert(id, cell.clone());
@@ -638,12 +635,14 @@ mod tests {
                 std::future::pending::<()>().await;
             };
             let client = async {
-                // SYN with delta 0: the server may send only the initial 256 KiB.
-                nio::write_all(&c, &frame(FrameType::WindowUpdate, FLAG_SYN, 1, 0))
+                // SYN granting 64 KiB more: the server may send exactly 256 + 64 KiB.
+                let syn_delta = 64 * 1024;
+                nio::write_all(&c, &frame(FrameType::WindowUpdate, FLAG_SYN, 1, syn_delta))
                     .await
                     .unwrap();
                 let mut buf = Vec::new();
-                let first = read_frames(&c, &mut buf, INITIAL_WINDOW_BYTES as usize).await;
+                let first =
+                    read_frames(&c, &mut buf, (INITIAL_WINDOW_BYTES + syn_delta) as usize).await;
                 assert_eq!(
                     first[0],
                     Header::new(
@@ -653,12 +652,18 @@ mod tests {
                         MAX_RECV_WINDOW_BYTES - INITIAL_WINDOW_BYTES
                     )
                 );
+                let data: u32 = first
+                    .iter()
+                    .filter(|h| h.ty == FrameType::Data)
+                    .map(|h| h.length)
+                    .sum();
                 monoio::time::sleep(Duration::from_millis(100)).await;
+                let more = nio::try_recv(&c, &mut [0u8; 1]).unwrap();
                 assert!(
-                    nio::try_recv(&c, &mut [0u8; 1]).unwrap().is_none(),
-                    "server overran the 256 KiB window"
+                    data == INITIAL_WINDOW_BYTES + syn_delta && buf.is_empty() && more.is_none(),
+                    "server overran the window: {data} bytes"
                 );
-                let rest = 1024 * 1024 - INITIAL_WINDOW_BYTES;
+                let rest = 1024 * 1024 - INITIAL_WINDOW_BYTES - syn_delta;
                 nio::write_all(&c, &frame(FrameType::WindowUpdate, 0, 1, rest))
                     .await
                     .unwrap();
