@@ -305,3 +305,108 @@ fn bind_proxy(ctx: &FrpContext, port: u16) -> std::io::Result<TcpListener> {
         .backlog(1024);
     TcpListener::bind_with_config(SocketAddr::new(ctx.proxy_bind_ip, port), &opts)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Secret;
+    use crate::frp::BanHook;
+    use std::cell::Cell;
+    use std::net::IpAddr;
+
+    struct Bans {
+        banned: bool,
+        failures: Rc<Cell<u32>>,
+    }
+
+    impl BanHook for Bans {
+        fn is_banned(&self, _ip: IpAddr) -> bool {
+            self.banned
+        }
+        fn record_failure(&self, _ip: IpAddr) {
+            self.failures.set(self.failures.get() + 1);
+        }
+    }
+
+    fn login(token: Option<&str>, auth_token: &[u8]) -> Login {
+        let mut l = Login {
+            timestamp: 1795683251,
+            ..Default::default()
+        };
+        l.privilege_key = crypto::privilege_key(auth_token, l.timestamp);
+        if let Some(t) = token {
+            l.metas.insert("token".into(), t.into());
+        }
+        l
+    }
+
+    #[test]
+    fn login_checks_in_harp_order() {
+        // (case, banned, login, expected refusal, failures recorded)
+        let rows: Vec<(&str, bool, Login, Option<&str>, u32)> = vec![
+            ("good", false, login(Some("key"), b""), None, 0),
+            (
+                "banned ip, even with the key",
+                true,
+                login(Some("key"), b""),
+                Some(ERR_BANNED),
+                0,
+            ),
+            (
+                "wrong metas.token",
+                false,
+                login(Some("nope"), b""),
+                Some(ERR_BAD_SHARED_KEY),
+                1,
+            ),
+            (
+                "missing metas.token",
+                false,
+                login(None, b""),
+                Some(ERR_BAD_SHARED_KEY),
+                1,
+            ),
+            (
+                "key prefix only",
+                false,
+                login(Some("ke"), b""),
+                Some(ERR_BAD_SHARED_KEY),
+                1,
+            ),
+            (
+                "auth.token set on the client",
+                false,
+                login(Some("key"), b"x"),
+                Some(ERR_BAD_PRIVILEGE_KEY),
+                1,
+            ),
+        ];
+        let peer: SocketAddr = "192.0.2.7:4000".parse().unwrap();
+        for (case, banned, l, want, fails) in rows {
+            let failures = Rc::new(Cell::new(0));
+            let ctx = FrpContext::new(Secret::new("key".into()), None).with_bans(Box::new(Bans {
+                banned,
+                failures: failures.clone(),
+            }));
+            assert_eq!(check_login(&ctx, &l, peer), want, "{case}");
+            assert_eq!(failures.get(), fails, "{case}");
+        }
+    }
+
+    #[test]
+    fn port_rules_follow_frps_wording() {
+        let ctx = FrpContext::new(Secret::new("key".into()), None);
+        let rows: [(i64, Result<u16, &str>); 7] = [
+            (23000, Ok(23000)),
+            (24099, Ok(24099)),
+            (22999, Err("port not allowed")),
+            (24100, Err("port not allowed")),
+            (-1, Err("port not allowed")),
+            (70000, Err("port not allowed")),
+            (0, Ok(23000)),
+        ];
+        for (req, want) in rows {
+            assert_eq!(pick_port(&ctx, req), want, "remote_port {req}");
+        }
+    }
+}
