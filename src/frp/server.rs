@@ -25,7 +25,8 @@ const CLOSE_LINGER: Duration = Duration::from_secs(1);
 /// Plaintext look-ahead read after TLS to classify yamux vs. non-mux.
 const CLASSIFY_READ_BYTES: usize = 16 * 1024;
 
-/// Serve frpc clients on `listener` forever. Runs on one monoio worker; every caller of
+/// Serve frpc clients on `listener` forever. Runs on one monoio worker whose runtime has
+/// the timer enabled (`enable_timer()`: keepalive, deadlines); every caller of
 /// [`super::open_work_stream`] must be on the same thread.
 pub async fn serve_frp(listener: TcpListener, ctx: Rc<FrpContext>) {
     loop {
