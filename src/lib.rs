@@ -26,3 +26,4 @@ pub mod net;
 pub mod nextcloud;
 pub mod proxy;
 pub mod runtime;
+pub mod tls;
