@@ -48,7 +48,7 @@ use response::{read_response, Complete, ReadFailure};
 pub use dns::DEFAULT_DNS_TTL;
 pub use pool::{DEFAULT_MAX_CONNECTIONS, DEFAULT_POOL_IDLE_TIMEOUT};
 pub use response::Dechunker;
-pub use target::{parse_url, NcTarget, ParsedUrl, LYRE_NC_CA_FILE, MAX_CA_FILE_BYTES};
+pub use target::{client_config, parse_url, NcTarget, ParsedUrl, LYRE_NC_CA_FILE, MAX_CA_FILE_BYTES};
 
 /// HaRP's fixed connect timeout for Nextcloud callbacks (§2.2).
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);

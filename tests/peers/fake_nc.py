@@ -242,6 +242,16 @@ class Handler(BaseHTTPRequestHandler):
         return anonymous
 
 
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        # Clients that reset, time out or fail the TLS handshake are part of the tests.
+        if isinstance(sys.exc_info()[1], OSError):
+            return
+        super().handle_error(request, client_address)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--config")
@@ -255,8 +265,7 @@ def main():
     elif os.environ.get("FAKE_NC_CONFIG"):
         initial = json.loads(os.environ["FAKE_NC_CONFIG"])
     set_config(initial)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
+    server = Server(("127.0.0.1", 0), Handler)
     if args.tls_cert:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(args.tls_cert, args.tls_key)
