@@ -22,6 +22,9 @@ use lyre::nextcloud::{NcClient, NcError, NcResponse, NcTarget};
 use lyre::runtime::{block_on, Driver};
 use serde_json::{json, Value};
 
+/// Request headers as `NcClient::user_info` takes them.
+type Headers<'a> = &'a [(&'a [u8], &'a [u8])];
+
 const KEY: &str = "Sh4redKey-for-tests";
 const BAD_KEY: &[u8] = br#"{"message":"Harp shared key is not valid"}"#;
 
@@ -100,7 +103,9 @@ fn pki() -> Pki {
     leaf_params
         .subject_alt_names
         .push(SanType::IpAddress([127, 0, 0, 1].into()));
-    let leaf = leaf_params.signed_by(&leaf_key, &issuer).expect("leaf cert");
+    let leaf = leaf_params
+        .signed_by(&leaf_key, &issuer)
+        .expect("leaf cert");
     Pki {
         ca_pem: ca_cert.pem(),
         leaf_pem: leaf.pem(),
@@ -136,10 +141,14 @@ impl FakeNc {
             std::fs::write(&ca, &p.ca_pem).expect("write ca");
             tls = Some(lyre::nextcloud::client_config(Some(&ca)).expect("control tls"));
         }
-        let mut child = cmd.spawn().expect("python3 must be installed to run fake_nc.py");
+        let mut child = cmd
+            .spawn()
+            .expect("python3 must be installed to run fake_nc.py");
         let mut line = String::new();
         let stdout = child.stdout.take().expect("piped stdout");
-        BufReader::new(stdout).read_line(&mut line).expect("read PORT line");
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read PORT line");
         let port = line
             .strip_prefix("PORT ")
             .and_then(|p| p.trim().parse().ok())
@@ -240,10 +249,20 @@ fn h28_exapp_meta_statuses_bodies_and_keep_alive() {
                 }
             });
             let stats = c.stats();
-            assert_eq!((stats.connects, stats.reuses), (1, 4), "{framing} {stats:?}");
+            assert_eq!(
+                (stats.connects, stats.reuses),
+                (1, 4),
+                "{framing} {stats:?}"
+            );
             let counts = fake.counts();
-            assert_eq!(counts["connections"], 1, "{framing}: one kept-alive connection");
-            assert_eq!(counts["exapp-meta"], json!({"app": 1, "missing": 1, "other": 3}));
+            assert_eq!(
+                counts["connections"], 1,
+                "{framing}: one kept-alive connection"
+            );
+            assert_eq!(
+                counts["exapp-meta"],
+                json!({"app": 1, "missing": 1, "other": 3})
+            );
         }
     }
 }
@@ -272,7 +291,11 @@ fn wrong_key_is_401_and_close_framing_opens_new_connections() {
                 assert_eq!(json_body(&r), record(9000));
             }
         });
-        assert_eq!(good.stats().connects, 2, "no reuse after an until-close body");
+        assert_eq!(
+            good.stats().connects,
+            2,
+            "no reuse after an until-close body"
+        );
         assert_eq!(good.idle_connections(), 0);
         assert_eq!(fake.counts()["connections"], 3);
     }
@@ -296,7 +319,10 @@ fn h47_user_info_forwards_headers_exactly() {
         ];
         let r = run(driver, c.user_info("app", &headers)).expect("user-info");
         assert_eq!(r.status, 200);
-        assert_eq!(json_body(&r), json!({"user_id": "alice", "access_level": 1}));
+        assert_eq!(
+            json_body(&r),
+            json!({"user_id": "alice", "access_level": 1})
+        );
         // A client stays on the runtime that opened its connections (one per worker).
         let c = client(&fake, &dir.0);
         let (status, last) = fake.control("GET", "/_fake/last?endpoint=user-info", &json!({}));
@@ -319,7 +345,7 @@ fn h47_user_info_forwards_headers_exactly() {
         assert_eq!(last["headers"], want);
 
         // Authorization only, unknown passphrase, and no credentials at all.
-        let rows: [(&[(&[u8], &[u8])], Value); 4] = [
+        let rows: [(Headers, Value); 4] = [
             (
                 &[(b"authorization", b"Basic Ym9iOnB3")],
                 json!({"user_id": "bob", "access_level": 1}),
@@ -359,8 +385,14 @@ fn status_override_and_body_cap() {
             let r = c.exapp_meta("broken").await.expect("answer");
             assert_eq!((r.status, r.body.as_slice()), (500, b"oops".as_slice()));
             let r = c.user_info("app", &[]).await.expect("answer");
-            assert_eq!((r.status, r.body.as_slice()), (503, b"maintenance".as_slice()));
-            let err = c.exapp_meta("app").await.expect_err("record is over 16 bytes");
+            assert_eq!(
+                (r.status, r.body.as_slice()),
+                (503, b"maintenance".as_slice())
+            );
+            let err = c
+                .exapp_meta("app")
+                .await
+                .expect_err("record is over 16 bytes");
             assert!(matches!(err, NcError::BodyTooLarge(16)), "{err}");
         });
     }
@@ -379,14 +411,20 @@ fn pooled_connection_closed_by_server_is_retried_once() {
         run(driver, async {
             assert_eq!(c.exapp_meta("app").await.expect("first").status, 200);
             // The pooled connection's next request is read and dropped by the server.
-            let r = c.exapp_meta("app").await.expect("retried on a fresh connection");
+            let r = c
+                .exapp_meta("app")
+                .await
+                .expect("retried on a fresh connection");
             assert_eq!(json_body(&r), record(9000));
         });
         let s = c.stats();
         assert_eq!((s.connects, s.reuses, s.retries), (2, 1, 1), "{s:?}");
         let counts = fake.counts();
         assert_eq!(counts["connections"], 2);
-        assert_eq!(counts["exapp-meta"]["app"], 3, "the dropped request reached the server");
+        assert_eq!(
+            counts["exapp-meta"]["app"], 3,
+            "the dropped request reached the server"
+        );
     }
 }
 
@@ -418,7 +456,11 @@ fn fresh_connection_closed_without_answer_is_not_retried() {
     assert_eq!(c.stats().retries, 0);
     let _ = TcpStream::connect(("127.0.0.1", port));
     server.join().expect("server thread");
-    assert_eq!(accepted.load(Ordering::SeqCst), 2, "one client connection + the sentinel");
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        2,
+        "one client connection + the sentinel"
+    );
 }
 
 #[test]
@@ -480,9 +522,16 @@ fn h51_total_timeout_then_recovery() {
         run(driver, async {
             // Warm a pooled connection first: the timeout must discard it, not reuse it.
             assert_eq!(c.exapp_meta("app").await.expect("meta").status, 200);
-            let err = c.user_info("app", &[]).await.expect_err("delayed past total");
+            let err = c
+                .user_info("app", &[])
+                .await
+                .expect_err("delayed past total");
             assert!(matches!(err, NcError::Timeout(_)), "{err:?}");
-            assert_eq!(c.open_connections(), 0, "the timed-out connection is closed");
+            assert_eq!(
+                c.open_connections(),
+                0,
+                "the timed-out connection is closed"
+            );
             let r = c.exapp_meta("app").await.expect("next call works");
             assert_eq!(r.status, 200);
         });
@@ -542,8 +591,14 @@ fn https_with_extra_ca_file() {
             let r = c.exapp_meta("app").await.expect("meta over TLS");
             assert_eq!((r.status, json_body(&r)), (200, record(9000)));
             let cookie: &[(&[u8], &[u8])] = &[(b"cookie", b"oc_sessionPassphrase=pass-alice")];
-            let r = c.user_info("app", cookie).await.expect("user-info over TLS");
-            assert_eq!(json_body(&r), json!({"user_id": "alice", "access_level": 1}));
+            let r = c
+                .user_info("app", cookie)
+                .await
+                .expect("user-info over TLS");
+            assert_eq!(
+                json_body(&r),
+                json!({"user_id": "alice", "access_level": 1})
+            );
             let r = c.exapp_meta("missing").await.expect("meta over TLS");
             assert_eq!((r.status, r.body.as_slice()), (401, BAD_KEY));
         });

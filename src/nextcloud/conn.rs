@@ -131,9 +131,7 @@ impl TlsConn {
         while self.tls.wants_write() {
             match self.tls.write_tls(&mut Sock(&self.tcp)) {
                 Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.tcp.writable(false).await?
-                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.tcp.writable(false).await?,
                 Err(e) => return Err(e),
             }
         }
@@ -151,9 +149,7 @@ impl TlsConn {
                     processed.map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
                     return Ok(n);
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.tcp.readable(false).await?
-                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.tcp.readable(false).await?,
                 Err(e) => return Err(e),
             }
         }

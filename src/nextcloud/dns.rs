@@ -39,7 +39,10 @@ impl Resolver {
         Resolver {
             host: host.to_string(),
             port,
-            literal: host.parse::<IpAddr>().ok().map(|ip| SocketAddr::new(ip, port)),
+            literal: host
+                .parse::<IpAddr>()
+                .ok()
+                .map(|ip| SocketAddr::new(ip, port)),
             cached: RefCell::new(None),
             inflight: RefCell::new(None),
         }

@@ -48,7 +48,9 @@ use response::{read_response, Complete, ReadFailure};
 pub use dns::DEFAULT_DNS_TTL;
 pub use pool::{DEFAULT_MAX_CONNECTIONS, DEFAULT_POOL_IDLE_TIMEOUT};
 pub use response::Dechunker;
-pub use target::{client_config, parse_url, NcTarget, ParsedUrl, LYRE_NC_CA_FILE, MAX_CA_FILE_BYTES};
+pub use target::{
+    client_config, parse_url, NcTarget, ParsedUrl, LYRE_NC_CA_FILE, MAX_CA_FILE_BYTES,
+};
 
 /// HaRP's fixed connect timeout for Nextcloud callbacks (§2.2).
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -95,8 +97,14 @@ pub struct NcStats {
 pub enum NcError {
     /// `NC_INSTANCE_URL` / `LYRE_NC_CA_FILE` cannot be used (message names the fix).
     Config(String),
-    Resolve { host: String, error: String },
-    Connect { addr: SocketAddr, source: io::Error },
+    Resolve {
+        host: String,
+        error: String,
+    },
+    Connect {
+        addr: SocketAddr,
+        source: io::Error,
+    },
     /// No connection within the connect timeout.
     ConnectTimeout(Duration),
     /// The call did not finish within the total timeout.
@@ -371,7 +379,9 @@ fn forwarded_headers<'a>(headers: &[(&[u8], &'a [u8])]) -> Vec<(Vec<u8>, &'a [u8
     let mut out: Vec<(Vec<u8>, &[u8])> = Vec::with_capacity(headers.len());
     for (name, value) in headers {
         let name = name.to_ascii_lowercase();
-        let skip = NOT_FORWARDED.iter().any(|n| n.as_bytes() == name.as_slice());
+        let skip = NOT_FORWARDED
+            .iter()
+            .any(|n| n.as_bytes() == name.as_slice());
         if skip || !is_token(&name) || !is_field_value(value) {
             continue;
         }

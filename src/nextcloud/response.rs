@@ -53,7 +53,11 @@ pub async fn read_response(conn: &mut Conn, max_body: usize) -> Result<Complete,
         }
         match conn.read_some(&mut buf).await {
             Ok(0) if !received_any => return Err(ReadFailure::NothingReceived(NcError::Closed)),
-            Ok(0) => return Err(ReadFailure::Partial(protocol("closed in the response head"))),
+            Ok(0) => {
+                return Err(ReadFailure::Partial(protocol(
+                    "closed in the response head",
+                )))
+            }
             Ok(_) => received_any = true,
             Err(e) if !received_any => return Err(ReadFailure::NothingReceived(NcError::Io(e))),
             Err(e) => return Err(ReadFailure::Partial(NcError::Io(e))),

@@ -114,7 +114,8 @@ pub fn parse_url(url: &str) -> Result<ParsedUrl, NcError> {
 
 fn strip_prefix_ci<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
     let head = s.get(..prefix.len())?;
-    head.eq_ignore_ascii_case(prefix).then(|| &s[prefix.len()..])
+    head.eq_ignore_ascii_case(prefix)
+        .then(|| &s[prefix.len()..])
 }
 
 /// `host`, `host:port`, `[v6]`, `[v6]:port` -> (host without brackets, port).

@@ -24,12 +24,40 @@ fn parse_url_rows() {
     // (url, https, host, port, host header, path)
     let ok = [
         ("http://nc", false, "nc", 80, "nc", ""),
-        ("https://Cloud.Example.com/", true, "cloud.example.com", 443, "cloud.example.com", "/"),
-        ("http://nc:8080/sub/x", false, "nc", 8080, "nc:8080", "/sub/x"),
+        (
+            "https://Cloud.Example.com/",
+            true,
+            "cloud.example.com",
+            443,
+            "cloud.example.com",
+            "/",
+        ),
+        (
+            "http://nc:8080/sub/x",
+            false,
+            "nc",
+            8080,
+            "nc:8080",
+            "/sub/x",
+        ),
         ("http://nc:80/p", false, "nc", 80, "nc", "/p"),
         ("https://nc:443", true, "nc", 443, "nc", ""),
-        ("HTTP://10.0.0.5:81", false, "10.0.0.5", 81, "10.0.0.5:81", ""),
-        ("http://[::1]:9000/a", false, "::1", 9000, "[::1]:9000", "/a"),
+        (
+            "HTTP://10.0.0.5:81",
+            false,
+            "10.0.0.5",
+            81,
+            "10.0.0.5:81",
+            "",
+        ),
+        (
+            "http://[::1]:9000/a",
+            false,
+            "::1",
+            9000,
+            "[::1]:9000",
+            "/a",
+        ),
         ("https://[fe80::1]", true, "fe80::1", 443, "[fe80::1]", ""),
     ];
     for (url, https, host, port, hh, path) in ok {
@@ -88,8 +116,9 @@ fn app_id_is_percent_encoded() {
         ("%", "%25"),
     ] {
         let req = c.meta_request(id);
-        let line = String::from_utf8_lossy(&req[..req.iter().position(|&b| b == b'\r').unwrap_or(0)])
-            .into_owned();
+        let line =
+            String::from_utf8_lossy(&req[..req.iter().position(|&b| b == b'\r').unwrap_or(0)])
+                .into_owned();
         assert_eq!(
             line,
             format!("GET /index.php/apps/app_api/harp/exapp-meta?appId={enc} HTTP/1.1"),
@@ -170,7 +199,12 @@ fn dechunker_rows() {
         assert_eq!(body, b"hello  world", "step {step}");
         assert_eq!(&wire[..used], &wire[..wire.len() - 4], "stops before NEXT");
     }
-    let bad: [&[u8]; 4] = [b"x\r\n", b"5\nhello\r\n0\r\n\r\n", b"2\r\nabc\r\n", b"-1\r\n"];
+    let bad: [&[u8]; 4] = [
+        b"x\r\n",
+        b"5\nhello\r\n0\r\n\r\n",
+        b"2\r\nabc\r\n",
+        b"-1\r\n",
+    ];
     for wire in bad {
         assert!(
             matches!(dechunk(wire, 1, 100), Err(NcError::Protocol(_))),
