@@ -33,6 +33,10 @@ fn drivers() -> Vec<Driver> {
     if monoio::utils::detect_uring() {
         d.push(Driver::IoUring);
     }
+    eprintln!(
+        "drivers: {:?}",
+        d.iter().map(|d| d.name()).collect::<Vec<_>>()
+    );
     d
 }
 
@@ -569,6 +573,34 @@ fn concurrent_calls_share_the_pool() {
         let s = c.stats();
         assert_eq!(s.connects + s.reuses, 16, "{s:?}");
         assert_eq!(fake.counts()["connections"], s.connects);
+    }
+}
+
+#[test]
+fn connection_cap_makes_callers_wait_for_a_free_connection() {
+    let mut cfg = base_config();
+    cfg["delay"] = json!({"exapp-meta": 0.2});
+    let fake = FakeNc::start(&cfg, None);
+    let dir = TempDir::new();
+    for driver in drivers() {
+        fake.reset();
+        let target = NcTarget::with_ca_file(&config(&fake.url(), &dir.0), None).expect("target");
+        let c = Rc::new(NcClient::with_max_connections(target, 2));
+        run(driver, async {
+            let tasks: Vec<_> = (0..6)
+                .map(|_| {
+                    let c = c.clone();
+                    monoio::spawn(async move { c.exapp_meta("app").await })
+                })
+                .collect();
+            for t in tasks {
+                assert_eq!(t.await.expect("meta").status, 200);
+            }
+        });
+        let s = c.stats();
+        assert_eq!((s.connects, s.reuses), (2, 4), "{s:?}");
+        assert_eq!(fake.counts()["connections"], 2);
+        assert_eq!(fake.counts()["exapp-meta"]["app"], 6);
     }
 }
 

@@ -166,7 +166,9 @@ impl fmt::Display for NcError {
 
 impl std::error::Error for NcError {}
 
-/// One worker's client. Not `Send`: create one per worker from a shared [`NcTarget`].
+/// One worker's client. Not `Send`: create one per worker from a shared [`NcTarget`], and
+/// use it only on the monoio runtime it was first used on (pooled sockets are registered
+/// with that runtime's driver; another runtime on the same thread would panic in monoio).
 pub struct NcClient {
     target: Arc<NcTarget>,
     resolver: Resolver,
@@ -188,10 +190,15 @@ impl NcClient {
     }
 
     pub fn from_target(target: Arc<NcTarget>) -> NcClient {
+        Self::with_max_connections(target, DEFAULT_MAX_CONNECTIONS)
+    }
+
+    /// Like [`NcClient::from_target`] with another connection cap (tests, tuning).
+    pub fn with_max_connections(target: Arc<NcTarget>, max_connections: usize) -> NcClient {
         NcClient {
             resolver: Resolver::new(&target.host, target.port),
             target,
-            pool: Pool::new(DEFAULT_MAX_CONNECTIONS),
+            pool: Pool::new(max_connections),
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             total_timeout: DEFAULT_TOTAL_TIMEOUT,
             max_body: DEFAULT_MAX_BODY,
