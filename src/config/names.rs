@@ -27,6 +27,8 @@ pub const LYRE_DRIVER: &str = "LYRE_DRIVER";
 pub const LYRE_PUMP: &str = "LYRE_PUMP";
 pub const LYRE_CONTROL_ADDRESS: &str = "LYRE_CONTROL_ADDRESS";
 pub const LYRE_ROUTES: &str = "LYRE_ROUTES";
+/// Extra CA PEM for an https `NC_INSTANCE_URL`; read by `crate::nextcloud` at start.
+pub const LYRE_NC_CA_FILE: &str = "LYRE_NC_CA_FILE";
 
 /// Names Lyre reads.
 const READ: &[&str] = &[
@@ -54,6 +56,7 @@ const READ: &[&str] = &[
     LYRE_PUMP,
     LYRE_CONTROL_ADDRESS,
     LYRE_ROUTES,
+    LYRE_NC_CA_FILE,
 ];
 
 const NO_SPOE: &str = "Lyre decides in-process and has no SPOE agent";

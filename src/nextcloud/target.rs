@@ -2,6 +2,10 @@
 //! parsed once from `NC_INSTANCE_URL` (via `Config::exapp_meta_url` / `user_info_url`), plus
 //! the rustls client config for `https` (system trust roots + optional `LYRE_NC_CA_FILE`).
 //!
+//! The system store is what `rustls-native-certs` finds (`/etc/ssl/certs` etc.; it also
+//! honours `SSL_CERT_FILE` / `SSL_CERT_DIR`, which REPLACE the system store), and
+//! `LYRE_NC_CA_FILE` ADDS certificates to it. The store is only loaded for `https`.
+//!
 //! Built once per process ([`NcTarget::from_config`]) and shared by every worker's client:
 //! loading the system trust store costs milliseconds, so it is not repeated per worker.
 
@@ -17,7 +21,7 @@ use crate::config::{Config, Secret};
 
 /// Environment variable: a PEM file of extra CA certificates trusted for `https`
 /// `NC_INSTANCE_URL`s, on top of the system store (a self-signed or private-CA Nextcloud).
-pub const LYRE_NC_CA_FILE: &str = "LYRE_NC_CA_FILE";
+pub use crate::config::names::LYRE_NC_CA_FILE;
 
 /// Largest `LYRE_NC_CA_FILE` read (a CA bundle is a few hundred KiB at most).
 pub const MAX_CA_FILE_BYTES: u64 = 4 * 1024 * 1024;
