@@ -6,6 +6,7 @@
 //! - `proxy`    the connection lifecycle: accept -> parse head -> decide -> connect -> forward.
 //! - `http`     HTTP/1.1 heads (httparse), body framing, pre-rendered answers. Knows no ExApps.
 //! - `net`      sockets, SO_REUSEPORT listeners, forwarding pumps (splice / big-buffer copy).
+//! - `nextcloud` the async client for HaRP's Nextcloud callbacks (exapp-meta, user-info).
 //! - `decide`   HaRP's routing/authorization verdict as pure code (no sockets).
 //! - `exapps`   ExApp metadata registry, session cache, ban store; per-worker state + updates.
 //! - `frp`      FRP server for unmodified frpc clients (control protocol, yamux, crypto).

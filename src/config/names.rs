@@ -28,6 +28,8 @@ pub const LYRE_PUMP: &str = "LYRE_PUMP";
 pub const LYRE_CONTROL_ADDRESS: &str = "LYRE_CONTROL_ADDRESS";
 pub const LYRE_ROUTES: &str = "LYRE_ROUTES";
 pub const LYRE_FORWARD_SHARED_KEY: &str = "LYRE_FORWARD_SHARED_KEY";
+/// Extra CA PEM for an https `NC_INSTANCE_URL`; read by `crate::nextcloud` at start.
+pub const LYRE_NC_CA_FILE: &str = "LYRE_NC_CA_FILE";
 
 /// Names Lyre reads.
 const READ: &[&str] = &[
@@ -56,6 +58,7 @@ const READ: &[&str] = &[
     LYRE_CONTROL_ADDRESS,
     LYRE_ROUTES,
     LYRE_FORWARD_SHARED_KEY,
+    LYRE_NC_CA_FILE,
 ];
 
 const NO_SPOE: &str = "Lyre decides in-process and has no SPOE agent";
