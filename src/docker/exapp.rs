@@ -177,7 +177,7 @@ async fn create(t: &Target<'_>, p: &payload::CreatePayload) -> ControlResponse {
             let id = r.json()["Id"].as_str().unwrap_or_default().to_string();
             ControlResponse::json(201, &json!({ "id": id, "name": c }))
         }
-        Ok(r) if r.status == 409 => {
+        Ok(r) if r.status == 409 || is_podman_name_conflict(&r) => {
             ControlResponse::text(409, format!("Container with name '{c}' already exists."))
         }
         Ok(r) => unexpected(503, &format!("Error creating container '{c}'"), &r),
@@ -212,6 +212,13 @@ async fn ensure_volume(t: &Target<'_>, v: &str) -> Result<(), ControlResponse> {
         Ok(r) => Err(unexpected(503, &format!("Error creating volume '{v}'"), &r)),
         Err(e) => Err(t.engine_error(&e)),
     }
+}
+
+/// Podman 4 answers a duplicate container name with 500 "... is already in use" where
+/// Docker answers 409. Deliberate deviation from HaRP (which would say 503): AppAPI branches
+/// on 409, and remote engines may be podman.
+fn is_podman_name_conflict(r: &EngineReply) -> bool {
+    r.status == 500 && r.message().contains("is already in use")
 }
 
 /// `start` / `stop` (H-79): 204, 200 when already in that state, 404 when missing.

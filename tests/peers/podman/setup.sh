@@ -36,7 +36,7 @@ fi
 
 # A tiny image without any registry: busybox applets in an otherwise empty rootfs, plus a
 # fake /etc/os-release so install_certificates picks the Debian CA directory.
-image=localhost/lyre-busybox:test
+image=localhost/lyre-busybox:2
 if ! podman image exists "$image"; then
     tmp=$(mktemp -d)
     mkdir -p "$tmp/rootfs/bin" "$tmp/rootfs/etc" "$tmp/rootfs/tmp"
@@ -49,7 +49,9 @@ if ! podman image exists "$image"; then
     printf '#!/bin/sh\necho ran > /tmp/update-ca-certificates.ran\n' > "$tmp/rootfs/bin/update-ca-certificates"
     chmod +x "$tmp/rootfs/bin/update-ca-certificates"
     tar -C "$tmp/rootfs" -cf "$tmp/rootfs.tar" .
-    podman import -q --change 'CMD ["/bin/sleep", "3600"]' "$tmp/rootfs.tar" "$image" >/dev/null
+    # PID 1 must exit on SIGTERM, or every stop waits out the engine's 10 s grace period.
+    podman import -q --change 'CMD ["/bin/sh", "-c", "trap \"exit 0\" TERM; sleep 3600 & wait"]' \
+        "$tmp/rootfs.tar" "$image" >/dev/null
     rm -rf "$tmp"
 fi
 echo "podman ready: $(podman --version), image $image"
