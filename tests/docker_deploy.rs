@@ -14,7 +14,8 @@ use lyre::docker::{handle_exapp, passthrough_allowed, DockerCtx};
 use serde_json::json;
 
 const PORT: Option<&[u8]> = Some(b"24000");
-const CA_BUNDLE: &str = "# Nextcloud CA bundle\n-----BEGIN CERTIFICATE-----\nMIIBfirst\n-----END CERTIFICATE-----\n\
+const CA_BUNDLE: &str =
+    "# Nextcloud CA bundle\n-----BEGIN CERTIFICATE-----\nMIIBfirst\n-----END CERTIFICATE-----\n\
                          -----BEGIN CERTIFICATE-----\nMIIBsecond\n-----END CERTIFICATE-----\n";
 
 #[test]
@@ -34,7 +35,11 @@ fn appapi_deploy_sequence() {
     while open_sockets() > sockets_before && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(10));
     }
-    assert_eq!(open_sockets(), sockets_before, "engine connections left open");
+    assert_eq!(
+        open_sockets(),
+        sockets_before,
+        "engine connections left open"
+    );
     let (status, _) = podman.request("GET", &format!("/containers/{container}/json"), None);
     assert_eq!(status, 404, "container removed");
     let _ = std::fs::remove_dir_all(frp);
@@ -44,11 +49,16 @@ async fn deploy(podman: &Podman, ctx: &DockerCtx, name: &str) {
     let c = format!("nc_app_{name}");
     let v = format!("{c}_data");
     let name_body = json!({ "name": name, "instance_id": "" }).to_string();
-    let call = |action: &'static str, body: String| async move { handle_exapp(action, PORT, body.as_bytes(), ctx).await };
+    let call = |action: &'static str, body: String| async move {
+        handle_exapp(action, PORT, body.as_bytes(), ctx).await
+    };
 
     // H-71: AppAPI's "check connection" ping goes through the passthrough.
     assert!(passthrough_allowed(b"GET", b"/v1.44/_ping"));
-    assert_eq!(passthrough(&podman.engine(), "GET", "/v1.44/_ping").await, (200, b"OK".to_vec()));
+    assert_eq!(
+        passthrough(&podman.engine(), "GET", "/v1.44/_ping").await,
+        (200, b"OK".to_vec())
+    );
 
     // H-76: not there yet.
     let r = call("exists", name_body.clone()).await;
@@ -65,30 +75,53 @@ async fn deploy(podman: &Podman, ctx: &DockerCtx, name: &str) {
     assert_eq!(r.status, 201, "{}", text(&r));
     let created = body_json(&r);
     assert_eq!(created["name"], json!(c));
-    assert!(created["id"].as_str().is_some_and(|id| id.len() >= 12), "{created}");
+    assert!(
+        created["id"].as_str().is_some_and(|id| id.len() >= 12),
+        "{created}"
+    );
     check_created(podman, &c, &v, name);
 
     // H-77: duplicate -> 409. Podman 4 says 500 here; the wrapper answers what Docker's 409 gives.
     let r = call("create", create).await;
-    assert_eq!((r.status, text(&r)), (409, format!("Container with name '{c}' already exists.")));
+    assert_eq!(
+        (r.status, text(&r)),
+        (409, format!("Container with name '{c}' already exists."))
+    );
 
     // H-79: start, then start again.
     let r = call("start", name_body.clone()).await;
     assert_eq!(r.status, 204, "{}", text(&r));
     let r = call("start", name_body.clone()).await;
-    assert_eq!((r.status, text(&r).as_str()), (200, "Container already started"));
+    assert_eq!(
+        (r.status, text(&r).as_str()),
+        (200, "Container already started")
+    );
 
     // H-80: running, no health check -> started (podman reports Health.Status "" here,
     // Docker omits Health; both read as null).
     let r = call("wait_for_start", name_body.clone()).await;
-    assert_eq!((r.status, body_json(&r)), (200, json!({ "started": true, "status": "running", "health": null })));
+    assert_eq!(
+        (r.status, body_json(&r)),
+        (
+            200,
+            json!({ "started": true, "status": "running", "health": null })
+        )
+    );
 
     // H-76: exists with the image reference.
     let r = call("exists", name_body.clone()).await;
-    assert_eq!((r.status, body_json(&r)), (200, json!({ "exists": true, "image_ref": IMAGE })));
+    assert_eq!(
+        (r.status, body_json(&r)),
+        (200, json!({ "exists": true, "image_ref": IMAGE }))
+    );
 
     // Health polling and logs through the passthrough (AppAPI's own calls).
-    let (status, inspect) = passthrough(&podman.engine(), "GET", &format!("/v1.44/containers/{c}/json")).await;
+    let (status, inspect) = passthrough(
+        &podman.engine(),
+        "GET",
+        &format!("/v1.44/containers/{c}/json"),
+    )
+    .await;
     assert_eq!(status, 200);
     assert!(String::from_utf8_lossy(&inspect).contains("\"running\""));
 
@@ -102,41 +135,83 @@ async fn deploy(podman: &Podman, ctx: &DockerCtx, name: &str) {
     let r = call("stop", name_body.clone()).await;
     assert_eq!(r.status, 204, "{}", text(&r));
     let r = call("stop", name_body.clone()).await;
-    assert_eq!((r.status, text(&r).as_str()), (200, "Container already stopped"));
+    assert_eq!(
+        (r.status, text(&r).as_str()),
+        (200, "Container already stopped")
+    );
 
     // H-81: remove with data.
-    let r = call("remove", json!({ "name": name, "instance_id": "", "remove_data": true }).to_string()).await;
+    let r = call(
+        "remove",
+        json!({ "name": name, "instance_id": "", "remove_data": true }).to_string(),
+    )
+    .await;
     assert_eq!(r.status, 204, "{}", text(&r));
     let r = call("exists", name_body).await;
     assert_eq!(body_json(&r), json!({ "exists": false }));
-    assert_eq!(podman.request("GET", &format!("/volumes/{v}"), None).0, 404, "volume removed");
+    assert_eq!(
+        podman.request("GET", &format!("/volumes/{v}"), None).0,
+        404,
+        "volume removed"
+    );
 }
 
 /// The container config landed in the engine as §4.4 specifies.
 fn check_created(podman: &Podman, c: &str, v: &str, name: &str) {
     let doc = podman.container_json(c);
     assert_eq!(doc["Config"]["Hostname"], json!(name));
-    let env: Vec<&str> = doc["Config"]["Env"].as_array().unwrap().iter().filter_map(|e| e.as_str()).collect();
-    assert!(env.contains(&"APP_ID=test") && env.contains(&"APP_PORT=23000"), "{env:?}");
-    assert_eq!(doc["HostConfig"]["RestartPolicy"]["Name"], json!("unless-stopped"));
+    let env: Vec<&str> = doc["Config"]["Env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e.as_str())
+        .collect();
+    assert!(
+        env.contains(&"APP_ID=test") && env.contains(&"APP_PORT=23000"),
+        "{env:?}"
+    );
+    assert_eq!(
+        doc["HostConfig"]["RestartPolicy"]["Name"],
+        json!("unless-stopped")
+    );
     let mounts = doc["Mounts"].as_array().unwrap();
     assert!(
-        mounts.iter().any(|m| m["Name"] == json!(v) && m["Destination"] == json!(format!("/{v}")) && m["RW"] == json!(true)),
+        mounts.iter().any(|m| m["Name"] == json!(v)
+            && m["Destination"] == json!(format!("/{v}"))
+            && m["RW"] == json!(true)),
         "{mounts:?}"
     );
-    assert_eq!(podman.request("GET", &format!("/volumes/{v}"), None).0, 200, "volume created");
-    assert!(doc["HostConfig"]["PortBindings"].as_object().is_none_or(|p| p.is_empty()), "no port bindings");
+    assert_eq!(
+        podman.request("GET", &format!("/volumes/{v}"), None).0,
+        200,
+        "volume created"
+    );
+    assert!(
+        doc["HostConfig"]["PortBindings"]
+            .as_object()
+            .is_none_or(|p| p.is_empty()),
+        "no port bindings"
+    );
 }
 
 fn check_certs(podman: &Podman, c: &str) {
     let dir = "/usr/local/share/ca-certificates";
     let first = podman.cli(&["exec", c, "cat", &format!("{dir}/custom_ca_cert_0.crt")]);
-    assert_eq!(first, "-----BEGIN CERTIFICATE-----\nMIIBfirst\n-----END CERTIFICATE-----\n");
+    assert_eq!(
+        first,
+        "-----BEGIN CERTIFICATE-----\nMIIBfirst\n-----END CERTIFICATE-----\n"
+    );
     let second = podman.cli(&["exec", c, "cat", &format!("{dir}/custom_ca_cert_1.crt")]);
     assert!(second.contains("MIIBsecond"), "{second}");
     // The image's update-ca-certificates stand-in leaves a marker when it runs.
-    assert_eq!(podman.cli(&["exec", c, "cat", "/tmp/update-ca-certificates.ran"]), "ran\n");
+    assert_eq!(
+        podman.cli(&["exec", c, "cat", "/tmp/update-ca-certificates.ran"]),
+        "ran\n"
+    );
     for f in ["ca.crt", "client.crt", "client.key"] {
-        assert_eq!(podman.cli(&["exec", c, "cat", &format!("/certs/frp/{f}")]), format!("fake {f}\n"));
+        assert_eq!(
+            podman.cli(&["exec", c, "cat", &format!("/certs/frp/{f}")]),
+            format!("fake {f}\n")
+        );
     }
 }

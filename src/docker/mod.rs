@@ -239,7 +239,8 @@ mod tests {
     /// H-75: header validation with HaRP's messages.
     #[test]
     fn h75_engine_port_header() {
-        let rows: [(Option<&[u8]>, Result<u16, (u16, &str)>); 8] = [
+        type Row = (Option<&'static [u8]>, Result<u16, (u16, &'static str)>);
+        let rows: [Row; 8] = [
             (None, Err((400, "Missing 'docker-engine-port' header."))),
             (Some(b"24000"), Ok(24000)),
             (Some(b" 24001 "), Ok(24001)),
@@ -281,7 +282,8 @@ mod tests {
     fn h75_dispatch_checks_before_engine() {
         let ctx = DockerCtx::new(None, PathBuf::from("/nonexistent"));
         let big = vec![b' '; MAX_CONTROL_BODY_BYTES + 1];
-        let rows: [(&str, Option<&[u8]>, &[u8], u16); 5] = [
+        type Row<'a> = (&'static str, Option<&'static [u8]>, &'a [u8], u16);
+        let rows: [Row; 5] = [
             ("nope", Some(b"24000"), b"{}", 404),
             ("exists", None, br#"{"name":"a"}"#, 400),
             ("exists", Some(b"abc"), br#"{"name":"a"}"#, 400),

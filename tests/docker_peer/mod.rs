@@ -54,8 +54,15 @@ impl Podman {
             images: RefCell::new(Vec::new()),
         };
         podman.wait_ready();
-        let image = podman.request("GET", &format!("/images/{}/json", IMAGE.replace('/', "%2F")), None);
-        assert_eq!(image.0, 200, "image {IMAGE} missing: run tests/peers/podman/setup.sh");
+        let image = podman.request(
+            "GET",
+            &format!("/images/{}/json", IMAGE.replace('/', "%2F")),
+            None,
+        );
+        assert_eq!(
+            image.0, 200,
+            "image {IMAGE} missing: run tests/peers/podman/setup.sh"
+        );
         podman
     }
 
@@ -68,7 +75,11 @@ impl Podman {
                     return;
                 }
             }
-            assert!(start.elapsed() < READY_DEADLINE, "podman service did not come up; see {}", self.dir.display());
+            assert!(
+                start.elapsed() < READY_DEADLINE,
+                "podman service did not come up; see {}",
+                self.dir.display()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -113,7 +124,9 @@ impl Podman {
             "{method} {path} HTTP/1.1\r\nHost: d\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
             body.len()
         );
-        s.write_all(head.as_bytes()).and_then(|_| s.write_all(body.as_bytes())).expect("write");
+        s.write_all(head.as_bytes())
+            .and_then(|_| s.write_all(body.as_bytes()))
+            .expect("write");
         let mut raw = Vec::new();
         s.read_to_end(&mut raw).expect("read");
         split_response(&raw)
@@ -121,8 +134,15 @@ impl Podman {
 
     /// `podman <args>` CLI, stdout as text; panics on failure.
     pub fn cli(&self, args: &[&str]) -> String {
-        let out = Command::new("podman").args(args).output().expect("run podman");
-        assert!(out.status.success(), "podman {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        let out = Command::new("podman")
+            .args(args)
+            .output()
+            .expect("run podman");
+        assert!(
+            out.status.success(),
+            "podman {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
@@ -136,10 +156,14 @@ impl Podman {
 impl Drop for Podman {
     fn drop(&mut self) {
         for c in self.containers.borrow().iter() {
-            let _ = Command::new("podman").args(["rm", "-f", "-t", "0", c]).output();
+            let _ = Command::new("podman")
+                .args(["rm", "-f", "-t", "0", c])
+                .output();
         }
         for v in self.volumes.borrow().iter() {
-            let _ = Command::new("podman").args(["volume", "rm", "-f", v]).output();
+            let _ = Command::new("podman")
+                .args(["volume", "rm", "-f", v])
+                .output();
         }
         for i in self.images.borrow().iter() {
             let _ = Command::new("podman").args(["rmi", "-f", i]).output();
@@ -154,7 +178,11 @@ impl Drop for Podman {
 /// Status and body of a whole `Connection: close` response (body not de-chunked unless
 /// chunked framing is announced).
 pub fn split_response(raw: &[u8]) -> (u16, Vec<u8>) {
-    let head_end = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("response head") + 4;
+    let head_end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("response head")
+        + 4;
     let head = String::from_utf8_lossy(&raw[..head_end]).to_ascii_lowercase();
     let status = head[9..12].parse().expect("status code");
     let body = &raw[head_end..];
@@ -167,8 +195,12 @@ pub fn split_response(raw: &[u8]) -> (u16, Vec<u8>) {
 fn dechunk(mut raw: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     loop {
-        let line = raw.windows(2).position(|w| w == b"\r\n").expect("chunk line");
-        let size = usize::from_str_radix(std::str::from_utf8(&raw[..line]).unwrap().trim(), 16).unwrap();
+        let line = raw
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .expect("chunk line");
+        let size =
+            usize::from_str_radix(std::str::from_utf8(&raw[..line]).unwrap().trim(), 16).unwrap();
         raw = &raw[line + 2..];
         if size == 0 {
             return out;
@@ -199,7 +231,9 @@ pub fn run_legacy<F: Future>(f: F) -> F::Output {
 /// Forward one request through an engine stream the way the proxy's passthrough does
 /// (connect, write the head, read to close) and return status and body.
 pub async fn passthrough(engine: &Engine, method: &str, path: &str) -> (u16, Vec<u8>) {
-    let stream = connect_engine(engine, Duration::from_secs(5)).await.expect("connect engine");
+    let stream = connect_engine(engine, Duration::from_secs(5))
+        .await
+        .expect("connect engine");
     let head = format!("{method} {path} HTTP/1.1\r\nHost: d\r\nConnection: close\r\n\r\n");
     stream.write_all(head.as_bytes()).await.expect("write head");
     let mut raw = Vec::new();
