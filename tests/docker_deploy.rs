@@ -10,7 +10,7 @@ mod docker_peer;
 use std::time::{Duration, Instant};
 
 use docker_peer::{body_json, frp_certs_dir, open_sockets, passthrough, run, text, Podman, IMAGE};
-use lyre::docker::{handle_exapp, passthrough_allowed, DockerCtx};
+use lyre::docker::{handle_exapp, passthrough_allowed, ControlResponse, DockerCtx};
 use serde_json::json;
 
 const PORT: Option<&[u8]> = Some(b"24000");
@@ -45,23 +45,50 @@ fn appapi_deploy_sequence() {
     let _ = std::fs::remove_dir_all(frp);
 }
 
+struct App<'a> {
+    podman: &'a Podman,
+    ctx: &'a DockerCtx,
+    name: &'a str,
+    /// Container and volume names.
+    c: String,
+    v: String,
+}
+
+impl App<'_> {
+    async fn call(&self, action: &str, body: &str) -> ControlResponse {
+        handle_exapp(action, PORT, body.as_bytes(), self.ctx).await
+    }
+
+    fn name_body(&self) -> String {
+        json!({ "name": self.name, "instance_id": "" }).to_string()
+    }
+}
+
 async fn deploy(podman: &Podman, ctx: &DockerCtx, name: &str) {
     let c = format!("nc_app_{name}");
     let v = format!("{c}_data");
-    let name_body = json!({ "name": name, "instance_id": "" }).to_string();
-    let call = |action: &'static str, body: String| async move {
-        handle_exapp(action, PORT, body.as_bytes(), ctx).await
+    let app = App {
+        podman,
+        ctx,
+        name,
+        c,
+        v,
     };
-
     // H-71: AppAPI's "check connection" ping goes through the passthrough.
     assert!(passthrough_allowed(b"GET", b"/v1.44/_ping"));
     assert_eq!(
         passthrough(&podman.engine(), "GET", "/v1.44/_ping").await,
         (200, b"OK".to_vec())
     );
+    deploy_create(&app).await;
+    deploy_run(&app).await;
+    deploy_teardown(&app).await;
+}
 
+async fn deploy_create(app: &App<'_>) {
+    let (name, c) = (app.name, &app.c);
     // H-76: not there yet.
-    let r = call("exists", name_body.clone()).await;
+    let r = app.call("exists", &app.name_body()).await;
     assert_eq!((r.status, body_json(&r)), (200, json!({ "exists": false })));
 
     // H-77: create with AppAPI's payload (start_container is an ignored extra).
@@ -71,7 +98,7 @@ async fn deploy(podman: &Podman, ctx: &DockerCtx, name: &str) {
         "compute_device": "cpu", "mount_points": [], "resource_limits": {}, "start_container": true
     })
     .to_string();
-    let r = call("create", create.clone()).await;
+    let r = app.call("create", &create).await;
     assert_eq!(r.status, 201, "{}", text(&r));
     let created = body_json(&r);
     assert_eq!(created["name"], json!(c));
@@ -79,19 +106,22 @@ async fn deploy(podman: &Podman, ctx: &DockerCtx, name: &str) {
         created["id"].as_str().is_some_and(|id| id.len() >= 12),
         "{created}"
     );
-    check_created(podman, &c, &v, name);
+    check_created(app.podman, c, &app.v, name);
 
     // H-77: duplicate -> 409. Podman 4 says 500 here; the wrapper answers what Docker's 409 gives.
-    let r = call("create", create).await;
+    let r = app.call("create", &create).await;
     assert_eq!(
         (r.status, text(&r)),
         (409, format!("Container with name '{c}' already exists."))
     );
+}
 
+async fn deploy_run(app: &App<'_>) {
+    let (name, c) = (app.name, &app.c);
     // H-79: start, then start again.
-    let r = call("start", name_body.clone()).await;
+    let r = app.call("start", &app.name_body()).await;
     assert_eq!(r.status, 204, "{}", text(&r));
-    let r = call("start", name_body.clone()).await;
+    let r = app.call("start", &app.name_body()).await;
     assert_eq!(
         (r.status, text(&r).as_str()),
         (200, "Container already started")
@@ -99,7 +129,7 @@ async fn deploy(podman: &Podman, ctx: &DockerCtx, name: &str) {
 
     // H-80: running, no health check -> started (podman reports Health.Status "" here,
     // Docker omits Health; both read as null).
-    let r = call("wait_for_start", name_body.clone()).await;
+    let r = app.call("wait_for_start", &app.name_body()).await;
     assert_eq!(
         (r.status, body_json(&r)),
         (
@@ -109,7 +139,7 @@ async fn deploy(podman: &Podman, ctx: &DockerCtx, name: &str) {
     );
 
     // H-76: exists with the image reference.
-    let r = call("exists", name_body.clone()).await;
+    let r = app.call("exists", &app.name_body()).await;
     assert_eq!(
         (r.status, body_json(&r)),
         (200, json!({ "exists": true, "image_ref": IMAGE }))
@@ -117,7 +147,7 @@ async fn deploy(podman: &Podman, ctx: &DockerCtx, name: &str) {
 
     // Health polling and logs through the passthrough (AppAPI's own calls).
     let (status, inspect) = passthrough(
-        &podman.engine(),
+        &app.podman.engine(),
         "GET",
         &format!("/v1.44/containers/{c}/json"),
     )
@@ -127,30 +157,34 @@ async fn deploy(podman: &Podman, ctx: &DockerCtx, name: &str) {
 
     // H-83: CA bundle + FRP certs into a running container.
     let certs = json!({ "name": name, "instance_id": "", "system_certs_bundle": CA_BUNDLE, "install_frp_certs": true });
-    let r = call("install_certificates", certs.to_string()).await;
+    let r = app.call("install_certificates", &certs.to_string()).await;
     assert_eq!(r.status, 204, "{}", text(&r));
-    check_certs(podman, &c);
+    check_certs(app.podman, c);
+}
 
+async fn deploy_teardown(app: &App<'_>) {
+    let v = &app.v;
     // H-79: stop, then stop again.
-    let r = call("stop", name_body.clone()).await;
+    let r = app.call("stop", &app.name_body()).await;
     assert_eq!(r.status, 204, "{}", text(&r));
-    let r = call("stop", name_body.clone()).await;
+    let r = app.call("stop", &app.name_body()).await;
     assert_eq!(
         (r.status, text(&r).as_str()),
         (200, "Container already stopped")
     );
 
     // H-81: remove with data.
-    let r = call(
-        "remove",
-        json!({ "name": name, "instance_id": "", "remove_data": true }).to_string(),
-    )
-    .await;
+    let r = app
+        .call(
+            "remove",
+            &json!({ "name": app.name, "instance_id": "", "remove_data": true }).to_string(),
+        )
+        .await;
     assert_eq!(r.status, 204, "{}", text(&r));
-    let r = call("exists", name_body).await;
+    let r = app.call("exists", &app.name_body()).await;
     assert_eq!(body_json(&r), json!({ "exists": false }));
     assert_eq!(
-        podman.request("GET", &format!("/volumes/{v}"), None).0,
+        app.podman.request("GET", &format!("/volumes/{v}"), None).0,
         404,
         "volume removed"
     );

@@ -141,7 +141,7 @@ pub fn render_request(req: &EngineRequest<'_>) -> Vec<u8> {
     let mut out = Vec::with_capacity(160 + req.path.len() + body_len);
     out.extend_from_slice(req.method.as_bytes());
     out.push(b' ');
-    out.extend_from_slice(req.path.as_bytes());
+    push_request_target(&mut out, req.path);
     // Host is required by Go's HTTP/1.1 server; its value is irrelevant on a unix socket.
     out.extend_from_slice(
         b" HTTP/1.1\r\nHost: docker\r\nUser-Agent: lyre\r\nConnection: close\r\n",
@@ -161,6 +161,19 @@ pub fn render_request(req: &EngineRequest<'_>) -> Vec<u8> {
         out.extend_from_slice(b"\r\n");
     }
     out
+}
+
+/// HaRP inserts names into Docker URLs without encoding (§4.4); its HTTP client still
+/// escapes what cannot appear in a request line. Percent-encode whitespace, controls and
+/// non-ASCII so a name can never split the request line or inject a header (CWE-93).
+fn push_request_target(out: &mut Vec<u8>, path: &str) {
+    for &b in path.as_bytes() {
+        if b <= b' ' || b >= 0x7f {
+            out.extend_from_slice(format!("%{b:02X}").as_bytes());
+        } else {
+            out.push(b);
+        }
+    }
 }
 
 enum ReadError {
@@ -305,6 +318,19 @@ mod tests {
         assert!(json.ends_with(
             b"Content-Type: application/json\r\nContent-Length: 12\r\n\r\n{\"Name\":\"v\"}"
         ));
+    }
+
+    #[test]
+    fn request_target_cannot_split_the_request() {
+        let evil = "/containers/nc_app_x HTTP/1.1\r\nHost: d\r\n\r\nDELETE /containers/y/json";
+        let out = render_request(&EngineRequest::get(evil));
+        let line_end = out.windows(2).position(|w| w == b"\r\n").unwrap();
+        assert_eq!(
+            &out[..line_end],
+            b"GET /containers/nc_app_x%20HTTP/1.1%0D%0AHost:%20d%0D%0A%0D%0ADELETE%20/containers/y/json HTTP/1.1"
+        );
+        let out = render_request(&EngineRequest::get("/containers/nc_app_\u{e9}/json"));
+        assert!(out.starts_with(b"GET /containers/nc_app_%C3%A9/json HTTP/1.1\r\n"));
     }
 
     #[test]

@@ -10,23 +10,35 @@
 //!
 //! # API for the control dispatcher
 //!
-//! ```text
-//! // `/exapps/app_api/docker/exapp/<action>` (POST only; other methods -> 405 by the caller):
-//! let ctx = DockerCtx::new(Some(PathBuf::from(DEFAULT_DOCKER_SOCKET)), config.frp_certs_dir());
-//! let resp: ControlResponse = handle_exapp(action, head.header("docker-engine-port"), &body, &ctx).await;
-//! // Body caps: stop reading at MAX_CONTROL_BODY_BYTES + 1 and pass what was read: the
-//! // function answers 413 itself.
+//! Wrappers, `/exapps/app_api/docker/exapp/<action>` (after the shared-key check; POST only,
+//! other methods are the dispatcher's 405):
 //!
-//! // Passthrough (`docker-engine-port` present, path not under `/docker/`):
-//! if !passthrough_allowed(method, stripped_target) { /* 403 HAProxy page */ }
-//! let port = parse_engine_port(header)?;  // Err(resp) = HaRP's 400 (the original 503s here)
-//! let engine = engine_for_port(port, ctx.local_socket.as_deref());
-//! let stream: EngineStream = connect_engine(&engine, connect_timeout).await?; // Err -> 503
-//! // forward the request head + body, stream the response back (readiness + try_recv/try_send
-//! // on EngineStream, as net::io does for TCP).
+//! ```text
+//! let ctx = DockerCtx::new(Some(docker_socket_path), config.frp_certs_dir()); // once per worker
+//! let resp = handle_exapp(action, head.header("docker-engine-port"), &body, &ctx).await;
+//! // resp: ControlResponse { status, content_type ("" for 204), body, extra_headers }
+//! ```
+//! `action` is the path segment after `/docker/exapp/` (`exists`, `create`, `start`, `stop`,
+//! `wait_for_start`, `remove`, `image_remove`, `install_certificates`; others -> 404). Read at
+//! most `MAX_CONTROL_BODY_BYTES + 1` body bytes and pass them: `handle_exapp` answers 413,
+//! 400 for the header (H-75) and bad bodies, 503/504 for engine trouble. `wait_for_start` may
+//! run ~90 s and `install_certificates` several calls of up to 120 s each: do not apply the
+//! head/idle timeout of ordinary requests to these.
+//!
+//! Passthrough (`docker-engine-port` present, path not under `/docker/`, §3.4, §4.6):
+//!
+//! ```text
+//! if !passthrough_allowed(method, stripped_target) { 403 (HAProxy page) }
+//! let Some(port) = passthrough_port(header) else { 503 };
+//! let engine = ctx.engine(port);               // 24000 + local socket -> Unix, else TCP
+//! let stream = connect_engine(&engine, t).await // Err: TimedOut -> 504, else 503
+//! // write the request (stripped target, original query, all headers), then relay the
+//! // response unbuffered: stream.readable()/writable() + try_recv/try_send, read_some,
+//! // write_all: the same readiness + nonblocking-syscall pattern as net::io.
 //! ```
 //!
 //! Engine calls never pool: each opens its own connection with `Connection: close`.
+//! `LYRE_DOCKER_SOCKET` (default [`DEFAULT_DOCKER_SOCKET`]) is read by the caller (config).
 
 mod certs;
 mod client;
@@ -179,6 +191,14 @@ impl fmt::Display for DockerError {
 
 impl std::error::Error for DockerError {}
 
+/// The port of a passthrough request (§3.4): `None` for anything that is not an integer in
+/// 1..=65535, which HaRP answers with 503 on that path (its agent fails; no 400 there).
+pub fn passthrough_port(header: &[u8]) -> Option<u16> {
+    let text = std::str::from_utf8(header).ok()?;
+    let p = text.trim().replace('_', "").parse::<i64>().ok()?;
+    u16::try_from(p).ok().filter(|p| *p != 0)
+}
+
 /// Validate `docker-engine-port` as HaRP's wrappers do (H-75).
 pub fn parse_engine_port(header: Option<&[u8]>) -> Result<u16, ControlResponse> {
     // An empty value counts as missing (HaRP tests the header's truthiness).
@@ -267,6 +287,26 @@ mod tests {
                 .map_err(|r| (r.status, String::from_utf8(r.body).unwrap()));
             let want = want.map_err(|(s, m)| (s, m.to_string()));
             assert_eq!(got, want, "{:?}", header.map(String::from_utf8_lossy));
+        }
+    }
+
+    #[test]
+    fn passthrough_ports() {
+        let rows: [(&[u8], Option<u16>); 6] = [
+            (b"24000", Some(24000)),
+            (b" 24001", Some(24001)),
+            (b"0", None),
+            (b"70000", None),
+            (b"x", None),
+            (b"", None),
+        ];
+        for (raw, want) in rows {
+            assert_eq!(
+                passthrough_port(raw),
+                want,
+                "{:?}",
+                String::from_utf8_lossy(raw)
+            );
         }
     }
 
