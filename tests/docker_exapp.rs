@@ -442,3 +442,46 @@ fn logs_through_passthrough_are_multiplexed() {
         (&b"out\n"[..], &b"err\n"[..])
     );
 }
+
+/// AppAPI's image pull and inspect through the passthrough (§4.6): progress arrives as JSON
+/// lines with status 200, pull errors as an `error` line with status 200 (Docker semantics).
+#[test]
+fn image_pull_through_passthrough() {
+    let podman = Podman::start("pull");
+    let registry = docker_peer::Registry::start("pull");
+    podman.forget_image(&registry.image());
+    let encoded = registry.repo().replace('/', "%2F").replace(':', "%3A");
+    let pull = format!("/v1.44/images/create?fromImage={encoded}&tag=1.0.0");
+    assert!(passthrough_allowed(b"POST", pull.as_bytes()));
+    let missing = format!("/v1.44/images/create?fromImage={encoded}&tag=9.9.9");
+    let inspect = format!("/v1.44/images/{}/json", registry.image());
+    assert!(passthrough_allowed(b"GET", inspect.as_bytes()));
+    run(async {
+        let engine = podman.engine();
+        let (status, body) = passthrough(&engine, "POST", &pull).await;
+        assert_eq!(status, 200);
+        let lines: Vec<serde_json::Value> = body
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(|l| serde_json::from_slice(l).expect("progress line is JSON"))
+            .collect();
+        assert!(
+            !lines.is_empty() && lines.iter().all(|l| l.get("error").is_none()),
+            "{lines:?}"
+        );
+        let (status, doc) = passthrough(&engine, "GET", &inspect).await;
+        assert_eq!(
+            status,
+            200,
+            "pulled image inspects: {}",
+            String::from_utf8_lossy(&doc)
+        );
+        let (status, body) = passthrough(&engine, "POST", &missing).await;
+        assert_eq!(status, 200, "pull errors come as a 200 stream");
+        assert!(
+            String::from_utf8_lossy(&body).contains("\"error\""),
+            "{}",
+            String::from_utf8_lossy(&body)
+        );
+    });
+}

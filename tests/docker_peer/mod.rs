@@ -270,3 +270,67 @@ pub fn frp_certs_dir(tag: &str, with_files: bool) -> PathBuf {
     }
     dir
 }
+
+/// Debian's `docker-registry` on a free loopback port, holding [`IMAGE`] as
+/// `127.0.0.1:<port>/nextcloud/test-exapp:1.0.0` (setup.sh marks 127.0.0.1 insecure).
+pub struct Registry {
+    child: Child,
+    dir: PathBuf,
+    pub port: u16,
+}
+
+impl Registry {
+    pub fn start(tag: &str) -> Registry {
+        let dir = std::env::temp_dir().join(format!("lyre-registry-{}-{tag}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("registry dir");
+        // The registry cannot take a pre-bound socket: pick a free port and hand it over.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let config = format!(
+            "version: 0.1\nlog: {{level: warn}}\nstorage: {{filesystem: {{rootdirectory: {}}}, delete: {{enabled: true}}}}\nhttp: {{addr: 127.0.0.1:{port}}}\n",
+            dir.join("data").display()
+        );
+        std::fs::write(dir.join("reg.yml"), config).expect("registry config");
+        let log = std::fs::File::create(dir.join("registry.log")).expect("registry log");
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(dir.join("reg.yml"))
+            .stdout(log.try_clone().expect("log fd"))
+            .stderr(log)
+            .spawn()
+            .expect("docker-registry not found: run tests/peers/podman/setup.sh");
+        let registry = Registry { child, dir, port };
+        let start = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(start.elapsed() < READY_DEADLINE, "registry did not come up");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let status = Command::new("podman")
+            .args(["push", "-q", "--tls-verify=false", IMAGE, &registry.image()])
+            .status()
+            .expect("podman push");
+        assert!(status.success(), "push {IMAGE} to the test registry");
+        registry
+    }
+
+    /// Repository (without tag) of the pushed image.
+    pub fn repo(&self) -> String {
+        format!("127.0.0.1:{}/nextcloud/test-exapp", self.port)
+    }
+
+    pub fn image(&self) -> String {
+        format!("{}:1.0.0", self.repo())
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        // SAFETY: plain kill(2) of our own child's pid.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

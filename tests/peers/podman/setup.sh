@@ -12,12 +12,12 @@
 set -eu
 
 need=""
-for bin in podman runc busybox; do
+for bin in podman runc busybox docker-registry; do
     command -v "$bin" >/dev/null 2>&1 || need=1
 done
 if [ -n "$need" ]; then
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq podman runc busybox-static >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq podman runc busybox-static docker-registry >/dev/null
 fi
 
 mkdir -p /etc/containers
@@ -32,6 +32,13 @@ default_ulimits = ["nofile=1024:1024", "nproc=4096:4096"]
 runtime = "runc"
 cgroup_manager = "cgroupfs"
 CONF
+fi
+
+# Image pulls in tests go to a docker-registry on a free loopback port; one entry for the
+# host marks every port of it insecure (plain HTTP). Must be in place before the service starts.
+reg=/etc/containers/registries.conf
+if ! grep -q 'lyre-tests' "$reg" 2>/dev/null; then
+    printf '\n# lyre-tests: local test registries on any port\n[[registry]]\nlocation = "127.0.0.1"\ninsecure = true\n' >> "$reg"
 fi
 
 # A tiny image without any registry: busybox applets in an otherwise empty rootfs, plus a
