@@ -42,7 +42,6 @@ fn appapi_deploy_sequence() {
     );
     let (status, _) = podman.request("GET", &format!("/containers/{container}/json"), None);
     assert_eq!(status, 404, "container removed");
-    let _ = std::fs::remove_dir_all(frp);
 }
 
 struct App<'a> {

@@ -57,7 +57,6 @@ fn missing_container_answers() {
         let r = call("install_certificates").await;
         assert_eq!((r.status, text(&r)), (404, not_found), "§4.4.2 step 1");
     });
-    let _ = std::fs::remove_dir_all(frp);
 }
 
 #[test]
@@ -145,7 +144,6 @@ fn bad_input_is_rejected_before_the_engine() {
             "nothing was created"
         );
     });
-    let _ = std::fs::remove_dir_all(frp);
 }
 
 /// No engine behind the port: 503 with HaRP's message; an engine that accepts but never
@@ -259,7 +257,6 @@ fn wait_for_start_exited_and_max_tries() {
             json!({ "started": false, "status": "created", "health": null, "reason": "timeout after max tries" })
         );
     });
-    let _ = std::fs::remove_dir_all(frp);
 }
 
 /// H-81, H-85: roles share one volume; removing data while another role uses it is 409.
@@ -305,7 +302,6 @@ fn roles_share_the_volume_and_in_use_is_409() {
         assert_eq!(resp.status, 204, "{}", text(&resp));
         assert_eq!(podman.request("GET", &format!("/volumes/{v}"), None).0, 404);
     });
-    let _ = std::fs::remove_dir_all(frp);
 }
 
 /// H-82 against the engine: untag-only, real delete with bytes, not found, in use.
@@ -357,7 +353,6 @@ fn image_remove_shapes() {
             json!({ "deleted": true, "bytes_freed": 0, "reason": "not_found" })
         );
     });
-    let _ = std::fs::remove_dir_all(frp);
 }
 
 /// H-83, H-84: a stopped container is started for the install and stopped again; with no
@@ -403,7 +398,6 @@ fn install_certificates_into_stopped_container_without_frp_certs() {
         !frp_present.success(),
         "H-84: no /certs/frp in the container"
     );
-    let _ = std::fs::remove_dir_all(frp);
 }
 
 /// AppAPI's log fetch through the passthrough: Docker's multiplexed frames, decoded.

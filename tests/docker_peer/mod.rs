@@ -258,8 +258,24 @@ pub fn open_sockets() -> usize {
         .count()
 }
 
-/// A temp dir with fake FRP client certs (`ca.crt`, `client.crt`, `client.key`).
-pub fn frp_certs_dir(tag: &str, with_files: bool) -> PathBuf {
+/// A temp dir standing in for `$LYRE_CERTS_DIR/frp`, removed on drop.
+pub struct FrpDir(PathBuf);
+
+impl std::ops::Deref for FrpDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for FrpDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A temp dir with fake FRP client certs (`ca.crt`, `client.crt`, `client.key`), or empty.
+pub fn frp_certs_dir(tag: &str, with_files: bool) -> FrpDir {
     let dir = std::env::temp_dir().join(format!("lyre-docker-frp-{}-{tag}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("frp dir");
@@ -268,7 +284,7 @@ pub fn frp_certs_dir(tag: &str, with_files: bool) -> PathBuf {
             std::fs::write(dir.join(f), format!("fake {f}\n")).expect("write cert");
         }
     }
-    dir
+    FrpDir(dir)
 }
 
 /// Debian's `docker-registry` on a free loopback port, holding [`IMAGE`] as
