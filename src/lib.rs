@@ -12,6 +12,7 @@
 //! - `frp`      FRP server for unmodified frpc clients (control protocol, yamux, crypto).
 //! - `bench`    the built-in load generator.
 //! - `demo`     the embedded demo upstream used by `lyre demo`.
+//! - `docker`   Docker Engine client, `/docker/exapp/*` wrappers, passthrough allow-list.
 //!
 //! Imports point downward: `runtime -> proxy -> {decide, frp} -> {http, net} -> config`.
 
@@ -20,6 +21,7 @@ pub mod config;
 pub mod control;
 pub mod decide;
 pub mod demo;
+pub mod docker;
 pub mod exapps;
 pub mod frp;
 pub mod http;
