@@ -22,8 +22,7 @@ use monoio::net::{TcpStream, UnixStream};
 
 /// HaRP's port for the engine whose socket is mounted into the container.
 pub const LOCAL_ENGINE_PORT: u16 = 24000;
-/// Where Docker's socket is usually mounted; `LYRE_DOCKER_SOCKET` overrides it.
-pub const DEFAULT_DOCKER_SOCKET: &str = "/var/run/docker.sock";
+pub use crate::config::defaults::DEFAULT_DOCKER_SOCKET;
 
 /// A Docker Engine endpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]

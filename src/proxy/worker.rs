@@ -13,6 +13,7 @@ use super::bus::Bus;
 use super::flight::Slot;
 use super::pool::Pool;
 use crate::config::{Config, PumpChoice};
+use crate::docker::DockerCtx;
 use crate::exapps::{MetaFetch, State, StateUpdate, UserAnswer};
 use crate::net::pump::Pump;
 use crate::nextcloud::NcClient;
@@ -35,6 +36,8 @@ pub struct Worker {
     pub state: RefCell<State>,
     pub bus: Arc<Bus>,
     pub nc: NcClient,
+    /// Docker engines by port (local socket for 24000 when mounted).
+    pub docker: DockerCtx,
     /// Local requests waiting for a metadata fetch, by app id (one bus request per key).
     pub pending_meta: RefCell<HashMap<String, Rc<Slot<MetaFetch>>>>,
     /// Local requests waiting for a user-info call, by pass cookie.
@@ -46,13 +49,14 @@ impl Worker {
         Rc::new(Worker {
             id,
             state: RefCell::new(State::from_config(&cfg)),
-            cfg,
             pool: RefCell::new(Pool::default()),
             pumps: RefCell::new(Vec::new()),
             bus,
             nc,
+            docker: DockerCtx::new(Some(cfg.docker_socket.clone()), cfg.frp_certs_dir()),
             pending_meta: RefCell::new(HashMap::new()),
             pending_user: RefCell::new(HashMap::new()),
+            cfg,
         })
     }
 
