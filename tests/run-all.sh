@@ -12,9 +12,9 @@ bash tests/peers/podman/setup.sh
 t1=$(date +%s)
 echo "== peers ready in $((t1 - t0)) s"
 
-echo "== cargo test --release"
+echo "== cargo test --profile ci (optimised, no LTO)"
 status=0
-cargo test --release "$@" || status=$?
+cargo test --profile ci "$@" || status=$?
 t2=$(date +%s)
 echo "== tests finished in $((t2 - t1)) s (exit $status); total $((t2 - t0)) s"
 exit "$status"
