@@ -75,6 +75,9 @@ pub fn demo_env(
     set("NC_INSTANCE_URL", "http://127.0.0.1:9".into());
     set("HP_EXAPPS_ADDRESS", listen.into());
     set("HP_FRP_ADDRESS", "127.0.0.1:0".into());
+    // The demo has no frpc peers; plain FRP avoids writing a PKI under /certs.
+    set("HP_FRP_DISABLE_TLS", "true".into());
+    set("LYRE_CONTROL_ADDRESS", "127.0.0.1:0".into());
     set("LYRE_ROUTES", format!("/={upstream}"));
     if let Some(n) = workers {
         set("LYRE_WORKERS", n.to_string());

@@ -6,11 +6,13 @@
 //! - `proxy`    the connection lifecycle: accept -> parse head -> decide -> connect -> forward.
 //! - `http`     HTTP/1.1 heads (httparse), body framing, pre-rendered answers. Knows no ExApps.
 //! - `net`      sockets, SO_REUSEPORT listeners, forwarding pumps (splice / big-buffer copy).
+//! - `nextcloud` the async client for HaRP's Nextcloud callbacks (exapp-meta, user-info).
 //! - `decide`   HaRP's routing/authorization verdict as pure code (no sockets).
 //! - `exapps`   ExApp metadata registry, session cache, ban store; per-worker state + updates.
 //! - `frp`      FRP server for unmodified frpc clients (control protocol, yamux, crypto).
 //! - `bench`    the built-in load generator.
 //! - `demo`     the embedded demo upstream used by `lyre demo`.
+//! - `docker`   Docker Engine client, `/docker/exapp/*` wrappers, passthrough allow-list.
 //!
 //! Imports point downward: `runtime -> proxy -> {decide, frp} -> {http, net} -> config`.
 
@@ -19,6 +21,7 @@ pub mod config;
 pub mod control;
 pub mod decide;
 pub mod demo;
+pub mod docker;
 pub mod exapps;
 pub mod frp;
 pub mod http;
@@ -26,3 +29,4 @@ pub mod net;
 pub mod nextcloud;
 pub mod proxy;
 pub mod runtime;
+pub mod tls;

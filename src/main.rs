@@ -30,6 +30,18 @@ enum Command {
     Demo(DemoArgs),
     /// Built-in HTTP/1.1 load generator.
     Bench(lyre::bench::BenchArgs),
+    /// Generate HaRP's FRP PKI (CA, server, client) under <certs-dir>/frp if it is missing.
+    Certs(CertsArgs),
+}
+
+#[derive(clap::Args)]
+struct CertsArgs {
+    /// Certificates directory (HaRP's /certs); the PKI goes to <dir>/frp.
+    #[arg(long, env = "LYRE_CERTS_DIR", default_value = "/certs")]
+    certs_dir: std::path::PathBuf,
+    /// Validity of generated certificates, in days.
+    #[arg(long, env = "HP_FRP_CERT_VALIDITY_DAYS", default_value_t = 5000)]
+    days: u32,
 }
 
 #[derive(clap::Args, Default)]
@@ -61,6 +73,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve(args),
         Command::Demo(args) => demo(args),
         Command::Bench(args) => lyre::bench::run(args),
+        Command::Certs(args) => certs(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -108,4 +121,20 @@ fn demo(args: DemoArgs) -> Result<(), String> {
     let (cfg, warnings) = Config::from_env(env).map_err(|e| e.to_string())?;
     lyre::demo::print_banner(&args.listen);
     lyre::runtime::run(cfg, warnings)
+}
+
+fn certs(args: CertsArgs) -> Result<(), String> {
+    if args.days == 0 {
+        return Err("HP_FRP_CERT_VALIDITY_DAYS: must be at least 1 day".into());
+    }
+    let existed = args.certs_dir.join("frp").is_dir();
+    let pki = lyre::tls::ensure_frp_pki(&args.certs_dir, args.days)
+        .map_err(|e| format!("LYRE_CERTS_DIR: cannot create the FRP PKI: {e}"))?;
+    let verb = if existed {
+        "kept existing"
+    } else {
+        "generated"
+    };
+    println!("{verb} FRP PKI in {}", pki.dir.display());
+    Ok(())
 }

@@ -49,6 +49,8 @@ pub const MAX_SHARED_KEY_FILE_BYTES: u64 = 64 * 1024;
 
 /// `LYRE_CERTS_DIR`: where HaRP keeps `cert.pem` and `frp/`.
 pub const DEFAULT_CERTS_DIR: &str = "/certs";
+/// `LYRE_DOCKER_SOCKET`: the local Docker socket HaRP's bundled frpc exposed as port 24000.
+pub const DEFAULT_DOCKER_SOCKET: &str = "/var/run/docker.sock";
 /// `LYRE_CONTROL_ADDRESS`: the agent's control API bind in HaRP, `127.0.0.1:8200`.
 pub const DEFAULT_CONTROL_ADDRESS: SocketAddr =
     SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 8200));

@@ -112,6 +112,9 @@ pub struct Config {
     pub frp_cert_validity_days: u32,
     /// `LYRE_CERTS_DIR` (default `/certs`): `cert.pem` and `frp/` live under it.
     pub certs_dir: PathBuf,
+    /// `LYRE_DOCKER_SOCKET` (default `/var/run/docker.sock`): when it exists, Docker engine
+    /// port 24000 is served from it (HaRP's bundled frpc, done in-process).
+    pub docker_socket: PathBuf,
     /// `LYRE_WORKERS` (default: number of CPUs).
     pub workers: usize,
     /// `LYRE_PIN_CPUS` (default false): pin worker N to CPU N.
@@ -229,6 +232,10 @@ impl Config {
             frp_disable_tls,
             frp_cert_validity_days,
             certs_dir,
+            docker_socket: PathBuf::from(
+                vars.non_empty(LYRE_DOCKER_SOCKET)
+                    .unwrap_or(defaults::DEFAULT_DOCKER_SOCKET),
+            ),
             workers: knobs.workers,
             pin_cpus: knobs.pin_cpus,
             forward_shared_key: knobs.forward_shared_key,

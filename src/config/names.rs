@@ -27,7 +27,10 @@ pub const LYRE_DRIVER: &str = "LYRE_DRIVER";
 pub const LYRE_PUMP: &str = "LYRE_PUMP";
 pub const LYRE_CONTROL_ADDRESS: &str = "LYRE_CONTROL_ADDRESS";
 pub const LYRE_ROUTES: &str = "LYRE_ROUTES";
+pub const LYRE_DOCKER_SOCKET: &str = "LYRE_DOCKER_SOCKET";
 pub const LYRE_FORWARD_SHARED_KEY: &str = "LYRE_FORWARD_SHARED_KEY";
+/// Extra CA PEM for an https `NC_INSTANCE_URL`; read by `crate::nextcloud` at start.
+pub const LYRE_NC_CA_FILE: &str = "LYRE_NC_CA_FILE";
 
 /// Names Lyre reads.
 const READ: &[&str] = &[
@@ -55,7 +58,9 @@ const READ: &[&str] = &[
     LYRE_PUMP,
     LYRE_CONTROL_ADDRESS,
     LYRE_ROUTES,
+    LYRE_DOCKER_SOCKET,
     LYRE_FORWARD_SHARED_KEY,
+    LYRE_NC_CA_FILE,
 ];
 
 const NO_SPOE: &str = "Lyre decides in-process and has no SPOE agent";

@@ -5,17 +5,17 @@
 use std::net::SocketAddr;
 use std::rc::Rc;
 
-use monoio::net::TcpStream;
-use tracing::debug;
-
 use super::conn::answer;
 use super::exapp::{decide_request, Decided};
 use super::exchange::{exchange, Next, Plan, Upstream};
+use super::passthrough::serve_passthrough;
 use super::worker::{now_ms, Worker};
 use crate::control::api::{self, ControlCtx, ControlReply, ControlRequest, MAX_CONTROL_BODY_BYTES};
 use crate::decide::Forward;
+use crate::docker;
 use crate::http::{answers, BodyFraming, RequestHead};
 use crate::net::io::set_linger_zero;
+use monoio::net::TcpStream;
 
 pub async fn serve_decided(
     w: &Rc<Worker>,
@@ -32,12 +32,10 @@ pub async fn serve_decided(
         Decided::Control { path_and_query } => {
             serve_control(w, client, buf, &head, &path_and_query).await
         }
-        Decided::Docker { port, .. } => {
-            // Docker Engine passthrough is not served yet: refuse rather than forward
-            // without the §4.6 allow-list.
-            debug!(port, "docker passthrough refused");
-            reply_without_upstream(w, client, &head, answers::proxy_error(403)).await
-        }
+        Decided::Docker {
+            port,
+            path_and_query,
+        } => serve_passthrough(w, client, buf, &head, port, &path_and_query).await,
         Decided::Deny(status) => {
             reply_without_upstream(w, client, &head, answers::harp(status.code())).await
         }
@@ -130,13 +128,41 @@ async fn serve_control(
             updates.into_iter().for_each(|u| w.publish(u));
             reply
         }
-        None => ControlReply::not_found(),
+        None => match path.strip_prefix(b"/docker/exapp/".as_slice()) {
+            Some(action) => docker_wrapper(w, head, action, &body).await,
+            None => ControlReply::not_found(),
+        },
     };
     let bytes = reply.render(head.keep_alive, head.is_head());
     if answer(client, &bytes, w.cfg.timeout_client).await.is_err() || !head.keep_alive {
         return Next::Close;
     }
     Next::KeepAlive
+}
+
+/// `/docker/exapp/<action>` (§4.4): POST only; the wrapper answers everything else itself.
+/// No idle timeout around it: `wait_for_start` legitimately polls for ~90 s.
+async fn docker_wrapper(
+    w: &Worker,
+    head: &RequestHead,
+    action: &[u8],
+    body: &[u8],
+) -> ControlReply {
+    if head.method() != b"POST" {
+        return ControlReply::method_not_allowed("POST");
+    }
+    let action = String::from_utf8_lossy(action);
+    let r = docker::handle_exapp(&action, head.header("docker-engine-port"), body, &w.docker).await;
+    ControlReply {
+        status: r.status,
+        content_type: if r.content_type.is_empty() {
+            api::TEXT
+        } else {
+            r.content_type
+        },
+        body: r.body,
+        allow: None,
+    }
 }
 
 /// A control body: Content-Length up to 1 MiB (413 beyond, H-103). Chunked control bodies

@@ -104,8 +104,8 @@ pub async fn exchange(
         }
     };
     let started = Cell::new(false);
-    let mut req_pump = w.take_pump();
-    let mut resp_pump = w.take_pump();
+    let mut req_pump = w.pump();
+    let mut resp_pump = w.pump();
     let (req_done, end) = {
         let req = forward_body(
             &mut req_pump,
@@ -119,12 +119,8 @@ pub async fn exchange(
         let resp = forward_response(w, &mut resp_pump, client, &up, &head, &started, check);
         run_both(req, resp).await
     };
-    if req_done.is_ok() {
-        w.give_pump(req_pump);
-    }
     match (req_done, end) {
         (Ok(()), ResponseEnd::Done { keep_client, reuse }) => {
-            w.give_pump(resp_pump);
             if reuse {
                 w.pool.borrow_mut().checkin(addr, up);
             }

@@ -12,7 +12,9 @@ mod dispatch;
 mod exapp;
 mod exchange;
 mod flight;
+mod passthrough;
 pub mod pool;
+mod tunnels;
 mod worker;
 
 use std::rc::Rc;
@@ -22,6 +24,7 @@ use tracing::debug;
 
 pub use conn::serve_client;
 pub use flight::run_bus;
+pub use tunnels::run_frp;
 pub use worker::{now_ms, Worker};
 
 /// Accept loop of one worker's public listener.

@@ -13,12 +13,10 @@ use super::bus::Bus;
 use super::flight::Slot;
 use super::pool::Pool;
 use crate::config::{Config, PumpChoice};
+use crate::docker::DockerCtx;
 use crate::exapps::{MetaFetch, State, StateUpdate, UserAnswer};
 use crate::net::pump::Pump;
 use crate::nextcloud::NcClient;
-
-/// Idle pumps kept per worker for reuse (each holds a pipe or a buffer).
-pub const DEFAULT_IDLE_PUMPS: usize = 64;
 
 /// Milliseconds on the process-wide monotonic clock every worker stamps state with, so
 /// timestamps broadcast between workers compare correctly.
@@ -31,10 +29,13 @@ pub struct Worker {
     pub id: usize,
     pub cfg: Arc<Config>,
     pub pool: RefCell<Pool>,
-    pumps: RefCell<Vec<Pump>>,
+    /// Forwarding settings; pipes and buffers are leased per call from a per-thread pool.
+    pump: Pump,
     pub state: RefCell<State>,
     pub bus: Arc<Bus>,
     pub nc: NcClient,
+    /// Docker engines by port (local socket for 24000 when mounted).
+    pub docker: DockerCtx,
     /// Local requests waiting for a metadata fetch, by app id (one bus request per key).
     pub pending_meta: RefCell<HashMap<String, Rc<Slot<MetaFetch>>>>,
     /// Local requests waiting for a user-info call, by pass cookie.
@@ -46,13 +47,14 @@ impl Worker {
         Rc::new(Worker {
             id,
             state: RefCell::new(State::from_config(&cfg)),
-            cfg,
             pool: RefCell::new(Pool::default()),
-            pumps: RefCell::new(Vec::new()),
+            pump: make_pump(&cfg),
             bus,
             nc,
+            docker: DockerCtx::new(Some(cfg.docker_socket.clone()), cfg.frp_certs_dir()),
             pending_meta: RefCell::new(HashMap::new()),
             pending_user: RefCell::new(HashMap::new()),
+            cfg,
         })
     }
 
@@ -62,24 +64,18 @@ impl Worker {
         self.state.borrow_mut().apply(update);
     }
 
-    /// A pump from the idle list, or a new one. Creating a splice pump can fail when the
-    /// process is out of file descriptors: then fall back to a copy pump.
-    pub fn take_pump(&self) -> Pump {
-        if let Some(p) = self.pumps.borrow_mut().pop() {
-            return p;
-        }
-        Pump::new(self.cfg.pump).unwrap_or_else(|e| {
-            warn!("cannot create a {:?} pump ({e}); using copy", self.cfg.pump);
-            // invariant: a copy pump only allocates a buffer and cannot fail.
-            Pump::new(PumpChoice::Copy).expect("copy pump")
-        })
+    /// The worker's pump (cheap to clone: no fd or buffer of its own).
+    pub fn pump(&self) -> Pump {
+        self.pump.clone()
     }
+}
 
-    /// Return a pump after a transfer that completed (so its pipe is empty).
-    pub fn give_pump(&self, p: Pump) {
-        let mut idle = self.pumps.borrow_mut();
-        if idle.len() < DEFAULT_IDLE_PUMPS {
-            idle.push(p);
-        }
-    }
+/// The configured pump; a splice pump needs a pipe, and a process out of file descriptors
+/// falls back to copying rather than refusing to start.
+fn make_pump(cfg: &Config) -> Pump {
+    Pump::new(cfg.pump).unwrap_or_else(|e| {
+        warn!("cannot create a {:?} pump ({e}); using copy", cfg.pump);
+        // invariant: a copy pump only allocates a buffer and cannot fail.
+        Pump::new(PumpChoice::Copy).expect("copy pump")
+    })
 }

@@ -167,6 +167,7 @@ pub fn run(cfg: crate::config::Config, warnings: Vec<String>) -> Result<(), Stri
         tracing::warn!("{w}");
     }
     let driver = pick_driver(cfg.driver)?;
+    let frp_tls = frp_tls_config(&cfg)?;
     let cfg = Arc::new(cfg);
     block_stop_signals();
     let (bus, receivers) = crate::proxy::bus::Bus::new(cfg.workers)
@@ -180,9 +181,10 @@ pub fn run(cfg: crate::config::Config, warnings: Vec<String>) -> Result<(), Stri
         let cfg = worker_cfg.clone();
         let ready = ready_tx.clone();
         let bus = bus.clone();
+        let frp_tls = frp_tls.clone();
         // invariant: each worker id takes its own receiver exactly once.
         let rx = receivers.lock().map(|mut v| v[id].take()).ok().flatten();
-        async move { worker_main(id, cfg, bus, rx, ready).await }
+        async move { worker_main(id, cfg, bus, rx, frp_tls, ready).await }
     });
     for _ in 0..cfg.workers {
         match ready_rx.recv() {
@@ -209,6 +211,7 @@ async fn worker_main(
     cfg: Arc<crate::config::Config>,
     bus: Arc<crate::proxy::bus::Bus>,
     rx: Option<crate::proxy::bus::BusReceiver>,
+    frp_tls: Option<Arc<rustls::ServerConfig>>,
     ready: std::sync::mpsc::Sender<Result<(), String>>,
 ) {
     let nc = match crate::nextcloud::NcClient::new(&cfg) {
@@ -229,25 +232,72 @@ async fn worker_main(
             return;
         }
     };
-    if id == 0 {
-        match monoio::net::TcpListener::bind(cfg.control_address) {
-            Ok(l) => drop(monoio::spawn(crate::control::serve_admin(l))),
-            Err(e) => {
-                let _ = ready.send(Err(format!(
-                    "LYRE_CONTROL_ADDRESS: cannot listen on {}: {e} (set LYRE_CONTROL_ADDRESS \
-                     to a free loopback host:port)",
-                    cfg.control_address
-                )));
+    let owned = if id == 0 {
+        match bind_worker0_listeners(&cfg) {
+            Ok(l) => Some(l),
+            Err(msg) => {
+                let _ = ready.send(Err(msg));
                 return;
             }
         }
-    }
+    } else {
+        None
+    };
     let _ = ready.send(Ok(()));
     let worker = crate::proxy::Worker::new(id, cfg, bus, nc);
+    if let Some((admin, frp)) = owned {
+        monoio::spawn(crate::control::serve_admin(admin));
+        monoio::spawn(crate::proxy::run_frp(worker.clone(), frp, frp_tls));
+    }
     if let Some(rx) = rx {
         monoio::spawn(crate::proxy::run_bus(worker.clone(), rx));
     }
     crate::proxy::accept_loop(worker, listener).await;
+}
+
+/// Worker 0 owns the admin listener and the FRP listener (FRP state is per-thread).
+fn bind_worker0_listeners(
+    cfg: &crate::config::Config,
+) -> Result<(monoio::net::TcpListener, monoio::net::TcpListener), String> {
+    let admin = monoio::net::TcpListener::bind(cfg.control_address).map_err(|e| {
+        format!(
+            "LYRE_CONTROL_ADDRESS: cannot listen on {}: {e} (set LYRE_CONTROL_ADDRESS to a free \
+             loopback host:port)",
+            cfg.control_address
+        )
+    })?;
+    let frp = monoio::net::TcpListener::bind(cfg.frp_bind_address).map_err(|e| {
+        format!(
+            "HP_FRP_ADDRESS: cannot listen on {}: {e} (set HP_FRP_ADDRESS to a free host:port)",
+            cfg.frp_bind_address
+        )
+    })?;
+    Ok((admin, frp))
+}
+
+/// FRP TLS: HaRP's PKI under `$LYRE_CERTS_DIR/frp` (generated when the directory is
+/// missing), mutual TLS. `None` when `HP_FRP_DISABLE_TLS=true`.
+fn frp_tls_config(
+    cfg: &crate::config::Config,
+) -> Result<Option<Arc<rustls::ServerConfig>>, String> {
+    if cfg.frp_disable_tls {
+        return Ok(None);
+    }
+    let pki =
+        crate::tls::ensure_frp_pki(&cfg.certs_dir, cfg.frp_cert_validity_days).map_err(|e| {
+            format!(
+                "LYRE_CERTS_DIR: cannot prepare the FRP certificates under {}: {e} (make the \
+             directory writable, or set HP_FRP_DISABLE_TLS=true)",
+                cfg.frp_certs_dir().display()
+            )
+        })?;
+    let tls = crate::tls::server_config(&pki).map_err(|e| {
+        format!(
+            "LYRE_CERTS_DIR: FRP certificates in {} are unusable: {e}",
+            pki.dir.display()
+        )
+    })?;
+    Ok(Some(tls))
 }
 
 /// `HP_LOG_LEVEL` -> tracing filter. Logs go to stderr; the shared key is never logged.

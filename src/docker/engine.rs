@@ -1,0 +1,235 @@
+//! Which Docker Engine a `docker-engine-port` names, and a connected stream to it.
+//!
+//! HaRP numbers engines by port (harp-compat.md §1.4, §4.6): 24000 is the engine whose socket
+//! is mounted into HaRP, 24001-24099 are remote engines reached through their frpc. Lyre
+//! serves 24000 from the local socket itself when it exists (no bundled frpc); every other
+//! port is the loopback TCP listener the FRP server (or a test) opened for it.
+//!
+//! The stream is driven like every Lyre socket: readiness, then a nonblocking syscall
+//! (`recv`/`send` with MSG_DONTWAIT work on unix and TCP sockets alike). Never pooled: each
+//! engine call opens one stream and drops it (AppAPI's deploy sequence makes a handful of
+//! calls; a pool would only keep idle sockets into remote engines open).
+//!
+//! Budget: one `connect` per engine call; no allocation besides the caller's buffer.
+
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::os::fd::{AsRawFd, RawFd};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use monoio::net::{TcpStream, UnixStream};
+
+/// HaRP's port for the engine whose socket is mounted into the container.
+pub const LOCAL_ENGINE_PORT: u16 = 24000;
+pub use crate::config::defaults::DEFAULT_DOCKER_SOCKET;
+
+/// A Docker Engine endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Engine {
+    /// The engine's own unix socket (port 24000 with the local socket present).
+    Unix(PathBuf),
+    /// A loopback TCP listener: an FRP tunnel to a remote engine, or a TCP engine.
+    Tcp(SocketAddr),
+}
+
+impl std::fmt::Display for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Engine::Unix(p) => write!(f, "unix:{}", p.display()),
+            Engine::Tcp(a) => write!(f, "tcp:{a}"),
+        }
+    }
+}
+
+/// The engine for a `docker-engine-port` value. `local_socket` is the configured socket path
+/// (`LYRE_DOCKER_SOCKET`, default [`DEFAULT_DOCKER_SOCKET`]); it serves port 24000 only if
+/// it exists at call time, so a socket mounted after start is picked up. Everything else is
+/// `127.0.0.1:<port>`, where HaRP's frps would listen for that engine's tunnel.
+pub fn engine_for_port(port: u16, local_socket: Option<&Path>) -> Engine {
+    if port == LOCAL_ENGINE_PORT {
+        if let Some(path) = local_socket.filter(|p| p.exists()) {
+            return Engine::Unix(path.to_path_buf());
+        }
+    }
+    Engine::Tcp(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))
+}
+
+/// A connected engine stream (nonblocking).
+pub enum EngineStream {
+    Unix(UnixStream),
+    Tcp(TcpStream),
+}
+
+/// Connect to `engine` within `timeout`. A timeout surfaces as `io::ErrorKind::TimedOut`.
+pub async fn connect_engine(engine: &Engine, timeout: Duration) -> io::Result<EngineStream> {
+    let connect = async {
+        match engine {
+            Engine::Unix(path) => UnixStream::connect(path).await.map(EngineStream::Unix),
+            Engine::Tcp(addr) => TcpStream::connect_addr(*addr).await.map(EngineStream::Tcp),
+        }
+    };
+    let stream = match monoio::time::timeout(timeout, connect).await {
+        Ok(r) => r?,
+        Err(_) => return Err(io::ErrorKind::TimedOut.into()),
+    };
+    set_nonblocking(stream.as_raw_fd())?;
+    Ok(stream)
+}
+
+impl AsRawFd for EngineStream {
+    fn as_raw_fd(&self) -> RawFd {
+        match self {
+            EngineStream::Unix(s) => s.as_raw_fd(),
+            EngineStream::Tcp(s) => s.as_raw_fd(),
+        }
+    }
+}
+
+impl EngineStream {
+    /// Wait until a read would not block (strict readiness, as `net::io` does).
+    pub async fn readable(&self) -> io::Result<()> {
+        match self {
+            EngineStream::Unix(s) => s.readable(false).await,
+            EngineStream::Tcp(s) => s.readable(false).await,
+        }
+    }
+
+    /// Wait until a write would not block.
+    pub async fn writable(&self) -> io::Result<()> {
+        match self {
+            EngineStream::Unix(s) => s.writable(false).await,
+            EngineStream::Tcp(s) => s.writable(false).await,
+        }
+    }
+
+    /// One nonblocking `recv`; `Ok(None)` = would block, `Ok(Some(0))` = peer closed.
+    pub fn try_recv(&self, buf: &mut [u8]) -> io::Result<Option<usize>> {
+        loop {
+            // SAFETY: buf is a valid writable slice of buf.len() bytes.
+            let n = unsafe {
+                libc::recv(
+                    self.as_raw_fd(),
+                    buf.as_mut_ptr().cast(),
+                    buf.len(),
+                    libc::MSG_DONTWAIT,
+                )
+            };
+            if n >= 0 {
+                return Ok(Some(n as usize));
+            }
+            match would_block(io::Error::last_os_error())? {
+                Some(()) => return Ok(None),
+                None => continue,
+            }
+        }
+    }
+
+    /// One nonblocking `send`; `Ok(None)` = would block. Never raises SIGPIPE.
+    pub fn try_send(&self, data: &[u8]) -> io::Result<Option<usize>> {
+        loop {
+            // SAFETY: data is a valid readable slice of data.len() bytes.
+            let n = unsafe {
+                libc::send(
+                    self.as_raw_fd(),
+                    data.as_ptr().cast(),
+                    data.len(),
+                    libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+                )
+            };
+            if n >= 0 {
+                return Ok(Some(n as usize));
+            }
+            match would_block(io::Error::last_os_error())? {
+                Some(()) => return Ok(None),
+                None => continue,
+            }
+        }
+    }
+
+    /// Read at least one byte into the spare capacity of `buf` (reserving `min_spare`).
+    /// `Ok(0)` = the engine closed its write side.
+    pub async fn read_some(&self, buf: &mut Vec<u8>, min_spare: usize) -> io::Result<usize> {
+        if buf.capacity() - buf.len() < min_spare {
+            buf.reserve(min_spare);
+        }
+        loop {
+            let len = buf.len();
+            let spare = buf.capacity() - len;
+            // SAFETY: recv gets the uninitialised tail; len grows only by what it wrote.
+            let tail = unsafe { std::slice::from_raw_parts_mut(buf.as_mut_ptr().add(len), spare) };
+            if let Some(n) = self.try_recv(tail)? {
+                // SAFETY: recv initialised n bytes of the tail.
+                unsafe { buf.set_len(len + n) };
+                return Ok(n);
+            }
+            self.readable().await?;
+        }
+    }
+
+    /// Write all of `data`.
+    pub async fn write_all(&self, mut data: &[u8]) -> io::Result<()> {
+        while !data.is_empty() {
+            match self.try_send(data)? {
+                Some(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Some(n) => data = &data[n..],
+                None => self.writable().await?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `Ok(Some(()))` for EAGAIN, `Ok(None)` for EINTR (retry), the error otherwise.
+fn would_block(err: io::Error) -> io::Result<Option<()>> {
+    match err.kind() {
+        io::ErrorKind::WouldBlock => Ok(Some(())),
+        io::ErrorKind::Interrupted => Ok(None),
+        _ => Err(err),
+    }
+}
+
+fn set_nonblocking(fd: RawFd) -> io::Result<()> {
+    // SAFETY: fcntl on a valid, owned fd with integer arguments only.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    if flags < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: as above.
+    if flags & libc::O_NONBLOCK == 0
+        && unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0
+    {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn engine_by_port() {
+        let dir = std::env::temp_dir().join(format!("lyre-engine-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let sock = dir.join("docker.sock");
+        std::fs::write(&sock, b"").unwrap();
+        let missing = dir.join("missing.sock");
+        let tcp = |p: u16| Engine::Tcp(SocketAddr::from((Ipv4Addr::LOCALHOST, p)));
+        let rows: [(u16, Option<&Path>, Engine); 5] = [
+            (24000, Some(&sock), Engine::Unix(sock.clone())),
+            (24000, Some(&missing), tcp(24000)),
+            (24000, None, tcp(24000)),
+            (24001, Some(&sock), tcp(24001)),
+            (24099, None, tcp(24099)),
+        ];
+        for (port, local, want) in rows {
+            assert_eq!(
+                engine_for_port(port, local),
+                want,
+                "port {port} local {local:?}"
+            );
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,86 @@
+//! A byte channel to frpc: a yamux stream (tcpMux on) or a whole connection (tcpMux off,
+//! frp-protocol §2.7). Control and work code read and write through this and never care
+//! which one it is.
+
+use std::io;
+use std::rc::Rc;
+use std::time::Duration;
+
+use super::msg::{self, MsgType};
+use super::yamux::Stream;
+use super::FrpError;
+use crate::tls::Transport;
+
+/// Bytes read from a channel per call while parsing messages.
+pub const MSG_READ_CHUNK_BYTES: usize = 16 * 1024;
+/// frps allows 10 s for the first message on a new stream or connection (§7.3).
+pub const FIRST_MSG_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub enum Channel {
+    Mux(Stream),
+    Raw(Rc<Transport>),
+}
+
+impl Channel {
+    pub async fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Channel::Mux(s) => s.read(buf).await,
+            Channel::Raw(t) => t.read(buf).await,
+        }
+    }
+
+    pub async fn write_all(&self, data: &[u8]) -> io::Result<()> {
+        match self {
+            Channel::Mux(s) => s.write_all(data).await,
+            Channel::Raw(t) => t.write_all(data).await,
+        }
+    }
+
+    /// End our side: FIN on a yamux stream, socket shutdown on a raw connection.
+    pub fn close(&self) {
+        match self {
+            Channel::Mux(s) => s.close_write(),
+            Channel::Raw(t) => t.shutdown(),
+        }
+    }
+
+    /// A yamux stream the peer already ended (a raw connection is only found dead on use).
+    pub fn is_finished(&self) -> bool {
+        match self {
+            Channel::Mux(s) => s.is_finished(),
+            Channel::Raw(_) => false,
+        }
+    }
+
+    pub fn is_mux(&self) -> bool {
+        matches!(self, Channel::Mux(_))
+    }
+}
+
+/// Read exactly one plaintext message; returns its type, body and any bytes read past it
+/// (they belong to the next layer: IV + ciphertext, or payload).
+/// `initial` = bytes already read from the channel.
+pub async fn read_first_msg(
+    ch: &Channel,
+    initial: Vec<u8>,
+) -> Result<(MsgType, Vec<u8>, Vec<u8>), FrpError> {
+    let mut buf = initial;
+    let read = async {
+        loop {
+            if let Some(f) = msg::parse_frame(&buf)? {
+                return Ok((f.ty, f.body.to_vec(), buf[f.len..].to_vec()));
+            }
+            let len = buf.len();
+            buf.resize(len + MSG_READ_CHUNK_BYTES, 0);
+            let n = ch.read(&mut buf[len..]).await?;
+            buf.truncate(len + n);
+            if n == 0 {
+                return Err(FrpError::Io(io::ErrorKind::UnexpectedEof.into()));
+            }
+        }
+    };
+    match monoio::time::timeout(FIRST_MSG_TIMEOUT, read).await {
+        Ok(r) => r,
+        Err(_) => Err(FrpError::Timeout("no first message within 10 s")),
+    }
+}

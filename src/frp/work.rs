@@ -1,0 +1,269 @@
+//! Work streams: taking a parked work connection for a user connection, StartWorkConn,
+//! the optional per-proxy encryption/compression layers, and the 127.0.0.1:<remotePort>
+//! "compatibility path" listeners that relay plain TCP users through them
+//! (frp-protocol §5.4, §7).
+//!
+//! Budget per relayed connection: two [`RELAY_BUF_BYTES`] buffers; per chunk one socket
+//! syscall plus one copy into the yamux queue (TLS legs cannot splice). With no wrappers,
+//! a read goes straight from the channel into the caller's buffer.
+
+use std::cell::RefCell;
+use std::io;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::Duration;
+
+use monoio::net::{TcpListener, TcpStream};
+
+use super::channel::Channel;
+use super::crypto::{CfbReader, CfbWriter, KEY_BYTES};
+use super::msg::{self, MsgType, StartWorkConn};
+use super::registry::{Proxy, WorkConn};
+use super::snappy::{SnappyReader, SnappyWriter};
+use super::{FrpContext, FrpError};
+use crate::net::io as nio;
+
+/// Relay buffer per direction per user connection.
+pub const RELAY_BUF_BYTES: usize = 128 * 1024;
+/// Pause after a failed accept (EMFILE and friends) before trying again.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(20);
+
+#[derive(Default)]
+struct Rx {
+    leftover: Vec<u8>,
+    dec: Option<CfbReader>,
+    unzip: Option<SnappyReader>,
+    plain: Vec<u8>,
+    pos: usize,
+}
+
+#[derive(Default)]
+struct Tx {
+    enc: Option<CfbWriter>,
+    zip: Option<SnappyWriter>,
+}
+
+/// One user connection's stream to frpc, StartWorkConn already sent. `read`/`write_all`
+/// take `&self` so both relay directions run at once; each direction must have a single
+/// caller at a time.
+pub struct WorkStream {
+    ch: Channel,
+    wrapped: bool,
+    rx: RefCell<Rx>,
+    tx: RefCell<Tx>,
+}
+
+impl WorkStream {
+    fn new(wc: WorkConn, proxy: &Proxy, key: &[u8; KEY_BYTES]) -> WorkStream {
+        let mut rx = Rx {
+            leftover: wc.leftover,
+            ..Default::default()
+        };
+        let mut tx = Tx::default();
+        if proxy.use_encryption {
+            rx.dec = Some(CfbReader::new(key));
+            tx.enc = Some(CfbWriter::new(key));
+        }
+        if proxy.use_compression {
+            rx.unzip = Some(SnappyReader::default());
+            tx.zip = Some(SnappyWriter::default());
+        }
+        let wrapped = proxy.use_encryption || proxy.use_compression;
+        WorkStream {
+            ch: wc.ch,
+            wrapped,
+            rx: RefCell::new(rx),
+            tx: RefCell::new(tx),
+        }
+    }
+
+    /// Read user-bound payload; `Ok(0)` = frpc ended the stream.
+    pub async fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            {
+                let mut rx = self.rx.borrow_mut();
+                if rx.pos < rx.plain.len() {
+                    let n = (rx.plain.len() - rx.pos).min(buf.len());
+                    buf[..n].copy_from_slice(&rx.plain[rx.pos..rx.pos + n]);
+                    rx.pos += n;
+                    return Ok(n);
+                }
+                rx.plain.clear();
+                rx.pos = 0;
+                if !rx.leftover.is_empty() {
+                    let raw = std::mem::take(&mut rx.leftover);
+                    rx.unwrap_into_plain(raw)?;
+                    continue;
+                }
+            }
+            if !self.wrapped {
+                return self.ch.read(buf).await;
+            }
+            let mut raw = vec![0u8; buf.len().max(4096)];
+            let n = self.ch.read(&mut raw).await?;
+            if n == 0 {
+                return Ok(0);
+            }
+            raw.truncate(n);
+            self.rx.borrow_mut().unwrap_into_plain(raw)?;
+        }
+    }
+
+    /// Write frpc-bound payload (compressed, then encrypted, when the proxy asks).
+    pub async fn write_all(&self, data: &[u8]) -> io::Result<()> {
+        if !self.wrapped {
+            return self.ch.write_all(data).await;
+        }
+        let wire = {
+            let mut tx = self.tx.borrow_mut();
+            let mut zipped = Vec::new();
+            let plain = match tx.zip.as_mut() {
+                Some(z) => {
+                    z.encode(data, &mut zipped);
+                    &zipped[..]
+                }
+                None => data,
+            };
+            let mut wire = Vec::with_capacity(plain.len() + 16);
+            match tx.enc.as_mut() {
+                Some(e) => e.seal(plain, &mut wire),
+                None => wire.extend_from_slice(plain),
+            }
+            wire
+        };
+        self.ch.write_all(&wire).await
+    }
+
+    /// End the stream (FIN / shutdown). frp closes both directions together (§7.6).
+    pub fn close(&self) {
+        self.ch.close();
+    }
+}
+
+impl Rx {
+    fn unwrap_into_plain(&mut self, mut raw: Vec<u8>) -> io::Result<()> {
+        let data: &mut [u8] = match self.dec.as_mut() {
+            Some(d) => d.open(&mut raw),
+            None => &mut raw,
+        };
+        match self.unzip.as_mut() {
+            Some(z) => z
+                .decode(data, &mut self.plain)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e)),
+            None => {
+                self.plain.extend_from_slice(data);
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Open a stream to the frpc that registered `remote_port`, on behalf of a user at `src`:
+/// take a parked work connection (or ask for one and wait up to 10 s), send
+/// StartWorkConn, refill the pool. Must run on the worker that runs [`super::serve_frp`].
+pub async fn open_work_stream(
+    ctx: &Rc<FrpContext>,
+    remote_port: u16,
+    src: SocketAddr,
+) -> Result<WorkStream, FrpError> {
+    let proxy = ctx
+        .registry
+        .borrow()
+        .proxy_by_port(remote_port)
+        .ok_or(FrpError::NoSuchPort(remote_port))?;
+    let control = proxy
+        .control
+        .upgrade()
+        .ok_or(FrpError::NoSuchPort(remote_port))?;
+    let start = StartWorkConn {
+        proxy_name: proxy.name.clone(),
+        src_addr: src.ip().to_string(),
+        src_port: src.port(),
+        dst_addr: ctx.proxy_bind_ip.to_string(),
+        dst_port: remote_port,
+        ..Default::default()
+    };
+    let mut head = Vec::new();
+    msg::write_msg(&mut head, MsgType::StartWorkConn, &start);
+    // A parked stream may have died with its session: try the next one (frps: pool + 1).
+    for _ in 0..=control.pool_cap {
+        let wc = control
+            .take_work_conn()
+            .await
+            .ok_or(FrpError::NoWorkConn(remote_port))?;
+        if wc.ch.write_all(&head).await.is_ok() {
+            return Ok(WorkStream::new(wc, &proxy, &ctx.key));
+        }
+    }
+    Err(FrpError::NoWorkConn(remote_port))
+}
+
+/// Accept users on a proxy's 127.0.0.1:<port> listener until the proxy closes.
+pub async fn serve_proxy_listener(ctx: Rc<FrpContext>, proxy: Rc<Proxy>, listener: TcpListener) {
+    loop {
+        let accepted = monoio::select! {
+            r = listener.accept() => Some(r),
+            _ = proxy.closed.wait() => None,
+        };
+        match accepted {
+            None => return,
+            Some(Ok((tcp, peer))) => {
+                monoio::spawn(relay_user(ctx.clone(), proxy.port, tcp, peer));
+            }
+            // `remove_proxy` shut the socket down: accept fails before the latch is seen.
+            Some(Err(_)) if proxy.closed.is_fired() => return,
+            Some(Err(e)) => {
+                tracing::warn!(port = proxy.port, error = %e, "frp proxy accept failed");
+                monoio::time::sleep(ACCEPT_BACKOFF).await;
+            }
+        }
+    }
+}
+
+async fn relay_user(ctx: Rc<FrpContext>, port: u16, tcp: TcpStream, peer: SocketAddr) {
+    match open_work_stream(&ctx, port, peer).await {
+        Ok(ws) => relay(&tcp, &ws).await,
+        Err(e) => tracing::warn!(port, %peer, error = %e, "frp user connection dropped"),
+    }
+}
+
+/// Copy both ways until either direction ends, then close both (frp's "join", §7.6).
+pub async fn relay(tcp: &TcpStream, ws: &WorkStream) {
+    let up = async {
+        let mut buf = vec![0u8; RELAY_BUF_BYTES];
+        loop {
+            let n = match nio::try_recv(tcp, &mut buf) {
+                Ok(Some(0)) | Err(_) => return,
+                Ok(Some(n)) => n,
+                Ok(None) => {
+                    if tcp.readable(false).await.is_err() {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            if ws.write_all(&buf[..n]).await.is_err() {
+                return;
+            }
+        }
+    };
+    let down = async {
+        let mut buf = vec![0u8; RELAY_BUF_BYTES];
+        loop {
+            match ws.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => {
+                    if nio::write_all(tcp, &buf[..n]).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    };
+    monoio::select! {
+        _ = up => {},
+        _ = down => {},
+    }
+    ws.close();
+    nio::shutdown_write(tcp);
+}

@@ -1,0 +1,774 @@
+//! Server side of one yamux session (frp-protocol.md §2.2-2.6).
+//!
+//! Owns: the stream table, the outgoing frame queue, flow control in both directions and
+//! keepalive. Three loops run inside [`Session::run`] on the caller's task: the reader
+//! (frames in), the writer (queued frames out) and the pinger. Streams are handles that
+//! read and write through shared state; they never touch the socket.
+//!
+//! Rules frpc enforces and this module keeps:
+//! - every SYN is ACKed at once (WINDOW_UPDATE+ACK), never lazily (§2.2);
+//! - we never send more than the peer's window (Go answers with GO_AWAY(1), §2.3);
+//! - we grant window back as the application consumes (else uploads stall at 256 KiB);
+//! - pings are answered immediately (frpc drops the session after 10 s without a reply);
+//! - the server never opens streams.
+//!
+//! Caps: per stream at most [`MAX_RECV_WINDOW_BYTES`] buffered (the peer may not send more
+//! than we granted); the outgoing queue blocks stream writers above
+//! [`MAX_SEND_QUEUE_BYTES`]; at most [`MAX_STREAMS`] streams per session.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, VecDeque};
+use std::future::poll_fn;
+use std::io;
+use std::rc::Rc;
+use std::task::{Poll, Waker};
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+
+use super::frame::*;
+use crate::frp::signal::{Latch, Notify, WakerList};
+use crate::tls::Transport;
+
+/// Window every stream starts with in each direction (fixed by the protocol).
+pub const INITIAL_WINDOW_BYTES: u32 = 256 * 1024;
+/// Receive window we grant per stream (frps grants 6 MiB; 1 MiB keeps a slow reader's
+/// buffer small while still filling loopback and LAN links).
+pub const MAX_RECV_WINDOW_BYTES: u32 = 1024 * 1024;
+/// Largest DATA payload we send in one frame.
+pub const MAX_DATA_FRAME_BYTES: usize = 64 * 1024;
+/// Stream writers wait while this many bytes are queued for the socket.
+pub const MAX_SEND_QUEUE_BYTES: usize = 512 * 1024;
+/// Streams per session once frpc has logged in (frpc pools at most 5, plus one per live
+/// user connection). Bounds a session's buffered input to MAX_STREAMS x the window.
+pub const MAX_STREAMS: usize = 1024;
+/// Streams allowed before [`Session::mark_authenticated`]: frpc opens only its control
+/// stream before LoginResp, so an unauthenticated peer cannot make us buffer more than
+/// this many windows.
+pub const PRE_LOGIN_MAX_STREAMS: usize = 2;
+/// Accepted streams not yet taken by the application (yamux's AcceptBacklog).
+pub const ACCEPT_BACKLOG: usize = 256;
+/// Our keepalive ping interval and the time the peer has to answer (frps: 30 s / 10 s).
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
+pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a closed session may take to flush its last frames.
+pub const CLOSE_FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
+/// Bytes requested from the transport per read.
+pub const READ_CHUNK_BYTES: usize = 64 * 1024;
+
+#[derive(Debug)]
+pub enum YamuxError {
+    Io(io::Error),
+    BadHeader(HeaderError),
+    DuplicateStream(u32),
+    WindowExceeded { stream: u32, len: u32, window: u32 },
+    GoAway(u32),
+    KeepaliveTimeout,
+}
+
+impl std::fmt::Display for YamuxError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            YamuxError::Io(e) => write!(f, "frpc session I/O: {e}"),
+            YamuxError::BadHeader(h) => write!(
+                f,
+                "frpc sent an invalid yamux header ({h:?}); is the client using transport.tcpMux?"
+            ),
+            YamuxError::DuplicateStream(id) => write!(f, "frpc reopened live yamux stream {id}"),
+            YamuxError::WindowExceeded {
+                stream,
+                len,
+                window,
+            } => write!(
+                f,
+                "frpc sent {len} bytes on stream {stream} with only {window} bytes of window"
+            ),
+            YamuxError::GoAway(code) => write!(f, "frpc sent yamux GO_AWAY({code})"),
+            YamuxError::KeepaliveTimeout => {
+                write!(
+                    f,
+                    "frpc did not answer a yamux ping within {KEEPALIVE_TIMEOUT:?}"
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for YamuxError {}
+
+impl From<io::Error> for YamuxError {
+    fn from(e: io::Error) -> Self {
+        YamuxError::Io(e)
+    }
+}
+
+#[derive(Default)]
+struct StreamState {
+    recv: BytesMut,
+    /// Bytes the peer may still send us.
+    recv_window: u32,
+    /// Consumed since our last WINDOW_UPDATE.
+    consumed: u32,
+    send_window: u32,
+    fin_recv: bool,
+    fin_sent: bool,
+    reset: bool,
+    read_waker: Option<Waker>,
+    write_waker: Option<Waker>,
+}
+
+impl StreamState {
+    fn wake(&mut self) {
+        if let Some(w) = self.read_waker.take() {
+            w.wake();
+        }
+        if let Some(w) = self.write_waker.take() {
+            w.wake();
+        }
+    }
+}
+
+type StreamCell = Rc<RefCell<StreamState>>;
+
+struct Shared {
+    streams: RefCell<HashMap<u32, StreamCell>>,
+    out: RefCell<Vec<u8>>,
+    writer: Notify,
+    space: WakerList,
+    accepted: RefCell<VecDeque<(u32, StreamCell)>>,
+    accept_wake: WakerList,
+    closed: Latch,
+    ping_seq: Cell<u32>,
+    ping_outstanding: Cell<Option<u32>>,
+    authenticated: Cell<bool>,
+}
+
+impl Shared {
+    fn queue(&self, h: Header, payload: &[u8]) {
+        let mut out = self.out.borrow_mut();
+        out.extend_from_slice(&h.encode());
+        out.extend_from_slice(payload);
+        drop(out);
+        self.writer.notify();
+    }
+
+    fn close(&self) {
+        if self.closed.is_fired() {
+            return;
+        }
+        self.closed.fire();
+        for s in self.streams.borrow().values() {
+            s.borrow_mut().wake();
+        }
+        self.writer.notify();
+        self.space.wake_all();
+        self.accept_wake.wake_all();
+    }
+}
+
+/// A yamux session; cheap to clone (shared handle).
+#[derive(Clone)]
+pub struct Session {
+    shared: Rc<Shared>,
+}
+
+impl Default for Session {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Session {
+    pub fn new() -> Session {
+        Session {
+            shared: Rc::new(Shared {
+                streams: RefCell::new(HashMap::new()),
+                out: RefCell::new(Vec::new()),
+                writer: Notify::default(),
+                space: WakerList::default(),
+                accepted: RefCell::new(VecDeque::new()),
+                accept_wake: WakerList::default(),
+                closed: Latch::default(),
+                ping_seq: Cell::new(0),
+                ping_outstanding: Cell::new(None),
+                authenticated: Cell::new(false),
+            }),
+        }
+    }
+
+    /// Drive the session until the peer leaves, a protocol error, or [`Session::close`].
+    /// `Ok(())` = orderly end (EOF, GO_AWAY(0) or local close).
+    /// `initial` = plaintext bytes already read from `t` (the sniffer's look-ahead).
+    pub async fn run(&self, t: &Transport, initial: Vec<u8>) -> Result<(), YamuxError> {
+        let reader = async {
+            let r = monoio::select! {
+                r = self.read_loop(t, initial) => r,
+                r = self.keepalive_loop() => r,
+                _ = self.shared.closed.wait() => Ok(()),
+            };
+            let protocol_error = matches!(
+                r,
+                Err(YamuxError::WindowExceeded { .. }
+                    | YamuxError::DuplicateStream(_)
+                    | YamuxError::BadHeader(_))
+            );
+            if protocol_error {
+                // Tell Go why, as its own session would (§2.3).
+                let h = Header::new(FrameType::GoAway, 0, 0, GOAWAY_PROTOCOL_ERROR);
+                self.shared.queue(h, &[]);
+            }
+            self.shared.close();
+            r
+        };
+        // The writer is never cancelled mid-chunk (that would corrupt the stream, e.g. a
+        // refused LoginResp): after close it drains the queue, bounded by a deadline.
+        let writer = async {
+            let give_up = async {
+                self.shared.closed.wait().await;
+                monoio::time::sleep(CLOSE_FLUSH_TIMEOUT).await;
+            };
+            let r = monoio::select! {
+                r = self.write_loop(t) => r,
+                _ = give_up => Ok(()),
+            };
+            self.shared.close();
+            r
+        };
+        let (read_result, write_result) = monoio::join!(reader, writer);
+        self.shared.streams.borrow_mut().clear();
+        self.shared.accepted.borrow_mut().clear();
+        read_result.and(write_result)
+    }
+
+    pub fn close(&self) {
+        self.shared.close();
+    }
+
+    /// The peer logged in: lift the pre-login stream cap.
+    pub fn mark_authenticated(&self) {
+        self.shared.authenticated.set(true);
+    }
+
+    pub fn is_authenticated(&self) -> bool {
+        self.shared.authenticated.get()
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.shared.closed.is_fired()
+    }
+
+    pub async fn closed(&self) {
+        self.shared.closed.wait().await
+    }
+
+    /// Next stream opened by the peer; `None` once the session is closed.
+    pub async fn accept(&self) -> Option<Stream> {
+        poll_fn(|cx| {
+            if self.shared.closed.is_fired() {
+                return Poll::Ready(None);
+            }
+            if let Some((id, state)) = self.shared.accepted.borrow_mut().pop_front() {
+                return Poll::Ready(Some(Stream {
+                    id,
+                    state,
+                    shared: self.shared.clone(),
+                }));
+            }
+            self.shared.accept_wake.register(cx.waker());
+            Poll::Pending
+        })
+        .await
+    }
+
+    async fn read_loop(&self, t: &Transport, initial: Vec<u8>) -> Result<(), YamuxError> {
+        let mut buf = initial;
+        buf.reserve(2 * READ_CHUNK_BYTES);
+        loop {
+            let mut start = 0;
+            while let Some(used) = self.try_frame(&buf[start..])? {
+                start += used;
+            }
+            buf.drain(..start);
+            let len = buf.len();
+            buf.resize(len + READ_CHUNK_BYTES, 0);
+            let n = t.read(&mut buf[len..]).await?;
+            buf.truncate(len + n);
+            if n == 0 {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Handle one complete frame at the start of `buf`; `Ok(None)` = need more bytes.
+    fn try_frame(&self, buf: &[u8]) -> Result<Option<usize>, YamuxError> {
+        let Some(head) = buf.get(..HEADER_BYTES) else {
+            return Ok(None);
+        };
+        // invariant: `get(..HEADER_BYTES)` returned exactly HEADER_BYTES bytes.
+        let h = Header::parse(head.try_into().expect("invariant: 12 bytes"))
+            .map_err(YamuxError::BadHeader)?;
+        let mut need = HEADER_BYTES;
+        if h.ty == FrameType::Data {
+            // Check before buffering: no legal frame is larger than what we ever grant.
+            if h.length > MAX_RECV_WINDOW_BYTES {
+                return Err(YamuxError::WindowExceeded {
+                    stream: h.stream_id,
+                    len: h.length,
+                    window: MAX_RECV_WINDOW_BYTES,
+                });
+            }
+            need += h.length as usize;
+        }
+        if buf.len() < need {
+            return Ok(None);
+        }
+        self.on_frame(h, &buf[HEADER_BYTES..need])?;
+        Ok(Some(need))
+    }
+
+    fn on_frame(&self, h: Header, payload: &[u8]) -> Result<(), YamuxError> {
+        match h.ty {
+            FrameType::Ping => {
+                if h.has(FLAG_SYN) {
+                    self.shared
+                        .queue(Header::new(FrameType::Ping, FLAG_ACK, 0, h.length), &[]);
+                } else if h.has(FLAG_ACK) && self.shared.ping_outstanding.get() == Some(h.length) {
+                    self.shared.ping_outstanding.set(None);
+                }
+                Ok(())
+            }
+            FrameType::GoAway => match h.length {
+                GOAWAY_NORMAL => {
+                    self.shared.close();
+                    Ok(())
+                }
+                code => Err(YamuxError::GoAway(code)),
+            },
+            FrameType::Data | FrameType::WindowUpdate => self.on_stream_frame(h, payload),
+        }
+    }
+
+    fn on_stream_frame(&self, h: Header, payload: &[u8]) -> Result<(), YamuxError> {
+        if h.has(FLAG_SYN) {
+            self.open_stream(h)?;
+        }
+        let Some(cell) = self.shared.streams.borrow().get(&h.stream_id).cloned() else {
+            return Ok(()); // unknown stream: dropped, not fatal (§2.5)
+        };
+        let mut st = cell.borrow_mut();
+        if h.ty == FrameType::WindowUpdate {
+            st.send_window = st.send_window.saturating_add(h.length);
+        } else if !payload.is_empty() {
+            if h.length > st.recv_window {
+                return Err(YamuxError::WindowExceeded {
+                    stream: h.stream_id,
+                    len: h.length,
+                    window: st.recv_window,
+                });
+            }
+            st.recv_window -= h.length;
+            if !st.fin_recv && !st.reset {
+                st.recv.extend_from_slice(payload);
+            }
+        }
+        if h.has(FLAG_FIN) {
+            st.fin_recv = true;
+        }
+        if h.has(FLAG_RST) {
+            st.reset = true;
+            st.recv.clear();
+        }
+        st.wake();
+        Ok(())
+    }
+
+    fn open_stream(&self, h: Header) -> Result<(), YamuxError> {
+        let id = h.stream_id;
+        if self.shared.streams.borrow().contains_key(&id) {
+            return Err(YamuxError::DuplicateStream(id));
+        }
+        let cap = if self.shared.authenticated.get() {
+            MAX_STREAMS
+        } else {
+            PRE_LOGIN_MAX_STREAMS
+        };
+        let full = self.shared.streams.borrow().len() >= cap
+            || self.shared.accepted.borrow().len() >= ACCEPT_BACKLOG;
+        if full || id == 0 {
+            self.shared
+                .queue(Header::new(FrameType::WindowUpdate, FLAG_RST, id, 0), &[]);
+            return Ok(());
+        }
+        // The SYN frame's own delta is added by `on_stream_frame` like any other update.
+        let cell = Rc::new(RefCell::new(StreamState {
+            recv_window: MAX_RECV_WINDOW_BYTES,
+            send_window: INITIAL_WINDOW_BYTES,
+            ..Default::default()
+        }));
+        self.shared.streams.borrow_mut().insert(id, cell.clone());
+        // ACK at once (frpc's 75 s StreamOpenTimeout), granting our full receive window.
+        let delta = MAX_RECV_WINDOW_BYTES - INITIAL_WINDOW_BYTES;
+        self.shared.queue(
+            Header::new(FrameType::WindowUpdate, FLAG_ACK, id, delta),
+            &[],
+        );
+        self.shared.accepted.borrow_mut().push_back((id, cell));
+        self.shared.accept_wake.wake_all();
+        Ok(())
+    }
+
+    async fn write_loop(&self, t: &Transport) -> Result<(), YamuxError> {
+        let mut spare = Vec::new();
+        loop {
+            let chunk = std::mem::replace(&mut *self.shared.out.borrow_mut(), spare);
+            if chunk.is_empty() {
+                spare = chunk;
+                if self.shared.closed.is_fired() {
+                    return Ok(());
+                }
+                self.shared.writer.wait().await;
+                continue;
+            }
+            self.shared.space.wake_all();
+            t.write_all(&chunk).await?;
+            spare = chunk;
+            spare.clear();
+            spare.shrink_to(2 * MAX_SEND_QUEUE_BYTES);
+        }
+    }
+
+    async fn keepalive_loop(&self) -> Result<(), YamuxError> {
+        loop {
+            monoio::time::sleep(KEEPALIVE_INTERVAL).await;
+            let seq = self.shared.ping_seq.get();
+            self.shared.ping_seq.set(seq.wrapping_add(1));
+            self.shared.ping_outstanding.set(Some(seq));
+            self.shared
+                .queue(Header::new(FrameType::Ping, FLAG_SYN, 0, seq), &[]);
+            monoio::time::sleep(KEEPALIVE_TIMEOUT).await;
+            if self.shared.ping_outstanding.get() == Some(seq) {
+                return Err(YamuxError::KeepaliveTimeout);
+            }
+        }
+    }
+}
+
+/// One stream opened by frpc. Reads and writes take `&self`, so a relay can run both
+/// directions at once. Dropping it sends FIN (if not yet sent) and forgets the stream.
+pub struct Stream {
+    id: u32,
+    state: StreamCell,
+    shared: Rc<Shared>,
+}
+
+impl Stream {
+    pub fn id(&self) -> u32 {
+        self.id
+    }
+
+    /// Read payload; `Ok(0)` = FIN received or session closed.
+    pub async fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        poll_fn(|cx| {
+            let mut st = self.state.borrow_mut();
+            if !st.recv.is_empty() {
+                let n = st.recv.len().min(buf.len());
+                buf[..n].copy_from_slice(&st.recv[..n]);
+                st.recv.advance(n);
+                st.consumed += n as u32;
+                if st.consumed >= MAX_RECV_WINDOW_BYTES / 2 && !st.fin_recv {
+                    let delta = std::mem::take(&mut st.consumed);
+                    st.recv_window += delta;
+                    self.shared
+                        .queue(Header::new(FrameType::WindowUpdate, 0, self.id, delta), &[]);
+                }
+                return Poll::Ready(Ok(n));
+            }
+            if st.reset {
+                return Poll::Ready(Err(io::ErrorKind::ConnectionReset.into()));
+            }
+            if st.fin_recv || self.shared.closed.is_fired() {
+                return Poll::Ready(Ok(0));
+            }
+            st.read_waker = Some(cx.waker().clone());
+            Poll::Pending
+        })
+        .await
+    }
+
+    /// Write all of `data`, waiting for window and queue space.
+    pub async fn write_all(&self, mut data: &[u8]) -> io::Result<()> {
+        while !data.is_empty() {
+            let n = poll_fn(|cx| self.poll_send(cx.waker(), data)).await?;
+            data = &data[n..];
+        }
+        Ok(())
+    }
+
+    fn poll_send(&self, waker: &Waker, data: &[u8]) -> Poll<io::Result<usize>> {
+        if self.shared.closed.is_fired() {
+            return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
+        }
+        let mut st = self.state.borrow_mut();
+        if st.reset {
+            return Poll::Ready(Err(io::ErrorKind::ConnectionReset.into()));
+        }
+        if st.fin_sent {
+            return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
+        }
+        if st.send_window == 0 {
+            st.write_waker = Some(waker.clone());
+            return Poll::Pending;
+        }
+        if self.shared.out.borrow().len() >= MAX_SEND_QUEUE_BYTES {
+            self.shared.space.register(waker);
+            return Poll::Pending;
+        }
+        let n = data
+            .len()
+            .min(st.send_window as usize)
+            .min(MAX_DATA_FRAME_BYTES);
+        st.send_window -= n as u32;
+        self.shared.queue(
+            Header::new(FrameType::Data, 0, self.id, n as u32),
+            &data[..n],
+        );
+        Poll::Ready(Ok(n))
+    }
+
+    /// The peer has ended or reset this stream, or the session is gone: nothing useful can
+    /// come from it any more (used to skip dead parked work streams).
+    pub fn is_finished(&self) -> bool {
+        let st = self.state.borrow();
+        st.fin_recv || st.reset || self.shared.closed.is_fired()
+    }
+
+    /// Half-close our side (WINDOW_UPDATE+FIN). frp closes both ways anyway (§7.6).
+    pub fn close_write(&self) {
+        let mut st = self.state.borrow_mut();
+        if st.fin_sent || st.reset || self.shared.closed.is_fired() {
+            return;
+        }
+        st.fin_sent = true;
+        self.shared.queue(
+            Header::new(FrameType::WindowUpdate, FLAG_FIN, self.id, 0),
+            &[],
+        );
+    }
+}
+
+impl Drop for Stream {
+    fn drop(&mut self) {
+        self.close_write();
+        self.shared.streams.borrow_mut().remove(&self.id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::net::io as nio;
+    use monoio::net::{TcpListener, TcpStream};
+
+    fn rt() -> monoio::FusionRuntime<
+        monoio::time::TimeDriver<monoio::IoUringDriver>,
+        monoio::time::TimeDriver<monoio::LegacyDriver>,
+    > {
+        monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+            .enable_timer()
+            .build()
+            .unwrap()
+    }
+
+    /// A connected pair: (server-side transport, raw client socket).
+    async fn pair() -> (Transport, TcpStream) {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let c = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+        let (s, _) = l.accept().await.unwrap();
+        (Transport::plain(s, Vec::new()), c)
+    }
+
+    fn frame(ty: FrameType, flags: u16, id: u32, len: u32) -> Vec<u8> {
+        Header::new(ty, flags, id, len).encode().to_vec()
+    }
+
+    /// Read frames from the raw client until `want` DATA bytes arrived; returns the
+    /// headers seen (data payloads are counted, not kept).
+    async fn read_frames(c: &TcpStream, buf: &mut Vec<u8>, want_data: usize) -> Vec<Header> {
+        let mut seen = Vec::new();
+        let mut data = 0;
+        loop {
+            while buf.len() >= HEADER_BYTES {
+                let h = Header::parse(buf[..HEADER_BYTES].try_into().unwrap()).unwrap();
+                let need = HEADER_BYTES
+                    + if h.ty == FrameType::Data {
+                        h.length as usize
+                    } else {
+                        0
+                    };
+                if buf.len() < need {
+                    break;
+                }
+                if h.ty == FrameType::Data {
+                    data += h.length as usize;
+                }
+                buf.drain(..need);
+                seen.push(h);
+            }
+            if data >= want_data && !seen.is_empty() {
+                return seen;
+            }
+            assert!(
+                nio::read_some(c, buf, 64 * 1024).await.unwrap() > 0,
+                "server closed"
+            );
+        }
+    }
+
+    #[test]
+    fn never_sends_beyond_the_peer_window_and_resumes_on_update() {
+        rt().block_on(async {
+            let (t, c) = pair().await;
+            let session = Session::new();
+            let app = async {
+                let s = session.accept().await.unwrap();
+                s.write_all(&vec![7u8; 1024 * 1024]).await.unwrap();
+                std::future::pending::<()>().await;
+            };
+            let client = async {
+                // SYN granting 64 KiB more: the server may send exactly 256 + 64 KiB.
+                let syn_delta = 64 * 1024;
+                nio::write_all(&c, &frame(FrameType::WindowUpdate, FLAG_SYN, 1, syn_delta))
+                    .await
+                    .unwrap();
+                let mut buf = Vec::new();
+                let first =
+                    read_frames(&c, &mut buf, (INITIAL_WINDOW_BYTES + syn_delta) as usize).await;
+                assert_eq!(
+                    first[0],
+                    Header::new(
+                        FrameType::WindowUpdate,
+                        FLAG_ACK,
+                        1,
+                        MAX_RECV_WINDOW_BYTES - INITIAL_WINDOW_BYTES
+                    )
+                );
+                let data: u32 = first
+                    .iter()
+                    .filter(|h| h.ty == FrameType::Data)
+                    .map(|h| h.length)
+                    .sum();
+                monoio::time::sleep(Duration::from_millis(100)).await;
+                let more = nio::try_recv(&c, &mut [0u8; 1]).unwrap();
+                assert!(
+                    data == INITIAL_WINDOW_BYTES + syn_delta && buf.is_empty() && more.is_none(),
+                    "server overran the window: {data} bytes"
+                );
+                let rest = 1024 * 1024 - INITIAL_WINDOW_BYTES - syn_delta;
+                nio::write_all(&c, &frame(FrameType::WindowUpdate, 0, 1, rest))
+                    .await
+                    .unwrap();
+                read_frames(&c, &mut buf, rest as usize).await;
+            };
+            monoio::select! {
+                _ = session.run(&t, Vec::new()) => panic!("session ended"),
+                _ = app => {},
+                _ = client => {},
+            }
+        });
+    }
+
+    #[test]
+    fn consumed_data_is_granted_back_and_fin_reads_as_eof() {
+        rt().block_on(async {
+            let (t, c) = pair().await;
+            let session = Session::new();
+            let total = 3 * MAX_RECV_WINDOW_BYTES as usize;
+            let app = async {
+                let s = session.accept().await.unwrap();
+                let mut buf = vec![0u8; 100_000];
+                let mut got = 0;
+                loop {
+                    let n = s.read(&mut buf).await.unwrap();
+                    if n == 0 {
+                        break;
+                    }
+                    got += n;
+                }
+                assert_eq!(got, total);
+            };
+            let client = async {
+                nio::write_all(&c, &frame(FrameType::WindowUpdate, FLAG_SYN, 1, 0))
+                    .await
+                    .unwrap();
+                let mut window = MAX_RECV_WINDOW_BYTES as usize; // granted by the ACK
+                let mut sent = 0;
+                let mut buf = Vec::new();
+                let chunk = vec![1u8; 64 * 1024];
+                while sent < total {
+                    while window == 0 {
+                        for h in read_frames(&c, &mut buf, 0).await {
+                            if h.ty == FrameType::WindowUpdate && h.flags == 0 {
+                                window += h.length as usize;
+                            }
+                        }
+                    }
+                    let n = chunk.len().min(window).min(total - sent);
+                    nio::write_all(&c, &frame(FrameType::Data, 0, 1, n as u32))
+                        .await
+                        .unwrap();
+                    nio::write_all(&c, &chunk[..n]).await.unwrap();
+                    window -= n;
+                    sent += n;
+                }
+                nio::write_all(&c, &frame(FrameType::WindowUpdate, FLAG_FIN, 1, 0))
+                    .await
+                    .unwrap();
+                std::future::pending::<()>().await;
+            };
+            monoio::select! {
+                _ = session.run(&t, Vec::new()) => panic!("session ended"),
+                _ = app => {},
+                _ = client => {},
+            }
+        });
+    }
+
+    #[test]
+    fn duplicate_syn_and_rst_follow_the_protocol() {
+        rt().block_on(async {
+            let (t, c) = pair().await;
+            let session = Session::new();
+            let app = async {
+                let s = session.accept().await.unwrap();
+                let mut b = [0u8; 8];
+                assert_eq!(
+                    s.read(&mut b).await.unwrap_err().kind(),
+                    io::ErrorKind::ConnectionReset
+                );
+                std::future::pending::<()>().await;
+            };
+            let client = async {
+                nio::write_all(&c, &frame(FrameType::WindowUpdate, FLAG_SYN, 1, 0))
+                    .await
+                    .unwrap();
+                nio::write_all(&c, &frame(FrameType::WindowUpdate, FLAG_RST, 1, 0))
+                    .await
+                    .unwrap();
+                monoio::time::sleep(Duration::from_millis(50)).await;
+                nio::write_all(&c, &frame(FrameType::WindowUpdate, FLAG_SYN, 3, 0))
+                    .await
+                    .unwrap();
+                nio::write_all(&c, &frame(FrameType::WindowUpdate, FLAG_SYN, 3, 0))
+                    .await
+                    .unwrap();
+                std::future::pending::<()>().await;
+            };
+            let r = monoio::select! {
+                r = session.run(&t, Vec::new()) => r,
+                _ = app => unreachable!(),
+                _ = client => unreachable!(),
+            };
+            assert!(matches!(r, Err(YamuxError::DuplicateStream(3))), "{r:?}");
+        });
+    }
+}

@@ -1,0 +1,145 @@
+//! Docker Engine passthrough (harp-compat.md §4.6): allow-listed Engine API calls from
+//! AppAPI go to the engine for `docker-engine-port` (the local socket for 24000 when it is
+//! mounted, else the tunnel listener on 127.0.0.1:<port>), and the answer streams back
+//! unbuffered (image pulls report progress for minutes).
+//!
+//! One engine connection per request with `Connection: close`: the engine ends the response
+//! by closing, so the relay needs no framing, and no engine connection outlives its call.
+
+use std::io;
+use std::rc::Rc;
+
+use monoio::net::TcpStream;
+use tracing::debug;
+
+use super::body::timed;
+use super::conn::answer;
+use super::dispatch::reply_without_upstream;
+use super::exchange::Next;
+use super::worker::Worker;
+use crate::docker::{connect_engine, passthrough_allowed, EngineStream};
+use crate::http::{answers, write_request, BodyFraming, HeadEdits, RequestHead};
+use crate::net::io::{read_some, write_all};
+
+/// Relay read size for engine answers.
+pub const RELAY_BYTES: usize = 64 * 1024;
+
+pub async fn serve_passthrough(
+    w: &Rc<Worker>,
+    client: &TcpStream,
+    buf: &mut Vec<u8>,
+    head: &RequestHead,
+    port: u16,
+    path_and_query: &[u8],
+) -> Next {
+    let path = path_and_query
+        .split(|&b| b == b'?')
+        .next()
+        .unwrap_or_default();
+    if !passthrough_allowed(head.method(), path) {
+        debug!(port, path = %String::from_utf8_lossy(path), "docker passthrough refused");
+        return reply_without_upstream(w, client, head, answers::proxy_error(403)).await;
+    }
+    let engine = w.docker.engine(port);
+    let stream = match connect_engine(&engine, w.cfg.timeout_connect).await {
+        Ok(s) => s,
+        Err(e) => {
+            debug!(port, "docker engine unreachable: {e}");
+            let status = if e.kind() == io::ErrorKind::TimedOut {
+                504
+            } else {
+                503
+            };
+            let _ = answer(client, answers::proxy_error(status), w.cfg.timeout_client).await;
+            return Next::Close;
+        }
+    };
+    if let Err(status) = send_request(w, client, buf, head, path_and_query, &stream).await {
+        let _ = answer(client, answers::proxy_error(status), w.cfg.timeout_client).await;
+        return Next::Close;
+    }
+    relay_answer(w, client, &stream).await;
+    Next::Close
+}
+
+/// Request head (stripped target, `Connection: close`) and a Content-Length body.
+async fn send_request(
+    w: &Worker,
+    client: &TcpStream,
+    buf: &mut Vec<u8>,
+    head: &RequestHead,
+    path_and_query: &[u8],
+    engine: &EngineStream,
+) -> Result<(), u16> {
+    let mut out = Vec::with_capacity(head.raw.len() + 64);
+    let edits = HeadEdits {
+        path: Some(path_and_query),
+        set: vec![("connection", b"close".as_slice())],
+        remove: vec![],
+    };
+    write_request(head, &edits, &mut out);
+    let mut left = match head.framing {
+        BodyFraming::None | BodyFraming::UntilClose => 0,
+        BodyFraming::ContentLength(n) => n,
+        // AppAPI's passthrough calls carry no body or a sized one.
+        BodyFraming::Chunked => return Err(411),
+    };
+    let idle = w.cfg.timeout_server;
+    timed(idle, engine.write_all(&out))
+        .await
+        .map_err(|_| 502u16)?;
+    while left > 0 {
+        if buf.is_empty() {
+            let n = timed(w.cfg.timeout_client, read_some(client, buf, RELAY_BYTES))
+                .await
+                .map_err(|_| 400u16)?;
+            if n == 0 {
+                return Err(400);
+            }
+        }
+        let take = (buf.len() as u64).min(left) as usize;
+        timed(idle, engine.write_all(&buf[..take]))
+            .await
+            .map_err(|_| 502u16)?;
+        buf.drain(..take);
+        left -= take as u64;
+    }
+    Ok(())
+}
+
+/// Engine -> client until the engine closes, each gap bounded by `HP_TIMEOUT_SERVER`.
+async fn relay_answer(w: &Worker, client: &TcpStream, engine: &EngineStream) {
+    let mut chunk = Vec::with_capacity(RELAY_BYTES);
+    let mut sent_any = false;
+    loop {
+        chunk.clear();
+        match timed(
+            w.cfg.timeout_server,
+            engine.read_some(&mut chunk, RELAY_BYTES),
+        )
+        .await
+        {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(e) => {
+                if !sent_any {
+                    let status = if e.kind() == io::ErrorKind::TimedOut {
+                        504
+                    } else {
+                        502
+                    };
+                    let _ =
+                        answer(client, answers::proxy_error(status), w.cfg.timeout_client).await;
+                }
+                return;
+            }
+        }
+        sent_any = true;
+        if timed(w.cfg.timeout_client, write_all(client, &chunk))
+            .await
+            .is_err()
+        {
+            return;
+        }
+    }
+}

@@ -1,0 +1,323 @@
+//! A server-side byte stream that is either plain TCP or rustls over TCP, driven the
+//! data-plane way (readiness + nonblocking `recv`/`send`, never monoio's owned buffers).
+//!
+//! Owns: the handshake, plaintext reads and writes, and the rule that only one task at a
+//! time writes to the socket (an async write lock), so that a reader that must flush TLS
+//! records (alerts, key updates) never interleaves with a writer's records.
+//! Budget per read: one `recv` of up to [`TLS_READ_CHUNK_BYTES`] plus rustls's own copy.
+
+use std::cell::{Cell, RefCell};
+use std::future::poll_fn;
+use std::io::{self, Read, Write};
+use std::os::fd::AsRawFd;
+use std::task::{Poll, Waker};
+
+use monoio::net::TcpStream;
+use rustls::ServerConnection;
+
+use crate::net::io as nio;
+
+/// Size of one TLS socket read (one or a few TLS records).
+pub const TLS_READ_CHUNK_BYTES: usize = 32 * 1024;
+
+pub enum Transport {
+    Plain {
+        tcp: TcpStream,
+        /// Bytes read while sniffing that belong to the stream.
+        prefix: RefCell<Vec<u8>>,
+        lock: WriteLock,
+    },
+    Tls {
+        tcp: TcpStream,
+        conn: RefCell<Box<ServerConnection>>,
+        /// Raw TLS bytes read from the socket and not yet accepted by rustls.
+        rbuf: RefCell<Vec<u8>>,
+        lock: WriteLock,
+    },
+}
+
+impl Transport {
+    pub fn plain(tcp: TcpStream, prefix: Vec<u8>) -> Transport {
+        Transport::Plain {
+            tcp,
+            prefix: RefCell::new(prefix),
+            lock: WriteLock::default(),
+        }
+    }
+
+    /// Run the server handshake; `initial` holds TLS bytes already read by the sniffer.
+    pub async fn accept_tls(
+        tcp: TcpStream,
+        conn: ServerConnection,
+        initial: &[u8],
+    ) -> io::Result<Transport> {
+        let t = Transport::Tls {
+            tcp,
+            conn: RefCell::new(Box::new(conn)),
+            rbuf: RefCell::new(Vec::with_capacity(TLS_READ_CHUNK_BYTES)),
+            lock: WriteLock::default(),
+        };
+        if let Transport::Tls { rbuf, .. } = &t {
+            rbuf.borrow_mut().extend_from_slice(initial);
+        }
+        loop {
+            let (handshaking, wants_write) = t.tls_state();
+            if wants_write {
+                t.flush_tls().await?;
+                continue;
+            }
+            if !handshaking {
+                return Ok(t);
+            }
+            if !t.recv_tls().await? {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "EOF during TLS handshake",
+                ));
+            }
+        }
+    }
+
+    pub fn tcp(&self) -> &TcpStream {
+        match self {
+            Transport::Plain { tcp, .. } | Transport::Tls { tcp, .. } => tcp,
+        }
+    }
+
+    pub fn is_tls(&self) -> bool {
+        matches!(self, Transport::Tls { .. })
+    }
+
+    /// Shut the socket both ways: wakes any task blocked in `read`/`write_all` (they then
+    /// see EOF / an error). The fd itself is closed when the `Transport` is dropped.
+    pub fn shutdown(&self) {
+        // SAFETY: shutdown(2) on a valid fd owned by self; errors are irrelevant here.
+        unsafe { libc::shutdown(self.tcp().as_raw_fd(), libc::SHUT_RDWR) };
+    }
+
+    /// Orderly close after our last write: TLS close_notify, FIN, then read and discard
+    /// for up to `linger` so that late peer bytes do not make the kernel answer with RST,
+    /// which would destroy our final bytes (a refused LoginResp) still in flight.
+    pub async fn close_gracefully(&self, linger: std::time::Duration) {
+        if let Transport::Tls { conn, .. } = self {
+            conn.borrow_mut().send_close_notify();
+            let _ = self.flush_tls().await;
+        }
+        crate::net::io::shutdown_write(self.tcp());
+        let drain = async {
+            let mut buf = vec![0u8; 16 * 1024];
+            loop {
+                match nio::try_recv(self.tcp(), &mut buf) {
+                    Ok(Some(0)) | Err(_) => return,
+                    Ok(Some(_)) => {}
+                    Ok(None) => {
+                        if self.tcp().readable(false).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+        };
+        let _ = monoio::time::timeout(linger, drain).await;
+    }
+
+    fn tls_state(&self) -> (bool, bool) {
+        match self {
+            Transport::Tls { conn, .. } => {
+                let c = conn.borrow();
+                (c.is_handshaking(), c.wants_write())
+            }
+            Transport::Plain { .. } => (false, false),
+        }
+    }
+
+    /// Read plaintext into `buf`; `Ok(0)` = end of stream.
+    pub async fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Transport::Plain { tcp, prefix, .. } => {
+                {
+                    let mut p = prefix.borrow_mut();
+                    if !p.is_empty() {
+                        let n = p.len().min(buf.len());
+                        buf[..n].copy_from_slice(&p[..n]);
+                        p.drain(..n);
+                        return Ok(n);
+                    }
+                }
+                loop {
+                    if let Some(n) = nio::try_recv(tcp, buf)? {
+                        return Ok(n);
+                    }
+                    tcp.readable(false).await?;
+                }
+            }
+            Transport::Tls { conn, .. } => {
+                let mut eof = false;
+                loop {
+                    match conn.borrow_mut().reader().read(buf) {
+                        Ok(n) => return Ok(n),
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock && eof => return Ok(0),
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                        // TCP EOF without close_notify: Go often does this; treat as EOF.
+                        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(0),
+                        Err(e) => return Err(e),
+                    }
+                    eof = !self.recv_tls().await?;
+                    if self.tls_state().1 {
+                        self.flush_tls().await?;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Give rustls more TLS bytes: first those left over from an earlier socket read, else
+    /// one new socket read. Returns `false` at TCP EOF.
+    async fn recv_tls(&self) -> io::Result<bool> {
+        let Transport::Tls { tcp, rbuf, .. } = self else {
+            return Ok(false);
+        };
+        loop {
+            let got = {
+                let mut b = rbuf.borrow_mut();
+                if !b.is_empty() {
+                    self.feed_tls(&mut b)?;
+                    return Ok(true);
+                }
+                b.resize(TLS_READ_CHUNK_BYTES, 0);
+                let r = nio::try_recv(tcp, &mut b);
+                let n = match r {
+                    Ok(Some(n)) => n,
+                    Ok(None) => 0,
+                    Err(e) => {
+                        b.clear();
+                        return Err(e);
+                    }
+                };
+                b.truncate(n);
+                match r {
+                    Ok(Some(0)) => {
+                        self.feed_tls(&mut b)?; // empty = EOF for rustls
+                        Some(false)
+                    }
+                    Ok(Some(_)) => {
+                        self.feed_tls(&mut b)?;
+                        Some(true)
+                    }
+                    _ => None,
+                }
+            };
+            match got {
+                Some(open) => return Ok(open),
+                None => tcp.readable(false).await?,
+            }
+        }
+    }
+
+    /// Hand raw TLS bytes from `pending` to rustls (empty = TCP EOF) and process them. Stops
+    /// as soon as decrypted plaintext is waiting: rustls refuses more input while its
+    /// plaintext buffer is over its limit, so the rest stays in `pending` for later.
+    fn feed_tls(&self, pending: &mut Vec<u8>) -> io::Result<()> {
+        let Transport::Tls { conn, .. } = self else {
+            return Ok(());
+        };
+        let mut c = conn.borrow_mut();
+        let eof = pending.is_empty();
+        let mut data: &[u8] = pending;
+        loop {
+            let n = c.read_tls(&mut data)?;
+            let st = c
+                .process_new_packets()
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+            if eof || data.is_empty() || n == 0 || st.plaintext_bytes_to_read() > 0 {
+                break;
+            }
+        }
+        let used = pending.len() - data.len();
+        pending.drain(..used);
+        Ok(())
+    }
+
+    /// Write TLS records rustls has queued.
+    async fn flush_tls(&self) -> io::Result<()> {
+        let Transport::Tls {
+            tcp, conn, lock, ..
+        } = self
+        else {
+            return Ok(());
+        };
+        let _g = lock.lock().await;
+        loop {
+            let mut out = Vec::new();
+            conn.borrow_mut().write_tls(&mut out)?;
+            if out.is_empty() {
+                return Ok(());
+            }
+            nio::write_all(tcp, &out).await?;
+        }
+    }
+
+    /// Write all of `data` as plaintext (encrypting under TLS).
+    pub async fn write_all(&self, mut data: &[u8]) -> io::Result<()> {
+        match self {
+            Transport::Plain { tcp, lock, .. } => {
+                let _g = lock.lock().await;
+                nio::write_all(tcp, data).await
+            }
+            Transport::Tls {
+                tcp, conn, lock, ..
+            } => {
+                let _g = lock.lock().await;
+                while !data.is_empty() {
+                    let mut out = Vec::with_capacity(data.len().min(1 << 20) + 1024);
+                    {
+                        let mut c = conn.borrow_mut();
+                        let n = c.writer().write(data)?;
+                        data = &data[n..];
+                        while c.wants_write() {
+                            c.write_tls(&mut out)?;
+                        }
+                    }
+                    nio::write_all(tcp, &out).await?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Async mutual exclusion for one task-local writer at a time.
+#[derive(Default)]
+pub struct WriteLock {
+    held: Cell<bool>,
+    waiters: RefCell<Vec<Waker>>,
+}
+
+pub struct WriteGuard<'a>(&'a WriteLock);
+
+impl WriteLock {
+    pub async fn lock(&self) -> WriteGuard<'_> {
+        poll_fn(|cx| {
+            if !self.held.get() {
+                self.held.set(true);
+                return Poll::Ready(WriteGuard(self));
+            }
+            let mut w = self.waiters.borrow_mut();
+            if !w.iter().any(|x| x.will_wake(cx.waker())) {
+                w.push(cx.waker().clone());
+            }
+            Poll::Pending
+        })
+        .await
+    }
+}
+
+impl Drop for WriteGuard<'_> {
+    fn drop(&mut self) {
+        self.0.held.set(false);
+        let list = std::mem::take(&mut *self.0.waiters.borrow_mut());
+        for w in list {
+            w.wake();
+        }
+    }
+}

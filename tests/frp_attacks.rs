@@ -1,0 +1,283 @@
+//! Hostile and byte-level clients against Lyre's FRP server over raw TCP (sozu style): each
+//! attack must end only its own connection, after which a real frpc still works.
+
+mod frp_harness;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use frp_harness::*;
+use lyre::frp::crypto::{derive_key, privilege_key, CfbReader, CfbWriter};
+use lyre::frp::msg::{self, Login, LoginResp, MsgType};
+
+fn raw(server: &Server) -> TcpStream {
+    let s = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    s
+}
+
+/// Everything the server sends until it closes the connection.
+fn read_to_close(s: &mut TcpStream) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return out,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return out,
+            Err(e) => panic!("server did not close the connection: {e}"),
+        }
+    }
+}
+
+fn assert_server_healthy(server: &Server) {
+    let port = pick_remote_port();
+    let frpc = Frpc::start(&FrpcOpts::new(
+        server,
+        vec![ProxyOpts::tcp("healthy", port, tcp_echo())],
+    ));
+    wait_tunnel_echo(&frpc, port);
+}
+
+fn yamux(ty: u8, flags: u16, id: u32, len: u32) -> Vec<u8> {
+    let mut h = vec![0, ty];
+    h.extend_from_slice(&flags.to_be_bytes());
+    h.extend_from_slice(&id.to_be_bytes());
+    h.extend_from_slice(&len.to_be_bytes());
+    h
+}
+
+fn good_login() -> Vec<u8> {
+    let mut login = Login {
+        version: "0.65.0".into(),
+        timestamp: 1795683251,
+        pool_count: 1,
+        ..Default::default()
+    };
+    login.privilege_key = privilege_key(b"", login.timestamp);
+    login.metas.insert("token".into(), SHARED_KEY.into());
+    let mut out = Vec::new();
+    msg::write_msg(&mut out, MsgType::Login, &login);
+    out
+}
+
+#[test]
+fn malformed_frames_close_only_their_connection() {
+    let server = start_server(false);
+    let mut cases: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "yamux bad version after SYN",
+            [yamux(1, 1, 1, 0), vec![7; 12]].concat(),
+        ),
+        ("yamux bad frame type", yamux(9, 0, 0, 0)),
+        ("non-mux unknown message type", b"zzzzzzzzzzzz".to_vec()),
+        (
+            "non-mux oversized Login",
+            [vec![b'o'], 10241i64.to_be_bytes().to_vec()].concat(),
+        ),
+        (
+            "non-mux negative length",
+            [vec![b'o'], (-5i64).to_be_bytes().to_vec()].concat(),
+        ),
+        (
+            "non-mux Login with JSON garbage",
+            [vec![b'o'], 3i64.to_be_bytes().to_vec(), b"{{{".to_vec()].concat(),
+        ),
+    ];
+    // A DATA frame bigger than any window we ever grant.
+    cases.push((
+        "yamux window violation",
+        [yamux(1, 1, 1, 0), yamux(0, 0, 1, 8 << 20)].concat(),
+    ));
+    for (name, bytes) in cases {
+        let mut s = raw(&server);
+        s.write_all(&bytes).unwrap();
+        let _ = read_to_close(&mut s);
+        eprintln!("closed as expected: {name}");
+    }
+    assert_server_healthy(&server);
+}
+
+#[test]
+fn window_violation_gets_go_away_protocol_error() {
+    let server = start_server(false);
+    let mut s = raw(&server);
+    s.write_all(&[yamux(1, 1, 1, 0), yamux(0, 0, 1, 8 << 20)].concat())
+        .unwrap();
+    let got = read_to_close(&mut s);
+    // First the immediate ACK of stream 1, then GO_AWAY(1).
+    assert!(
+        got.starts_with(&yamux(1, 2, 1, 1024 * 1024 - 256 * 1024)),
+        "got {got:02x?}"
+    );
+    assert!(got.ends_with(&yamux(3, 0, 0, 1)), "got {got:02x?}");
+}
+
+#[test]
+fn yamux_syn_is_acked_at_once_and_pings_are_echoed() {
+    let server = start_server(false);
+    let mut s = raw(&server);
+    // frpc's exact opening frame (§11.1), then a ping with value 7.
+    s.write_all(&yamux(1, 1, 1, 6029312)).unwrap();
+    s.write_all(&yamux(2, 1, 0, 7)).unwrap();
+    let mut got = [0u8; 24];
+    s.read_exact(&mut got).unwrap();
+    assert_eq!(&got[..12], &yamux(1, 2, 1, 1024 * 1024 - 256 * 1024)[..]);
+    assert_eq!(&got[12..], &yamux(2, 2, 0, 7)[..]);
+}
+
+#[test]
+fn non_mux_login_gets_plaintext_resp_then_encrypted_req_work_conn() {
+    let server = start_server(false);
+    let mut s = raw(&server);
+    s.write_all(&good_login()).unwrap();
+    let mut head = [0u8; 9];
+    s.read_exact(&mut head).unwrap();
+    assert_eq!(head[0], b'1');
+    let len = i64::from_be_bytes(head[1..9].try_into().unwrap()) as usize;
+    let mut body = vec![0u8; len];
+    s.read_exact(&mut body).unwrap();
+    let resp: LoginResp = msg::parse_body(MsgType::LoginResp, &body).unwrap();
+    assert!(resp.error.is_empty(), "{resp:?}");
+    assert_eq!(resp.run_id.len(), 16);
+    // IV (16) + encrypted ReqWorkConn (11), key of the empty auth.token (§5.3).
+    let mut wire = [0u8; 27];
+    s.read_exact(&mut wire).unwrap();
+    let key = derive_key(b"");
+    let mut r = CfbReader::new(&key);
+    assert_eq!(r.open(&mut wire), b"r\0\0\0\0\0\0\0\x02{}");
+    // Ping -> Pong over the encrypted stream.
+    let mut w = CfbWriter::new(&key);
+    let mut ping = Vec::new();
+    msg::write_msg(&mut ping, MsgType::Ping, &msg::Empty {});
+    let mut out = Vec::new();
+    w.seal(&ping, &mut out);
+    s.write_all(&out).unwrap();
+    let mut pong = [0u8; 11];
+    s.read_exact(&mut pong).unwrap();
+    assert_eq!(r.open(&mut pong), b"4\0\0\0\0\0\0\0\x02{}");
+}
+
+#[test]
+fn wrong_privilege_key_is_refused_with_frps_words() {
+    let server = start_server(false);
+    let mut login = Login {
+        version: "0.65.0".into(),
+        timestamp: 1795683251,
+        ..Default::default()
+    };
+    login.privilege_key = privilege_key(b"some auth.token", login.timestamp);
+    login.metas.insert("token".into(), SHARED_KEY.into());
+    let mut out = Vec::new();
+    msg::write_msg(&mut out, MsgType::Login, &login);
+    let mut s = raw(&server);
+    s.write_all(&out).unwrap();
+    let got = read_to_close(&mut s);
+    let f = msg::parse_frame(&got).unwrap().unwrap();
+    assert_eq!(f.ty, MsgType::LoginResp);
+    let resp: LoginResp = msg::parse_body(f.ty, f.body).unwrap();
+    assert_eq!(
+        resp.error,
+        "token in login doesn't match token from configuration"
+    );
+    assert_eq!(server.failures.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
+
+/// Read one plaintext LoginResp from a raw non-mux control connection.
+fn read_login_resp(s: &mut TcpStream) -> LoginResp {
+    let mut head = [0u8; 9];
+    s.read_exact(&mut head).unwrap();
+    let len = i64::from_be_bytes(head[1..9].try_into().unwrap()) as usize;
+    let mut body = vec![0u8; len];
+    s.read_exact(&mut body).unwrap();
+    msg::parse_body(MsgType::LoginResp, &body).unwrap()
+}
+
+/// Log in (non-mux) with `run_id`, register a tcp proxy on `port`, return the connection.
+fn login_with_proxy(server: &Server, run_id: &str, port: u16) -> (TcpStream, CfbReader) {
+    let mut login = Login {
+        version: "0.65.0".into(),
+        timestamp: 7,
+        run_id: run_id.into(),
+        ..Default::default()
+    };
+    login.privilege_key = privilege_key(b"", 7);
+    login.metas.insert("token".into(), SHARED_KEY.into());
+    let mut out = Vec::new();
+    msg::write_msg(&mut out, MsgType::Login, &login);
+    let mut s = raw(server);
+    s.write_all(&out).unwrap();
+    let resp = read_login_resp(&mut s);
+    assert_eq!((resp.run_id.as_str(), resp.error.as_str()), (run_id, ""));
+    let key = derive_key(b"");
+    let mut w = CfbWriter::new(&key);
+    let np = msg::NewProxy {
+        proxy_name: format!("p-{run_id}"),
+        proxy_type: "tcp".into(),
+        remote_port: port.into(),
+        ..Default::default()
+    };
+    let mut plain = Vec::new();
+    msg::write_msg(&mut plain, MsgType::NewProxy, &np);
+    let mut wire = Vec::new();
+    w.seal(&plain, &mut wire);
+    s.write_all(&wire).unwrap();
+    // IV + ReqWorkConn (11) + NewProxyResp.
+    let mut r = CfbReader::new(&key);
+    let mut plain_in = Vec::new();
+    let mut buf = [0u8; 1024];
+    let resp = loop {
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "server closed during NewProxy");
+        plain_in.extend_from_slice(r.open(&mut buf[..n]));
+        let mut at = 0;
+        let mut found = None;
+        while let Some(f) = msg::parse_frame(&plain_in[at..]).unwrap() {
+            if f.ty == MsgType::NewProxyResp {
+                found = Some(msg::parse_body::<msg::NewProxyResp>(f.ty, f.body).unwrap());
+            }
+            at += f.len;
+        }
+        plain_in.drain(..at);
+        if let Some(x) = found {
+            break x;
+        }
+    };
+    assert_eq!(resp.error, "", "{resp:?}");
+    assert_eq!(resp.remote_addr, format!(":{port}"));
+    (s, r)
+}
+
+#[test]
+fn relogin_with_same_run_id_replaces_the_old_control_and_frees_its_port() {
+    let server = start_server(false);
+    let port = pick_remote_port();
+    let (mut old, _) = login_with_proxy(&server, "0123456789abcdef", port);
+    assert!(
+        TcpStream::connect(("127.0.0.1", port)).is_ok(),
+        "proxy port listening"
+    );
+    // Same run_id again (frpc after a reconnect): the old control is closed and the new
+    // one registers the same port at once.
+    let (_new, _) = login_with_proxy(&server, "0123456789abcdef", port);
+    let _ = read_to_close(&mut old);
+}
+
+#[test]
+fn unauthenticated_session_cannot_open_many_streams() {
+    let server = start_server(false);
+    let mut s = raw(&server);
+    let mut out = Vec::new();
+    for id in [1u32, 3, 5, 7] {
+        out.extend(yamux(1, 1, id, 0));
+    }
+    s.write_all(&out).unwrap();
+    let mut got = [0u8; 48];
+    s.read_exact(&mut got).unwrap();
+    // Two streams ACKed, the rest refused with RST until a Login succeeds.
+    assert_eq!(&got[..12], &yamux(1, 2, 1, 1024 * 1024 - 256 * 1024)[..]);
+    assert_eq!(&got[12..24], &yamux(1, 2, 3, 1024 * 1024 - 256 * 1024)[..]);
+    assert_eq!(&got[24..36], &yamux(1, 8, 5, 0)[..]);
+    assert_eq!(&got[36..], &yamux(1, 8, 7, 0)[..]);
+}
