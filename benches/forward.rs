@@ -75,7 +75,16 @@ fn main() {
         ));
     }
     rows.extend(stage2::rows());
+    // LYRE_BENCH_ONLY=<substring>: run only the matching rows (and skip the tunnel parts
+    // unless "tunnel" matches), for quick profiling.
+    let only = std::env::var("LYRE_BENCH_ONLY").ok();
+    if let Some(only) = &only {
+        rows.retain(|(label, _)| label.contains(only.as_str()));
+    }
     paired_table(source, rows);
+    if only.as_deref().is_some_and(|o| !"idle tunnels".contains(o)) {
+        return;
+    }
     for driver in [Driver::Uring, Driver::Epoll] {
         match idle_tunnels_in_process(driver) {
             Ok(kib) => println!(

@@ -35,8 +35,10 @@
 //! io_uring, the epoll state plus a zero-timeout poll on the legacy driver. After our own
 //! syscall returned EAGAIN, the wait does not return until the socket is really ready (the
 //! legacy driver's poll(0) clears stale readiness), so nothing spins; see the
-//! `readiness_wait_does_not_spin` tests. Both sockets must be O_NONBLOCK
-//! ([`super::io::set_nonblocking`]): `splice` honours only the file flag on the socket side.
+//! `readiness_wait_does_not_spin` tests. Both sockets must be O_NONBLOCK: `splice` honours
+//! only the file flag on the socket side (a blocking socket would put the worker thread to
+//! sleep inside the kernel), so the splice paths enforce it with
+//! [`super::io::set_nonblocking`] (one F_GETFL per socket per call when already set).
 
 mod lease;
 mod pipe;
@@ -136,6 +138,10 @@ impl Pump {
     ) -> io::Result<u64> {
         match self.choice {
             PumpChoice::Splice => {
+                // A blocking socket would make splice(2) sleep in the kernel and stall the
+                // whole worker: enforce O_NONBLOCK (one F_GETFL each when already set).
+                super::io::set_nonblocking(from)?;
+                super::io::set_nonblocking(to)?;
                 let mut lease = PipeLease::take(self.bytes)?;
                 splice_forward(lease.pipe(), from, to, limit, idle).await
             }
