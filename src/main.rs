@@ -1,8 +1,111 @@
+//! The `lyre` binary: parses the command line and environment, then hands over to the
+//! runtime. The only place that formats a fatal error for the operator and picks an exit code.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
 use mimalloc::MiMalloc;
+
+use lyre::config::Config;
 
 #[global_allocator]
 static GLOBAL: MiMalloc = MiMalloc;
 
-fn main() {
-    let _ = lyre::config::Config::from_env(std::env::vars());
+#[derive(Parser)]
+#[command(
+    name = "lyre",
+    version,
+    about = "Nextcloud ExApp proxy appliance (HaRP drop-in)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the appliance (the default), configured by HP_* / LYRE_* variables.
+    Serve(ServeArgs),
+    /// Run Lyre with an embedded demo upstream on 127.0.0.1:8780; nothing else needed.
+    Demo(DemoArgs),
+    /// Built-in HTTP/1.1 load generator.
+    Bench(lyre::bench::BenchArgs),
+}
+
+#[derive(clap::Args, Default)]
+struct ServeArgs {
+    /// Static route PREFIX=HOST:PORT (repeatable; added to LYRE_ROUTES).
+    #[arg(long = "route", value_name = "PREFIX=HOST:PORT")]
+    routes: Vec<String>,
+    /// Listen address (overrides HP_EXAPPS_ADDRESS).
+    #[arg(long)]
+    listen: Option<String>,
+    /// Worker threads (overrides LYRE_WORKERS).
+    #[arg(long)]
+    workers: Option<usize>,
+}
+
+#[derive(clap::Args)]
+struct DemoArgs {
+    /// Where the demo listens.
+    #[arg(long, default_value = "127.0.0.1:8780")]
+    listen: String,
+    /// Worker threads (default: number of CPUs).
+    #[arg(long)]
+    workers: Option<usize>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command.unwrap_or(Command::Serve(ServeArgs::default())) {
+        Command::Serve(args) => serve(args),
+        Command::Demo(args) => demo(args),
+        Command::Bench(args) => lyre::bench::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(msg) => {
+            eprintln!("lyre: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(args: ServeArgs) -> Result<(), String> {
+    let mut env: Vec<(String, String)> = std::env::vars().collect();
+    apply_overrides(&mut env, &args);
+    let (cfg, warnings) = Config::from_env(env).map_err(|e| e.to_string())?;
+    lyre::runtime::run(cfg, warnings)
+}
+
+/// CLI flags win over the environment: they are applied as if the variable were set.
+fn apply_overrides(env: &mut Vec<(String, String)>, args: &ServeArgs) {
+    let mut set = |k: &str, v: String| {
+        env.retain(|(name, _)| name != k);
+        env.push((k.to_string(), v));
+    };
+    if let Some(l) = &args.listen {
+        set("HP_EXAPPS_ADDRESS", l.clone());
+    }
+    if let Some(n) = args.workers {
+        set("LYRE_WORKERS", n.to_string());
+    }
+    if !args.routes.is_empty() {
+        let existing = std::env::var("LYRE_ROUTES").unwrap_or_default();
+        let mut all: Vec<String> = existing
+            .split(',')
+            .filter(|s| !s.trim().is_empty())
+            .map(str::to_string)
+            .collect();
+        all.extend(args.routes.iter().cloned());
+        set("LYRE_ROUTES", all.join(","));
+    }
+}
+
+fn demo(args: DemoArgs) -> Result<(), String> {
+    let upstream = lyre::demo::start_upstream().map_err(|e| format!("demo upstream: {e}"))?;
+    let env = lyre::demo::demo_env(&args.listen, upstream, args.workers);
+    let (cfg, warnings) = Config::from_env(env).map_err(|e| e.to_string())?;
+    lyre::demo::print_banner(&args.listen);
+    lyre::runtime::run(cfg, warnings)
 }

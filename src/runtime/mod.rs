@@ -1,1 +1,269 @@
-//! Thread per core. Owned by the lead; see docs/ARCHITECTURE.md.
+//! Thread per core: one monoio runtime per worker thread, each with its own SO_REUSEPORT
+//! listeners and its own state (upstream pool, pumps). Nothing on the request path is shared
+//! across workers.
+//!
+//! The driver is picked once at start (`LYRE_DRIVER`): io_uring when the kernel allows it
+//! (Docker's default seccomp profile blocks it), else epoll; the choice is logged.
+
+use std::future::Future;
+use std::io;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use monoio::{IoUringDriver, LegacyDriver, RuntimeBuilder};
+use tracing::{error, info};
+
+use crate::config::{Config, DriverChoice};
+
+/// io_uring submission queue size per worker.
+pub const DEFAULT_URING_ENTRIES: u32 = 4096;
+
+/// The driver a worker actually runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Driver {
+    IoUring,
+    Epoll,
+}
+
+impl Driver {
+    pub fn name(self) -> &'static str {
+        match self {
+            Driver::IoUring => "io_uring",
+            Driver::Epoll => "epoll",
+        }
+    }
+}
+
+/// Resolve `LYRE_DRIVER` against what the kernel allows.
+pub fn pick_driver(choice: DriverChoice) -> Result<Driver, String> {
+    let uring_ok = monoio::utils::detect_uring();
+    match choice {
+        DriverChoice::Auto if uring_ok => Ok(Driver::IoUring),
+        DriverChoice::Auto | DriverChoice::Epoll => Ok(Driver::Epoll),
+        DriverChoice::IoUring if uring_ok => Ok(Driver::IoUring),
+        DriverChoice::IoUring => Err(
+            "LYRE_DRIVER: io_uring is not available here (kernel or seccomp forbids it); \
+             use LYRE_DRIVER=auto or epoll"
+                .into(),
+        ),
+    }
+}
+
+/// Run `fut` to completion on a fresh runtime of the given driver, on this thread.
+pub fn block_on<F: Future>(driver: Driver, fut: F) -> io::Result<F::Output> {
+    match driver {
+        Driver::IoUring => {
+            let mut rt = RuntimeBuilder::<IoUringDriver>::new()
+                .with_entries(DEFAULT_URING_ENTRIES)
+                .attach_thread_pool(Box::new(blocking_pool()))
+                .enable_timer()
+                .build()?;
+            Ok(rt.block_on(fut))
+        }
+        Driver::Epoll => {
+            let mut rt = RuntimeBuilder::<LegacyDriver>::new()
+                .with_entries(DEFAULT_URING_ENTRIES)
+                .attach_thread_pool(Box::new(blocking_pool()))
+                .enable_timer()
+                .build()?;
+            Ok(rt.block_on(fut))
+        }
+    }
+}
+
+/// Threads for blocking work (DNS lookups of ExApp hosts), shared by all workers.
+pub const DEFAULT_BLOCKING_THREADS: usize = 2;
+
+fn blocking_pool() -> monoio::blocking::DefaultThreadPool {
+    static POOL: std::sync::OnceLock<monoio::blocking::DefaultThreadPool> =
+        std::sync::OnceLock::new();
+    POOL.get_or_init(|| monoio::blocking::DefaultThreadPool::new(DEFAULT_BLOCKING_THREADS))
+        .clone()
+}
+
+/// Start `cfg.workers` threads named `lyre-worker-N`, each running `worker(id)` on its own
+/// runtime. Pins worker N to CPU N when `LYRE_PIN_CPUS` is set.
+pub fn spawn_workers<F, Fut>(cfg: &Arc<Config>, driver: Driver, worker: F) -> Vec<JoinHandle<()>>
+where
+    F: Fn(usize) -> Fut + Send + Sync + Clone + 'static,
+    Fut: Future<Output = ()> + 'static,
+{
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    (0..cfg.workers)
+        .map(|id| {
+            let worker = worker.clone();
+            let pin = cfg.pin_cpus;
+            std::thread::Builder::new()
+                .name(format!("lyre-worker-{id}"))
+                .spawn(move || {
+                    if pin {
+                        if let Err(e) = monoio::utils::bind_to_cpu_set([id % cpus]) {
+                            error!(
+                                worker = id,
+                                "LYRE_PIN_CPUS: cannot pin to CPU {}: {e}",
+                                id % cpus
+                            );
+                        }
+                    }
+                    if let Err(e) = block_on(driver, worker(id)) {
+                        error!(
+                            worker = id,
+                            "cannot build the {} runtime: {e}",
+                            driver.name()
+                        );
+                        std::process::exit(1);
+                    }
+                })
+                // invariant: spawning a thread fails only on resource exhaustion at start.
+                .expect("spawn worker thread")
+        })
+        .collect()
+}
+
+/// Block SIGTERM/SIGINT/SIGUSR1/SIGHUP in this thread (call before spawning workers so they
+/// inherit the mask), then wait for one of them. SIGHUP is logged and ignored for now.
+pub fn wait_for_stop_signal() -> i32 {
+    // SAFETY: plain libc signal-set manipulation on a stack-allocated sigset_t.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for s in [libc::SIGTERM, libc::SIGINT, libc::SIGUSR1, libc::SIGHUP] {
+            libc::sigaddset(&mut set, s);
+        }
+        loop {
+            let mut sig: libc::c_int = 0;
+            if libc::sigwait(&set, &mut sig) != 0 {
+                continue;
+            }
+            if sig == libc::SIGHUP {
+                info!("SIGHUP received: nothing to reload yet");
+                continue;
+            }
+            return sig;
+        }
+    }
+}
+
+/// Block the stop signals for the calling thread and every thread spawned after.
+pub fn block_stop_signals() {
+    // SAFETY: as above.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for s in [libc::SIGTERM, libc::SIGINT, libc::SIGUSR1, libc::SIGHUP] {
+            libc::sigaddset(&mut set, s);
+        }
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    }
+}
+
+/// Start the appliance and block until a stop signal: logging, driver choice, one worker per
+/// core with its own listeners. Returns an operator-facing error if a listener cannot bind.
+pub fn run(cfg: crate::config::Config, warnings: Vec<String>) -> Result<(), String> {
+    init_logging(cfg.log_level);
+    for w in &warnings {
+        tracing::warn!("{w}");
+    }
+    let driver = pick_driver(cfg.driver)?;
+    let cfg = Arc::new(cfg);
+    block_stop_signals();
+    let (bus, receivers) = crate::proxy::bus::Bus::new(cfg.workers)
+        .map_err(|e| format!("cannot create the worker bus: {e}"))?;
+    let receivers: Arc<std::sync::Mutex<Vec<Option<crate::proxy::bus::BusReceiver>>>> = Arc::new(
+        std::sync::Mutex::new(receivers.into_iter().map(Some).collect()),
+    );
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
+    let worker_cfg = cfg.clone();
+    let _workers = spawn_workers(&cfg, driver, move |id| {
+        let cfg = worker_cfg.clone();
+        let ready = ready_tx.clone();
+        let bus = bus.clone();
+        // invariant: each worker id takes its own receiver exactly once.
+        let rx = receivers.lock().map(|mut v| v[id].take()).ok().flatten();
+        async move { worker_main(id, cfg, bus, rx, ready).await }
+    });
+    for _ in 0..cfg.workers {
+        match ready_rx.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(msg)) => return Err(msg),
+            Err(_) => return Err("a worker thread died during start".into()),
+        }
+    }
+    info!(
+        driver = driver.name(),
+        workers = cfg.workers,
+        pump = ?cfg.pump,
+        address = %cfg.exapps_address,
+        "lyre ready"
+    );
+    let sig = wait_for_stop_signal();
+    info!(signal = sig, "stopping");
+    Ok(())
+}
+
+/// One worker: bind its listeners, report readiness, serve until the process exits.
+async fn worker_main(
+    id: usize,
+    cfg: Arc<crate::config::Config>,
+    bus: Arc<crate::proxy::bus::Bus>,
+    rx: Option<crate::proxy::bus::BusReceiver>,
+    ready: std::sync::mpsc::Sender<Result<(), String>>,
+) {
+    let nc = match crate::nextcloud::NcClient::new(&cfg) {
+        Ok(nc) => nc,
+        Err(e) => {
+            let _ = ready.send(Err(e.to_string()));
+            return;
+        }
+    };
+    let listener = match crate::net::listener::bind_reuseport(cfg.exapps_address) {
+        Ok(l) => l,
+        Err(e) => {
+            let _ = ready.send(Err(format!(
+                "HP_EXAPPS_ADDRESS: cannot listen on {}: {e} (is another process using it? \
+                 set HP_EXAPPS_ADDRESS to a free host:port)",
+                cfg.exapps_address
+            )));
+            return;
+        }
+    };
+    if id == 0 {
+        match monoio::net::TcpListener::bind(cfg.control_address) {
+            Ok(l) => drop(monoio::spawn(crate::control::serve_admin(l))),
+            Err(e) => {
+                let _ = ready.send(Err(format!(
+                    "LYRE_CONTROL_ADDRESS: cannot listen on {}: {e} (set LYRE_CONTROL_ADDRESS \
+                     to a free loopback host:port)",
+                    cfg.control_address
+                )));
+                return;
+            }
+        }
+    }
+    let _ = ready.send(Ok(()));
+    let worker = crate::proxy::Worker::new(id, cfg, bus, nc);
+    if let Some(rx) = rx {
+        monoio::spawn(crate::proxy::run_bus(worker.clone(), rx));
+    }
+    crate::proxy::accept_loop(worker, listener).await;
+}
+
+/// `HP_LOG_LEVEL` -> tracing filter. Logs go to stderr; the shared key is never logged.
+fn init_logging(level: crate::config::LogLevel) {
+    use crate::config::LogLevel;
+    let filter = match level {
+        LogLevel::Debug => "debug",
+        LogLevel::Info => "info",
+        LogLevel::Warning => "warn",
+        LogLevel::Error => "error",
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(format!(
+            "lyre={filter},{filter}"
+        )))
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .try_init();
+}

@@ -1,0 +1,344 @@
+//! The control API reached as `/exapps/app_api/<path>` with the shared key (harp-compat.md
+//! §4): health, info, the ExApp metadata cache and the FRP login plugin. Pure: it returns
+//! the reply and the state updates to publish; the proxy owns the sockets.
+
+use serde_json::Value;
+
+use crate::config::Secret;
+use crate::exapps::{parse_push, Lookup, State, StateUpdate};
+
+/// The HaRP version Lyre reports on `/info`: AppAPI requires a full `x.y.z` >= 0.3.0 and
+/// enables features by it, so Lyre reports the HaRP release whose behaviour it implements.
+pub const HARP_COMPAT_VERSION: &str = "0.4.4";
+/// aiohttp's default request body limit, kept by HaRP (H-103).
+pub const MAX_CONTROL_BODY_BYTES: u64 = 1024 * 1024;
+
+pub const JSON: &str = "application/json; charset=utf-8";
+pub const TEXT: &str = "text/plain; charset=utf-8";
+
+/// A control answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ControlReply {
+    pub status: u16,
+    pub content_type: &'static str,
+    pub body: Vec<u8>,
+    /// `Allow` header for 405 answers.
+    pub allow: Option<&'static str>,
+}
+
+impl ControlReply {
+    pub fn json(status: u16, body: &str) -> Self {
+        ControlReply {
+            status,
+            content_type: JSON,
+            body: body.as_bytes().to_vec(),
+            allow: None,
+        }
+    }
+    pub fn text(status: u16, body: &str) -> Self {
+        ControlReply {
+            status,
+            content_type: TEXT,
+            body: body.as_bytes().to_vec(),
+            allow: None,
+        }
+    }
+    pub fn no_content() -> Self {
+        ControlReply {
+            status: 204,
+            content_type: TEXT,
+            body: Vec::new(),
+            allow: None,
+        }
+    }
+    pub fn not_found() -> Self {
+        Self::text(404, "404: Not Found")
+    }
+    pub fn method_not_allowed(allow: &'static str) -> Self {
+        ControlReply {
+            allow: Some(allow),
+            ..Self::text(405, "405: Method Not Allowed")
+        }
+    }
+
+    /// The full HTTP/1.1 response.
+    pub fn render(&self, keep_alive: bool, head_only: bool) -> Vec<u8> {
+        let mut out = Vec::with_capacity(160 + self.body.len());
+        out.extend_from_slice(
+            format!("HTTP/1.1 {} {}\r\n", self.status, reason(self.status)).as_bytes(),
+        );
+        if self.status != 204 {
+            out.extend_from_slice(format!("content-type: {}\r\n", self.content_type).as_bytes());
+            out.extend_from_slice(format!("content-length: {}\r\n", self.body.len()).as_bytes());
+        }
+        if let Some(allow) = self.allow {
+            out.extend_from_slice(format!("allow: {allow}\r\n").as_bytes());
+        }
+        if !keep_alive {
+            out.extend_from_slice(b"connection: close\r\n");
+        }
+        out.extend_from_slice(b"\r\n");
+        if !head_only {
+            out.extend_from_slice(&self.body);
+        }
+        out
+    }
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        201 => "Created",
+        204 => "No Content",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        409 => "Conflict",
+        411 => "Length Required",
+        413 => "Request Entity Too Large",
+        500 => "Internal Server Error",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        _ => "Unknown",
+    }
+}
+
+/// A control request, already authenticated by the decision (shared key checked).
+pub struct ControlRequest<'a> {
+    pub method: &'a [u8],
+    /// Path after `/exapps/app_api`, without the query.
+    pub path: &'a [u8],
+    pub body: &'a [u8],
+}
+
+/// What the endpoints may read.
+pub struct ControlCtx<'a> {
+    pub state: &'a State,
+    pub shared_key: &'a Secret,
+    pub now_ms: u64,
+}
+
+/// Serve one of the in-process endpoints; `None` = not one of them (the caller tries the
+/// Docker wrappers, then answers 404).
+pub fn handle(
+    req: &ControlRequest<'_>,
+    ctx: &ControlCtx<'_>,
+) -> Option<(ControlReply, Vec<StateUpdate>)> {
+    let get = matches!(req.method, b"GET" | b"HEAD");
+    let none = Vec::new();
+    let reply = match req.path {
+        b"/heartbeat" if get => ControlReply::json(200, r#"{"status":"ok"}"#),
+        b"/heartbeat" => ControlReply::method_not_allowed("GET, HEAD"),
+        b"/info" if get => ControlReply::json(200, &info_body()),
+        b"/info" => ControlReply::method_not_allowed("GET, HEAD"),
+        b"/frp_handler" if req.method == b"POST" => return Some(frp_login(req.body, ctx)),
+        b"/frp_handler" => ControlReply::method_not_allowed("POST"),
+        p if p.starts_with(b"/exapp_storage/") => return Some(exapp_storage(req, ctx)),
+        _ => return None,
+    };
+    Some((reply, none))
+}
+
+fn info_body() -> String {
+    format!(
+        r#"{{"version":"{HARP_COMPAT_VERSION}","docker":true,"kubernetes":{{"enabled":false}}}}"#
+    )
+}
+
+/// §4.2: POST stores a record (204 / 400 schema / 500 not JSON), DELETE removes it (204/404).
+fn exapp_storage(
+    req: &ControlRequest<'_>,
+    ctx: &ControlCtx<'_>,
+) -> (ControlReply, Vec<StateUpdate>) {
+    let id = &req.path[b"/exapp_storage/".len()..];
+    let Ok(id) = std::str::from_utf8(id) else {
+        return (ControlReply::not_found(), Vec::new());
+    };
+    if id.is_empty() || id.contains('/') {
+        return (ControlReply::not_found(), Vec::new());
+    }
+    match req.method {
+        b"POST" => match parse_push(id, req.body) {
+            Ok(update) => (ControlReply::no_content(), vec![update]),
+            Err(rejected) if rejected.status() == 400 => {
+                (ControlReply::text(400, "400: Bad Request"), Vec::new())
+            }
+            Err(_) => (
+                ControlReply::text(500, "500 Internal Server Error"),
+                Vec::new(),
+            ),
+        },
+        b"DELETE" => {
+            let id_lc = id.to_lowercase();
+            match ctx.state.registry.lookup(&id_lc, ctx.now_ms) {
+                Lookup::Found(_) => (
+                    ControlReply::no_content(),
+                    vec![StateUpdate::Delete { app_id_lc: id_lc }],
+                ),
+                _ => (ControlReply::not_found(), Vec::new()),
+            }
+        }
+        _ => (ControlReply::method_not_allowed("DELETE, POST"), Vec::new()),
+    }
+}
+
+/// §4.3: frps's Login plugin call. Banned -> reject; right `metas.token` -> accept; wrong ->
+/// failure recorded for the client IP and 400.
+fn frp_login(body: &[u8], ctx: &ControlCtx<'_>) -> (ControlReply, Vec<StateUpdate>) {
+    let Ok(v) = serde_json::from_slice::<Value>(body) else {
+        return (ControlReply::text(400, "400: Bad Request"), Vec::new());
+    };
+    let content = &v["content"];
+    let Some(address) = content["client_address"].as_str() else {
+        return (ControlReply::text(400, "400: Bad Request"), Vec::new());
+    };
+    // HaRP cuts at the first ':' (IPv6 addresses break: quirk kept).
+    let ip = address.split(':').next().unwrap_or_default().to_string();
+    if ctx.state.bans.is_banned(&ip, ctx.now_ms) {
+        return (
+            ControlReply::json(200, r#"{"reject":true,"reject_reason":"banned"}"#),
+            Vec::new(),
+        );
+    }
+    let Some(metas) = content.get("metas").filter(|m| m.is_object()) else {
+        return (
+            ControlReply::text(500, "500 Internal Server Error"),
+            Vec::new(),
+        );
+    };
+    let token = metas["token"].as_str().unwrap_or_default();
+    if ctx.shared_key.matches(token.as_bytes()) {
+        return (
+            ControlReply::json(200, r#"{"reject":false,"unchange":true}"#),
+            Vec::new(),
+        );
+    }
+    let failure = StateUpdate::Failure {
+        ip,
+        at_ms: ctx.now_ms,
+    };
+    (ControlReply::text(400, "400: Bad Request"), vec![failure])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx_state() -> (State, Secret) {
+        (State::new(3000, 10, 300_000), Secret::new("k3y".into()))
+    }
+
+    fn call(
+        method: &[u8],
+        path: &[u8],
+        body: &[u8],
+        st: &State,
+        key: &Secret,
+    ) -> (ControlReply, Vec<StateUpdate>) {
+        let ctx = ControlCtx {
+            state: st,
+            shared_key: key,
+            now_ms: 1000,
+        };
+        handle(&ControlRequest { method, path, body }, &ctx).expect("known endpoint")
+    }
+
+    #[test]
+    fn h39_info_reports_version_string() {
+        let (st, key) = ctx_state();
+        let (r, _) = call(b"GET", b"/info", b"", &st, &key);
+        let v: Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(v["version"], "0.4.4");
+        assert_eq!(v["docker"], true);
+        assert_eq!(v["kubernetes"]["enabled"], false);
+        assert_eq!(r.content_type, JSON);
+    }
+
+    #[test]
+    fn h40_heartbeat_and_h104_wrong_method() {
+        let (st, key) = ctx_state();
+        assert_eq!(
+            call(b"GET", b"/heartbeat", b"", &st, &key).0.body,
+            br#"{"status":"ok"}"#
+        );
+        let (r, _) = call(b"POST", b"/heartbeat", b"", &st, &key);
+        assert_eq!((r.status, r.allow), (405, Some("GET, HEAD")));
+        let ctx = ControlCtx {
+            state: &st,
+            shared_key: &key,
+            now_ms: 0,
+        };
+        assert!(handle(
+            &ControlRequest {
+                method: b"GET",
+                path: b"/nope",
+                body: b""
+            },
+            &ctx
+        )
+        .is_none());
+    }
+
+    #[test]
+    fn h31_h32_h34_exapp_storage() {
+        let (mut st, key) = ctx_state();
+        let rec = br#"{"exapp_token":"s","exapp_version":"1.0","host":"127.0.0.1","port":23000,"routes":[]}"#;
+        let (r, ups) = call(b"POST", b"/exapp_storage/MyApp", rec, &st, &key);
+        assert_eq!(r.status, 204);
+        assert!(r
+            .render(true, false)
+            .starts_with(b"HTTP/1.1 204 No Content\r\n\r\n"));
+        for u in ups {
+            st.apply(u);
+        }
+        let bad = br#"{"exapp_token":"s","exapp_version":1,"host":"h","port":1}"#;
+        assert_eq!(
+            call(b"POST", b"/exapp_storage/x", bad, &st, &key).0.status,
+            400
+        );
+        assert_eq!(
+            call(b"POST", b"/exapp_storage/x", b"", &st, &key).0.status,
+            500
+        );
+        let (r, ups) = call(b"DELETE", b"/exapp_storage/myapp", b"", &st, &key);
+        assert_eq!((r.status, ups.len()), (204, 1));
+        for u in ups {
+            st.apply(u);
+        }
+        assert_eq!(
+            call(b"DELETE", b"/exapp_storage/myapp", b"", &st, &key)
+                .0
+                .body,
+            b"404: Not Found"
+        );
+    }
+
+    #[test]
+    fn h95_frp_login_plugin() {
+        let (mut st, key) = ctx_state();
+        let body = |t: &str| {
+            format!(
+                r#"{{"op":"Login","content":{{"metas":{{"token":"{t}"}},"client_address":"10.1.2.3:4000"}}}}"#
+            )
+        };
+        let (r, ups) = call(b"POST", b"/frp_handler", body("k3y").as_bytes(), &st, &key);
+        assert_eq!(
+            (r.status, r.body.as_slice(), ups.len()),
+            (200, &br#"{"reject":false,"unchange":true}"#[..], 0)
+        );
+        let (r, ups) = call(b"POST", b"/frp_handler", body("bad").as_bytes(), &st, &key);
+        assert_eq!((r.status, ups.len()), (400, 1));
+        for i in 0..10 {
+            st.bans.record("10.1.2.3", 900 + i);
+        }
+        let (r, _) = call(b"POST", b"/frp_handler", body("k3y").as_bytes(), &st, &key);
+        assert_eq!(r.body, br#"{"reject":true,"reject_reason":"banned"}"#);
+        assert_eq!(
+            call(b"POST", b"/frp_handler", b"nope", &st, &key).0.status,
+            400
+        );
+        assert_eq!(call(b"GET", b"/frp_handler", b"", &st, &key).0.status, 405);
+    }
+}

@@ -1,0 +1,146 @@
+//! Body forwarding, the same code for both directions: bytes already buffered behind a head
+//! are written first, then the rest moves through the worker's pump (splice on plain TCP).
+//! Chunked bodies are forwarded byte-for-byte; the scanner only finds where they end, and
+//! chunk payloads larger than [`SPLICE_PAYLOAD_MIN`] go through the pump unscanned.
+
+use std::io;
+use std::time::Duration;
+
+use monoio::net::TcpStream;
+
+use crate::http::{BodyFraming, ChunkedScanner, HeadError};
+use crate::net::io::{read_some, write_all};
+use crate::net::pump::Pump;
+
+/// Chunk payloads at least this large are handed to the pump; smaller ones are copied with
+/// the framing (one syscall pair either way, and the pump's setup would not pay off).
+pub const SPLICE_PAYLOAD_MIN: u64 = 16 * 1024;
+/// Read granularity for framing bytes (chunk-size lines, trailers, small payloads).
+pub const FRAMING_READ_BYTES: usize = 16 * 1024;
+
+/// Why a body could not be forwarded.
+#[derive(Debug)]
+pub enum BodyError {
+    /// The sender's framing is invalid (bad chunk size...): 400 if nothing was answered yet.
+    Framing(HeadError),
+    /// The sender went quiet longer than the idle limit.
+    Timeout,
+    /// The sender closed before the body ended.
+    Truncated,
+    /// Any other socket error (reset, receiver gone).
+    Io(io::Error),
+}
+
+impl std::fmt::Display for BodyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BodyError::Framing(e) => write!(f, "invalid body framing: {e:?}"),
+            BodyError::Timeout => f.write_str("sender idle past the timeout"),
+            BodyError::Truncated => f.write_str("sender closed before the body ended"),
+            BodyError::Io(e) => write!(f, "socket error: {e}"),
+        }
+    }
+}
+
+impl From<io::Error> for BodyError {
+    fn from(e: io::Error) -> Self {
+        match e.kind() {
+            io::ErrorKind::TimedOut => BodyError::Timeout,
+            io::ErrorKind::UnexpectedEof => BodyError::Truncated,
+            _ => BodyError::Io(e),
+        }
+    }
+}
+
+/// Forward one body from `from` to `to`. `buf` holds bytes already read from `from` after the
+/// head; on return it holds only bytes past the body's end (a pipelined next message).
+/// `UntilClose` forwards until `from` closes and returns the byte count.
+pub async fn forward_body(
+    pump: &mut Pump,
+    from: &TcpStream,
+    to: &TcpStream,
+    buf: &mut Vec<u8>,
+    framing: BodyFraming,
+    idle: Duration,
+) -> Result<(), BodyError> {
+    match framing {
+        BodyFraming::None => Ok(()),
+        BodyFraming::ContentLength(n) => forward_sized(pump, from, to, buf, n, idle).await,
+        BodyFraming::Chunked => forward_chunked(pump, from, to, buf, idle).await,
+        BodyFraming::UntilClose => {
+            timed(idle, write_all(to, buf)).await?;
+            buf.clear();
+            pump.forward_to_eof(from, to, idle).await?;
+            Ok(())
+        }
+    }
+}
+
+async fn forward_sized(
+    pump: &mut Pump,
+    from: &TcpStream,
+    to: &TcpStream,
+    buf: &mut Vec<u8>,
+    n: u64,
+    idle: Duration,
+) -> Result<(), BodyError> {
+    let have = (buf.len() as u64).min(n) as usize;
+    if have > 0 {
+        timed(idle, write_all(to, &buf[..have])).await?;
+        buf.drain(..have);
+    }
+    let rest = n - have as u64;
+    if rest > 0 {
+        pump.forward_exact(from, to, rest, idle).await?;
+    }
+    Ok(())
+}
+
+async fn forward_chunked(
+    pump: &mut Pump,
+    from: &TcpStream,
+    to: &TcpStream,
+    buf: &mut Vec<u8>,
+    idle: Duration,
+) -> Result<(), BodyError> {
+    let mut scanner = ChunkedScanner::new();
+    loop {
+        if !buf.is_empty() {
+            let progress = scanner.scan(buf).map_err(BodyError::Framing)?;
+            timed(idle, write_all(to, &buf[..progress.consumed])).await?;
+            buf.drain(..progress.consumed);
+            if progress.done {
+                return Ok(());
+            }
+        }
+        let payload = scanner.payload_remaining();
+        if payload >= SPLICE_PAYLOAD_MIN {
+            pump.forward_exact(from, to, payload, idle).await?;
+            scanner.skip_payload(payload);
+            continue;
+        }
+        let n = timed_read(idle, from, buf).await?;
+        if n == 0 {
+            return Err(BodyError::Truncated);
+        }
+    }
+}
+
+/// `read_some` bounded by `idle`.
+pub async fn timed_read(idle: Duration, from: &TcpStream, buf: &mut Vec<u8>) -> io::Result<usize> {
+    match monoio::time::timeout(idle, read_some(from, buf, FRAMING_READ_BYTES)).await {
+        Ok(r) => r,
+        Err(_) => Err(io::ErrorKind::TimedOut.into()),
+    }
+}
+
+/// Any socket future bounded by `idle`.
+pub async fn timed<T, F>(idle: Duration, f: F) -> io::Result<T>
+where
+    F: std::future::Future<Output = io::Result<T>>,
+{
+    match monoio::time::timeout(idle, f).await {
+        Ok(r) => r,
+        Err(_) => Err(io::ErrorKind::TimedOut.into()),
+    }
+}

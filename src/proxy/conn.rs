@@ -1,0 +1,106 @@
+//! One client connection, start to end: read head -> route -> exchange -> keep-alive or
+//! close. Each stage is a function returning what happens next; the loop below is the whole
+//! lifecycle (docs/ARCHITECTURE.md draws it).
+
+use std::io;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::Duration;
+
+use monoio::net::TcpStream;
+use tracing::debug;
+
+use super::dispatch::serve_decided;
+use super::exchange::{exchange, Next, Plan, Upstream};
+use super::worker::Worker;
+use crate::http::{answers, parse_request, HeadError, RequestHead, MAX_HEAD_BYTES};
+use crate::net::io::{read_some, set_nonblocking, write_all};
+
+/// Initial capacity of a connection's head buffer; grows up to MAX_HEAD_BYTES.
+pub const HEAD_BUF_BYTES: usize = 8 * 1024;
+
+/// Outcome of waiting for a request head.
+enum HeadRead {
+    Head(RequestHead),
+    /// The client closed (or idled out) between requests: close silently.
+    Closed,
+    /// Answer with this proxy error and close.
+    Reject(u16),
+}
+
+pub async fn serve_client(w: Rc<Worker>, client: TcpStream, peer: SocketAddr) {
+    let _ = client.set_nodelay(true);
+    if let Err(e) = set_nonblocking(&client) {
+        debug!(%peer, "cannot make client socket nonblocking: {e}");
+        return;
+    }
+    let mut buf = Vec::with_capacity(HEAD_BUF_BYTES);
+    loop {
+        let head = match read_head(&client, &mut buf, w.cfg.timeout_client).await {
+            HeadRead::Head(h) => h,
+            HeadRead::Closed => return,
+            HeadRead::Reject(status) => {
+                debug!(%peer, status, "rejecting request head");
+                let _ = answer(&client, answers::proxy_error(status), w.cfg.timeout_client).await;
+                return;
+            }
+        };
+        let next = match static_route(&w, &head) {
+            Some(up) => exchange(&w, &client, &mut buf, head, Plan::plain(up)).await,
+            None => serve_decided(&w, &client, &mut buf, head, peer).await,
+        };
+        match next {
+            Next::KeepAlive => continue,
+            Next::Close => return,
+        }
+    }
+}
+
+/// Operator-configured static routes (`--route`) win; everything else goes through HaRP's
+/// decision.
+fn static_route(w: &Worker, head: &RequestHead) -> Option<Upstream> {
+    let path = head.path();
+    w.cfg
+        .routes
+        .iter()
+        .find(|r| path.starts_with(r.prefix.as_bytes()))
+        .map(|r| Upstream::Tcp(r.upstream))
+}
+
+/// Read until `buf` starts with a complete request head; the head's bytes are removed from
+/// `buf`, anything after them (body, pipelined requests) stays.
+async fn read_head(client: &TcpStream, buf: &mut Vec<u8>, idle: Duration) -> HeadRead {
+    loop {
+        if !buf.is_empty() {
+            match parse_request(buf) {
+                Ok(Some((head, len))) => {
+                    buf.drain(..len);
+                    return HeadRead::Head(head);
+                }
+                Ok(None) => {}
+                Err(e) => return HeadRead::Reject(head_error_status(&e)),
+            }
+        }
+        let room = (MAX_HEAD_BYTES + 1).saturating_sub(buf.len()).max(1);
+        match monoio::time::timeout(idle, read_some(client, buf, room.min(HEAD_BUF_BYTES))).await {
+            Ok(Ok(0)) if buf.is_empty() => return HeadRead::Closed,
+            Ok(Ok(0)) => return HeadRead::Reject(400),
+            Ok(Ok(_)) => {}
+            Ok(Err(_)) => return HeadRead::Closed,
+            Err(_) if buf.is_empty() => return HeadRead::Closed,
+            Err(_) => return HeadRead::Reject(408),
+        }
+    }
+}
+
+fn head_error_status(e: &HeadError) -> u16 {
+    e.status()
+}
+
+/// Write a canned answer, bounded by the client timeout.
+pub async fn answer(client: &TcpStream, bytes: &[u8], idle: Duration) -> io::Result<()> {
+    match monoio::time::timeout(idle, write_all(client, bytes)).await {
+        Ok(r) => r,
+        Err(_) => Err(io::ErrorKind::TimedOut.into()),
+    }
+}

@@ -1,0 +1,168 @@
+//! After the head: act on the decision. ExApp requests are forwarded with HaRP's header
+//! injection, control requests are served in-process, denials get HaRP's exact pages and a
+//! DROP closes with a reset.
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+
+use monoio::net::TcpStream;
+use tracing::debug;
+
+use super::conn::answer;
+use super::exapp::{decide_request, Decided};
+use super::exchange::{exchange, Next, Plan, Upstream};
+use super::worker::{now_ms, Worker};
+use crate::control::api::{self, ControlCtx, ControlReply, ControlRequest, MAX_CONTROL_BODY_BYTES};
+use crate::decide::Forward;
+use crate::http::{answers, BodyFraming, RequestHead};
+use crate::net::io::set_linger_zero;
+
+pub async fn serve_decided(
+    w: &Rc<Worker>,
+    client: &TcpStream,
+    buf: &mut Vec<u8>,
+    head: RequestHead,
+    peer: SocketAddr,
+) -> Next {
+    match decide_request(w, &head, peer.ip()).await {
+        Decided::ExApp { fwd, addr } => {
+            let plan = exapp_plan(w, fwd, addr);
+            exchange(w, client, buf, head, plan).await
+        }
+        Decided::Control { path_and_query } => {
+            serve_control(w, client, buf, &head, &path_and_query).await
+        }
+        Decided::Docker { port, .. } => {
+            // Docker Engine passthrough is not served yet: refuse rather than forward
+            // without the §4.6 allow-list.
+            debug!(port, "docker passthrough refused");
+            reply_without_upstream(w, client, &head, answers::proxy_error(403)).await
+        }
+        Decided::Deny(status) => {
+            reply_without_upstream(w, client, &head, answers::harp(status.code())).await
+        }
+        Decided::Drop => {
+            set_linger_zero(client);
+            Next::Close
+        }
+    }
+}
+
+/// §3.7: target path rewritten, the four AppAPI headers replaced, and (Lyre's default) the
+/// appliance's shared key not passed on to the ExApp.
+fn exapp_plan(w: &Worker, fwd: Box<Forward>, addr: SocketAddr) -> Plan {
+    let Forward {
+        target_path,
+        set_headers,
+        bruteforce_statuses,
+        client_ip,
+        ..
+    } = *fwd;
+    let remove_headers = if w.cfg.forward_shared_key {
+        vec![]
+    } else {
+        vec!["harp-shared-key"]
+    };
+    Plan {
+        upstream: Upstream::Tcp(addr),
+        target: Some(target_path),
+        set_headers: set_headers.into_iter().collect(),
+        remove_headers,
+        bruteforce: (!bruteforce_statuses.is_empty()).then_some((bruteforce_statuses, client_ip)),
+    }
+}
+
+/// Answer a request that is not forwarded. Its body (if any) was not read, so the
+/// connection can only be kept when there is none.
+pub async fn reply_without_upstream(
+    w: &Worker,
+    client: &TcpStream,
+    head: &RequestHead,
+    bytes: &'static [u8],
+) -> Next {
+    let keep = head.keep_alive && head.framing == BodyFraming::None;
+    let bytes = if head.is_head() {
+        answers::head_only(bytes)
+    } else {
+        bytes
+    };
+    if answer(client, bytes, w.cfg.timeout_client).await.is_err() || !keep {
+        return Next::Close;
+    }
+    Next::KeepAlive
+}
+
+/// Read the (small) body, run the endpoint, publish its state changes, answer.
+async fn serve_control(
+    w: &Rc<Worker>,
+    client: &TcpStream,
+    buf: &mut Vec<u8>,
+    head: &RequestHead,
+    path_and_query: &[u8],
+) -> Next {
+    let body = match read_small_body(w, client, buf, head).await {
+        Ok(b) => b,
+        Err(reply) => {
+            let _ = answer(client, &reply.render(false, false), w.cfg.timeout_client).await;
+            return Next::Close;
+        }
+    };
+    let path = path_and_query
+        .split(|&b| b == b'?')
+        .next()
+        .unwrap_or_default();
+    let req = ControlRequest {
+        method: head.method(),
+        path,
+        body: &body,
+    };
+    let outcome = {
+        let state = w.state.borrow();
+        let ctx = ControlCtx {
+            state: &state,
+            shared_key: &w.cfg.shared_key,
+            now_ms: now_ms(),
+        };
+        api::handle(&req, &ctx)
+    };
+    let reply = match outcome {
+        Some((reply, updates)) => {
+            updates.into_iter().for_each(|u| w.publish(u));
+            reply
+        }
+        None => ControlReply::not_found(),
+    };
+    let bytes = reply.render(head.keep_alive, head.is_head());
+    if answer(client, &bytes, w.cfg.timeout_client).await.is_err() || !head.keep_alive {
+        return Next::Close;
+    }
+    Next::KeepAlive
+}
+
+/// A control body: Content-Length up to 1 MiB (413 beyond, H-103). Chunked control bodies
+/// are refused with 411: AppAPI always sends a length.
+async fn read_small_body(
+    w: &Worker,
+    client: &TcpStream,
+    buf: &mut Vec<u8>,
+    head: &RequestHead,
+) -> Result<Vec<u8>, ControlReply> {
+    let len = match head.framing {
+        BodyFraming::None | BodyFraming::UntilClose => return Ok(Vec::new()),
+        BodyFraming::Chunked => return Err(ControlReply::text(411, "411: Length Required")),
+        BodyFraming::ContentLength(n) if n > MAX_CONTROL_BODY_BYTES => {
+            return Err(ControlReply::text(
+                413,
+                &format!("Maximum request body size {MAX_CONTROL_BODY_BYTES} exceeded, actual body size {n}"),
+            ))
+        }
+        BodyFraming::ContentLength(n) => n as usize,
+    };
+    while buf.len() < len {
+        match super::body::timed_read(w.cfg.timeout_client, client, buf).await {
+            Ok(0) | Err(_) => return Err(ControlReply::text(400, "400: Bad Request")),
+            Ok(_) => {}
+        }
+    }
+    Ok(buf.drain(..len).collect())
+}

@@ -1,0 +1,318 @@
+//! One request/response exchange with an upstream: connect (or reuse), send the head, then
+//! forward the request body and the response concurrently on this task.
+//!
+//! The two directions run at once because HTTP needs it: `Expect: 100-continue` clients wait
+//! for the upstream's interim answer before sending a body, and an upstream may answer (413,
+//! 401) before it has read the body. Each direction owns one side of each socket (the
+//! request future reads the client and writes the upstream, the response future the
+//! opposite), so both borrow the streams without a split.
+
+use std::cell::Cell;
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use monoio::net::TcpStream;
+use tracing::debug;
+
+use super::body::{forward_body, timed, timed_read, BodyError};
+use super::conn::answer;
+use super::worker::{now_ms, Worker};
+use crate::decide::response_failure;
+use crate::http::{
+    answers, parse_response, write_request, write_response_to, BodyFraming, HeadEdits, RequestHead,
+    ResponseHead,
+};
+use crate::net::io::{set_nonblocking, write_all};
+use crate::net::pump::{tunnel, Pump};
+
+/// Where a routed request goes.
+#[derive(Debug, Clone, Copy)]
+pub enum Upstream {
+    Tcp(SocketAddr),
+}
+
+/// How to forward one request: where, with which head edits, and what to check on the
+/// response.
+#[derive(Debug)]
+pub struct Plan {
+    pub upstream: Upstream,
+    /// Replacement request target (path + query), if any.
+    pub target: Option<Vec<u8>>,
+    /// Headers replacing incoming ones of the same name.
+    pub set_headers: Vec<(&'static str, Vec<u8>)>,
+    /// Incoming headers to drop.
+    pub remove_headers: Vec<&'static str>,
+    /// Response-phase brute-force check (§3.9): statuses and the client IP to blame.
+    pub bruteforce: Option<(Vec<u16>, String)>,
+}
+
+impl Plan {
+    /// Forward unchanged (static routes).
+    pub fn plain(upstream: Upstream) -> Plan {
+        Plan {
+            upstream,
+            target: None,
+            set_headers: Vec::new(),
+            remove_headers: Vec::new(),
+            bruteforce: None,
+        }
+    }
+}
+
+/// What the connection loop does after an exchange.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    KeepAlive,
+    Close,
+}
+
+/// How the response side ended.
+enum ResponseEnd {
+    /// Complete; `reuse`: the upstream connection may go back to the pool.
+    Done { keep_client: bool, reuse: bool },
+    /// 101 written to the client: the connection becomes a tunnel.
+    Upgrade,
+    /// Failed; an answer was sent if nothing had been written yet.
+    Failed,
+}
+
+pub async fn exchange(
+    w: &Worker,
+    client: &TcpStream,
+    buf: &mut Vec<u8>,
+    head: RequestHead,
+    plan: Plan,
+) -> Next {
+    let Upstream::Tcp(addr) = plan.upstream;
+    let mut out = Vec::with_capacity(head.raw.len() + 256);
+    let edits = HeadEdits {
+        path: plan.target.as_deref(),
+        set: plan
+            .set_headers
+            .iter()
+            .map(|(n, v)| (*n, v.as_slice()))
+            .collect(),
+        remove: plan.remove_headers.clone(),
+    };
+    write_request(&head, &edits, &mut out);
+    let up = match send_head(w, addr, &out).await {
+        Ok(up) => up,
+        Err(status) => {
+            let _ = answer(client, answers::proxy_error(status), w.cfg.timeout_client).await;
+            return Next::Close;
+        }
+    };
+    let started = Cell::new(false);
+    let mut req_pump = w.take_pump();
+    let mut resp_pump = w.take_pump();
+    let (req_done, end) = {
+        let req = forward_body(
+            &mut req_pump,
+            client,
+            &up,
+            buf,
+            head.framing,
+            w.cfg.timeout_client,
+        );
+        let check = plan.bruteforce.as_ref();
+        let resp = forward_response(w, &mut resp_pump, client, &up, &head, &started, check);
+        run_both(req, resp).await
+    };
+    if req_done.is_ok() {
+        w.give_pump(req_pump);
+    }
+    match (req_done, end) {
+        (Ok(()), ResponseEnd::Done { keep_client, reuse }) => {
+            w.give_pump(resp_pump);
+            if reuse {
+                w.pool.borrow_mut().checkin(addr, up);
+            }
+            if keep_client && head.keep_alive {
+                Next::KeepAlive
+            } else {
+                Next::Close
+            }
+        }
+        (Ok(()), ResponseEnd::Upgrade) => {
+            into_tunnel(w, client, &up, buf).await;
+            Next::Close
+        }
+        (Err(e), _) if !started.get() => {
+            let status = match e {
+                BodyError::Framing(_) => 400,
+                BodyError::Timeout => 408,
+                BodyError::Truncated | BodyError::Io(_) => return Next::Close,
+            };
+            debug!(status, "request body failed: {e}");
+            let _ = answer(client, answers::proxy_error(status), w.cfg.timeout_client).await;
+            Next::Close
+        }
+        _ => Next::Close,
+    }
+}
+
+/// Drive the request-body and response futures together. The response may finish first
+/// (the upstream answered without reading the whole body): then the request side is
+/// abandoned and reported as truncated, so the connection closes.
+async fn run_both<A, B>(req: A, resp: B) -> (Result<(), BodyError>, ResponseEnd)
+where
+    A: std::future::Future<Output = Result<(), BodyError>>,
+    B: std::future::Future<Output = ResponseEnd>,
+{
+    let mut req = std::pin::pin!(req);
+    let mut resp = std::pin::pin!(resp);
+    monoio::select! {
+        biased;
+        r = &mut req => {
+            if r.is_err() {
+                return (r, ResponseEnd::Failed);
+            }
+            (r, resp.await)
+        }
+        end = &mut resp => (Err(BodyError::Truncated), end),
+    }
+}
+
+/// Get a connection (pooled or new) and write the request head. A pooled connection that
+/// fails on write is replaced once by a fresh one. Errors are the status to answer.
+async fn send_head(w: &Worker, addr: SocketAddr, head: &[u8]) -> Result<TcpStream, u16> {
+    let pooled = w.pool.borrow_mut().checkout(addr);
+    if let Some(up) = pooled {
+        if timed(w.cfg.timeout_server, write_all(&up, head))
+            .await
+            .is_ok()
+        {
+            return Ok(up);
+        }
+    }
+    let up = connect(addr, w.cfg.timeout_connect).await.map_err(|e| {
+        debug!(%addr, "upstream connect failed: {e}");
+        503u16
+    })?;
+    timed(w.cfg.timeout_server, write_all(&up, head))
+        .await
+        .map_err(|_| 503u16)?;
+    Ok(up)
+}
+
+async fn connect(addr: SocketAddr, limit: Duration) -> io::Result<TcpStream> {
+    let up = timed(limit, TcpStream::connect_addr(addr)).await?;
+    let _ = up.set_nodelay(true);
+    set_nonblocking(&up)?;
+    Ok(up)
+}
+
+/// Read the response head (forwarding interim 1xx answers), write it to the client, then
+/// forward the body.
+async fn forward_response(
+    w: &Worker,
+    pump: &mut Pump,
+    client: &TcpStream,
+    up: &TcpStream,
+    req: &RequestHead,
+    started: &Cell<bool>,
+    bruteforce: Option<&(Vec<u16>, String)>,
+) -> ResponseEnd {
+    let mut rbuf = Vec::with_capacity(8 * 1024);
+    let head = match read_final_head(w, client, up, req, &mut rbuf, started).await {
+        Ok(h) => h,
+        Err(status) => {
+            if !started.get() {
+                let _ = answer(client, answers::proxy_error(status), w.cfg.timeout_client).await;
+            }
+            return ResponseEnd::Failed;
+        }
+    };
+    started.set(true);
+    if let Some((statuses, client_ip)) = bruteforce {
+        if let Some(effect) = response_failure(statuses, head.status, client_ip) {
+            w.publish(effect.into_update(now_ms()));
+        }
+    }
+    let upgrade = head.status == 101 && req.upgrade;
+    let keep_client = req.keep_alive && head.framing != BodyFraming::UntilClose;
+    let mut out = Vec::with_capacity(head.raw.len() + 64);
+    write_response_to(&head, keep_client || upgrade, req.minor_version, &mut out);
+    if timed(w.cfg.timeout_client, write_all(client, &out))
+        .await
+        .is_err()
+    {
+        return ResponseEnd::Failed;
+    }
+    if upgrade {
+        // Bytes the upstream sent right after its 101 belong to the tunnel.
+        if timed(w.cfg.timeout_client, write_all(client, &rbuf))
+            .await
+            .is_err()
+        {
+            return ResponseEnd::Failed;
+        }
+        return ResponseEnd::Upgrade;
+    }
+    let idle = w.cfg.timeout_server;
+    match forward_body(pump, up, client, &mut rbuf, head.framing, idle).await {
+        Ok(()) => ResponseEnd::Done {
+            keep_client,
+            reuse: head.keep_alive && head.framing != BodyFraming::UntilClose && rbuf.is_empty(),
+        },
+        Err(e) => {
+            debug!("response body failed: {e}");
+            ResponseEnd::Failed
+        }
+    }
+}
+
+/// Wait for the final (non-1xx) response head. Interim answers (100 Continue, 103) go to the
+/// client as they come. Errors: 504 on timeout, 502 on an invalid or missing response.
+async fn read_final_head(
+    w: &Worker,
+    client: &TcpStream,
+    up: &TcpStream,
+    req: &RequestHead,
+    rbuf: &mut Vec<u8>,
+    started: &Cell<bool>,
+) -> Result<ResponseHead, u16> {
+    loop {
+        if !rbuf.is_empty() {
+            match parse_response(rbuf, req.is_head()) {
+                Ok(Some((head, len))) => {
+                    rbuf.drain(..len);
+                    if (100..200).contains(&head.status) && head.status != 101 {
+                        started.set(true);
+                        timed(w.cfg.timeout_client, write_all(client, &head.raw))
+                            .await
+                            .map_err(|_| 502u16)?;
+                        continue;
+                    }
+                    return Ok(head);
+                }
+                Ok(None) => {}
+                Err(_) => return Err(502),
+            }
+        }
+        match timed_read(w.cfg.timeout_server, up, rbuf).await {
+            Ok(0) => return Err(502),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => return Err(504),
+            Err(_) => return Err(502),
+        }
+    }
+}
+
+/// After a 101: flush client bytes that arrived behind the upgrade request, then tunnel.
+async fn into_tunnel(w: &Worker, client: &TcpStream, up: &TcpStream, buf: &mut Vec<u8>) {
+    if !buf.is_empty() {
+        if timed(w.cfg.timeout_tunnel, write_all(up, buf))
+            .await
+            .is_err()
+        {
+            return;
+        }
+        buf.clear();
+    }
+    match tunnel(client, up, w.cfg.timeout_tunnel, w.cfg.timeout_client_fin).await {
+        Ok((a, b)) => debug!(up_bytes = a, down_bytes = b, "tunnel closed"),
+        Err(e) => debug!("tunnel ended: {e}"),
+    }
+}

@@ -1,0 +1,67 @@
+//! Per-worker upstream connection pool (keep-alive to upstreams).
+//!
+//! Keyed by upstream address. A connection enters the pool only after a complete exchange
+//! whose response allowed reuse and whose request body was fully sent. On checkout a
+//! zero-cost liveness probe (`recv(MSG_PEEK|MSG_DONTWAIT)`) discards connections the
+//! upstream closed while idle: it catches the common case (server idle timeout) before a
+//! request is written to a dead socket. The remaining race (the upstream closes between the
+//! probe and our write) is handled by the caller's single retry for requests without a body.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
+
+use monoio::net::TcpStream;
+
+/// Idle connections kept per upstream address.
+pub const DEFAULT_MAX_IDLE_PER_UPSTREAM: usize = 64;
+/// An idle pooled connection older than this is closed instead of reused (below the usual
+/// 60-75 s keep-alive timeouts of upstream servers, so we rarely race their close).
+pub const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(50);
+
+#[derive(Default)]
+pub struct Pool {
+    idle: HashMap<SocketAddr, Vec<(TcpStream, Instant)>>,
+}
+
+impl Pool {
+    /// A live idle connection to `addr`, most recently used first.
+    pub fn checkout(&mut self, addr: SocketAddr) -> Option<TcpStream> {
+        let list = self.idle.get_mut(&addr)?;
+        while let Some((stream, since)) = list.pop() {
+            if since.elapsed() < DEFAULT_POOL_IDLE_TIMEOUT && is_idle_and_open(&stream) {
+                return Some(stream);
+            }
+        }
+        None
+    }
+
+    /// Return a reusable connection.
+    pub fn checkin(&mut self, addr: SocketAddr, stream: TcpStream) {
+        let list = self.idle.entry(addr).or_default();
+        if list.len() >= DEFAULT_MAX_IDLE_PER_UPSTREAM {
+            list.remove(0);
+        }
+        list.push((stream, Instant::now()));
+    }
+
+    pub fn idle_count(&self) -> usize {
+        self.idle.values().map(Vec::len).sum()
+    }
+}
+
+/// True if the peer has neither closed nor sent unsolicited bytes.
+fn is_idle_and_open(s: &TcpStream) -> bool {
+    let mut b = [0u8; 1];
+    // SAFETY: one-byte peek into a stack buffer on a valid fd.
+    let n = unsafe {
+        libc::recv(
+            s.as_raw_fd(),
+            b.as_mut_ptr().cast(),
+            1,
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    n < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::WouldBlock
+}

@@ -1,0 +1,545 @@
+//! Integration-test harness: real peer processes (aiohttp upstream, nginx, the built `lyre`
+//! binary) behind Drop guards, plus raw clients for byte-exact assertions.
+//!
+//! Peers come from `tests/peers/install.sh` (nginx from apt, `.peers/venv` with aiohttp).
+//! A missing peer makes the test FAIL with a message naming that script: never skip.
+//! Every process is killed by its own pid when its guard drops; when the test is panicking
+//! the guard prints the tail of the process log (stderr/stdout captured to a file).
+//!
+//! Submodules: `http` (raw HTTP/1.1 client), `ws` (RFC 6455 client), `pattern` (the
+//! deterministic byte stream shared with upstream.py, sha256 helpers).
+#![allow(dead_code)]
+
+pub mod http;
+pub mod pattern;
+pub mod ws;
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread;
+use std::time::{Duration, Instant};
+
+#[allow(unused_imports)]
+pub use http::{Conn, Head, Response};
+#[allow(unused_imports)]
+pub use pattern::{sha256_hex, Pattern};
+
+/// How long a peer may take to start listening before the test fails.
+pub const START_DEADLINE: Duration = Duration::from_secs(20);
+/// How many bytes of a process log are printed when a test fails.
+const LOG_TAIL_BYTES: u64 = 16 * 1024;
+
+const INSTALL_HINT: &str = "run `bash tests/peers/install.sh` (as root) to install the test peers";
+
+/// The repository root (where Cargo.toml lives).
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `.peers/` under the repository root: venv, frp binaries (made by install.sh).
+pub fn peers_dir() -> PathBuf {
+    repo_root().join(".peers")
+}
+
+/// The venv's python, or a failing test naming install.sh.
+pub fn venv_python() -> PathBuf {
+    let py = peers_dir().join("venv/bin/python");
+    assert!(
+        py.exists(),
+        "missing {} (python venv with aiohttp): {INSTALL_HINT}",
+        py.display()
+    );
+    py
+}
+
+/// The nginx binary, or a failing test naming install.sh.
+pub fn nginx_bin() -> PathBuf {
+    for cand in ["/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/bin/nginx"] {
+        if Path::new(cand).exists() {
+            return PathBuf::from(cand);
+        }
+    }
+    panic!("nginx not found in /usr/sbin, /usr/local/sbin, /usr/bin: {INSTALL_HINT}");
+}
+
+/// A free TCP port on 127.0.0.1 (bind :0, read it back, release it).
+pub fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    l.local_addr().expect("local_addr").port()
+}
+
+/// Polls until `cond` is true or `deadline` passes; returns whether it became true.
+pub fn poll_until(deadline: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + deadline;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= end {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn port_open(port: u16) -> bool {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
+}
+
+/// A per-test scratch directory under the system temp dir. Removed on drop, except when
+/// the test is panicking (its logs are kept for debugging; the path is printed).
+pub struct TempDir {
+    path: PathBuf,
+}
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        static SEQ: AtomicU64 = AtomicU64::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let name = format!(
+            "lyre-test-{tag}-{}-{}-{nanos}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        );
+        let path = std::env::temp_dir().join(name);
+        std::fs::create_dir_all(&path).expect("create temp dir");
+        // nginx workers run as `nobody` when the master is root: they must traverse it.
+        let _ =
+            std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755));
+        TempDir { path }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if thread::panicking() {
+            eprintln!("[harness] kept {} for debugging", self.path.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
+/// A child process killed by its pid on drop; output goes to `log`.
+pub struct Proc {
+    name: String,
+    child: Child,
+    log: PathBuf,
+}
+
+impl Proc {
+    fn spawn(name: &str, mut cmd: Command, log: PathBuf) -> Proc {
+        let out = File::create(&log).expect("create log file");
+        let err = out.try_clone().expect("clone log file");
+        cmd.stdin(Stdio::null()).stdout(out).stderr(err);
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {name} ({cmd:?}): {e}"));
+        Proc {
+            name: name.to_string(),
+            child,
+            log,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The whole log so far (stdout + stderr).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// `Some(status)` if the process has exited.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
+    fn log_tail(&self) -> String {
+        let Ok(mut f) = File::open(&self.log) else {
+            return String::new();
+        };
+        let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+        let start = len.saturating_sub(LOG_TAIL_BYTES);
+        let _ = std::io::Seek::seek(&mut f, std::io::SeekFrom::Start(start));
+        let mut s = Vec::new();
+        let _ = f.read_to_end(&mut s);
+        String::from_utf8_lossy(&s).into_owned()
+    }
+
+    /// Waits until `port` accepts, failing early (with the log) if the process exits.
+    fn wait_listening(&mut self, port: u16) {
+        let end = Instant::now() + START_DEADLINE;
+        loop {
+            if let Some(st) = self.exited() {
+                panic!(
+                    "{} exited before listening on {port}: {st}\n--- log ---\n{}",
+                    self.name,
+                    self.log_tail()
+                );
+            }
+            if port_open(port) {
+                return;
+            }
+            assert!(
+                Instant::now() < end,
+                "{} not listening on 127.0.0.1:{port} after {START_DEADLINE:?}\n--- log ---\n{}",
+                self.name,
+                self.log_tail()
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        // Kill exactly our child (SIGKILL by pid), then reap it.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if thread::panicking() {
+            eprintln!(
+                "--- {} (pid {}) log tail: {} ---\n{}",
+                self.name,
+                self.child.id(),
+                self.log.display(),
+                self.log_tail()
+            );
+        }
+    }
+}
+
+/// The aiohttp upstream (tests/peers/upstream.py).
+pub struct Upstream {
+    pub port: u16,
+    proc: Proc,
+    _dir: TempDir,
+}
+
+impl Upstream {
+    pub fn start() -> Upstream {
+        let py = venv_python();
+        let script = repo_root().join("tests/peers/upstream.py");
+        let dir = TempDir::new("upstream");
+        let mut cmd = Command::new(py);
+        cmd.arg("-u")
+            .arg(&script)
+            .env("PYTHONDONTWRITEBYTECODE", "1");
+        // stdout must be a pipe to read the `PORT n` line; stderr goes to the log file.
+        let log = dir.path().join("upstream.log");
+        let errf = File::create(&log).expect("create upstream log");
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(errf);
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn upstream.py: {e}: {INSTALL_HINT}"));
+        let stdout = child.stdout.take().expect("piped stdout");
+        let proc = Proc {
+            name: "upstream.py".into(),
+            child,
+            log,
+        };
+        let port = read_port_line(stdout, &proc);
+        Upstream {
+            port,
+            proc,
+            _dir: dir,
+        }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    /// Distinct TCP connections that carried at least one non-stats request so far.
+    pub fn connections(&self) -> u64 {
+        let r = http::get(self.port, "/count");
+        assert_eq!(r.head.status, 200, "upstream /count");
+        r.body_str()
+            .trim()
+            .parse()
+            .expect("upstream /count is a number")
+    }
+
+    /// `/stats` as JSON: {accepted, connections, requests, paths}.
+    pub fn stats(&self) -> serde_json::Value {
+        let r = http::get(self.port, "/stats");
+        assert_eq!(r.head.status, 200, "upstream /stats");
+        serde_json::from_slice(&r.body).expect("upstream /stats is JSON")
+    }
+
+    /// Request paths (with query) the upstream has seen, oldest first (last 1000).
+    pub fn paths(&self) -> Vec<String> {
+        let s = self.stats();
+        let arr = s["paths"].as_array().expect("paths array");
+        arr.iter()
+            .filter_map(|p| p.as_str().map(str::to_string))
+            .collect()
+    }
+
+    /// True if any seen request path contains `needle`.
+    pub fn saw(&self, needle: &str) -> bool {
+        self.paths().iter().any(|p| p.contains(needle))
+    }
+
+    pub fn log(&self) -> String {
+        self.proc.log()
+    }
+}
+
+fn read_port_line(stdout: std::process::ChildStdout, proc: &Proc) -> u16 {
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let mut r = BufReader::new(stdout);
+        let mut line = String::new();
+        let _ = r.read_line(&mut line);
+        let _ = tx.send(line);
+        // Keep draining so the child never blocks on (or dies of) a closed stdout.
+        let mut sink = Vec::new();
+        let _ = r.read_to_end(&mut sink);
+    });
+    let line = rx
+        .recv_timeout(START_DEADLINE)
+        .unwrap_or_else(|_| panic!("upstream.py printed no PORT line\n{}", proc.log_tail()));
+    line.trim()
+        .strip_prefix("PORT ")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| {
+            panic!(
+                "upstream.py first line {line:?} is not `PORT n`\n{}",
+                proc.log_tail()
+            )
+        })
+}
+
+/// nginx from tests/peers/nginx.conf.template, proxying `/exapps/` to `backend_port`.
+pub struct Nginx {
+    pub port: u16,
+    proc: Proc,
+    dir: TempDir,
+}
+
+impl Nginx {
+    pub fn start(backend_port: u16) -> Nginx {
+        let bin = nginx_bin();
+        let dir = TempDir::new("nginx");
+        let port = free_port();
+        let tpl_path = repo_root().join("tests/peers/nginx.conf.template");
+        let tpl = std::fs::read_to_string(&tpl_path).expect("read nginx.conf.template");
+        let d = dir.path().to_str().expect("utf-8 temp path");
+        let conf = tpl
+            .replace("@DIR@", d)
+            .replace("@LISTEN@", &port.to_string())
+            .replace("@BACKEND@", &format!("127.0.0.1:{backend_port}"));
+        let conf_path = dir.path().join("nginx.conf");
+        std::fs::write(&conf_path, conf).expect("write nginx.conf");
+        let mut cmd = Command::new(bin);
+        cmd.arg("-p")
+            .arg(dir.path())
+            .arg("-e")
+            .arg(dir.path().join("error.log"));
+        cmd.arg("-c").arg(&conf_path);
+        let mut proc = Proc::spawn("nginx", cmd, dir.path().join("nginx.out"));
+        proc.wait_listening(port);
+        Nginx { port, proc, dir }
+    }
+
+    /// nginx's error log (warnings and up).
+    pub fn error_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("error.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        if thread::panicking() {
+            eprintln!("--- nginx error.log ---\n{}", self.error_log());
+        }
+        // nginx workers are children of the master; SIGKILL of the master leaves them
+        // orphaned, so ask the master (our child, by pid) to quit fast first.
+        // SAFETY: plain kill(2) on our own child's pid.
+        unsafe {
+            libc::kill(self.proc.pid() as i32, libc::SIGTERM);
+        }
+        poll_until(Duration::from_secs(5), || self.proc.exited().is_some());
+    }
+}
+
+/// Default environment for `lyre serve` in tests (HaRP's variables, free ports).
+pub struct LyreEnv {
+    pub exapps_port: u16,
+    pub control_port: u16,
+    pub frp_port: u16,
+    pub https_port: u16,
+    pub pairs: Vec<(String, String)>,
+}
+
+impl LyreEnv {
+    fn new(dir: &Path) -> LyreEnv {
+        let (exapps_port, control_port, frp_port, https_port) =
+            (free_port(), free_port(), free_port(), free_port());
+        let certs = dir.join("certs");
+        let _ = std::fs::create_dir_all(&certs);
+        let pairs = [
+            ("HP_SHARED_KEY", "lyre-test-shared-key".to_string()),
+            ("NC_INSTANCE_URL", "http://127.0.0.1:9".to_string()),
+            ("HP_FRP_ADDRESS", format!("127.0.0.1:{frp_port}")),
+            ("HP_EXAPPS_ADDRESS", format!("127.0.0.1:{exapps_port}")),
+            ("HP_EXAPPS_HTTPS_ADDRESS", format!("127.0.0.1:{https_port}")),
+            ("LYRE_CONTROL_ADDRESS", format!("127.0.0.1:{control_port}")),
+            ("LYRE_CERTS_DIR", certs.to_string_lossy().into_owned()),
+            ("LYRE_WORKERS", "2".to_string()),
+            ("HP_TIMEOUT_CONNECT", "5s".to_string()),
+            ("HP_TIMEOUT_CLIENT", "30s".to_string()),
+            ("HP_TIMEOUT_SERVER", "30s".to_string()),
+            ("HP_TIMEOUT_TUNNEL", "60s".to_string()),
+            ("HP_LOG_LEVEL", "info".to_string()),
+        ];
+        let pairs = pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+        LyreEnv {
+            exapps_port,
+            control_port,
+            frp_port,
+            https_port,
+            pairs,
+        }
+    }
+
+    fn set(&mut self, k: &str, v: &str) {
+        self.pairs.retain(|(n, _)| n != k);
+        self.pairs.push((k.to_string(), v.to_string()));
+    }
+}
+
+/// The built `lyre` binary running `lyre serve ARGS` with [`LyreEnv`] defaults overridden
+/// by the caller's pairs. `port` is the exapps listener.
+pub struct Lyre {
+    pub port: u16,
+    pub control_port: u16,
+    pub frp_port: u16,
+    proc: Proc,
+    _dir: TempDir,
+}
+
+impl Lyre {
+    pub fn start(env: &[(&str, &str)], args: &[&str]) -> Lyre {
+        let dir = TempDir::new("lyre");
+        let mut e = LyreEnv::new(dir.path());
+        for (k, v) in env {
+            e.set(k, v);
+        }
+        let exapps: SocketAddr = e
+            .pairs
+            .iter()
+            .find(|(k, _)| k == "HP_EXAPPS_ADDRESS")
+            .and_then(|(_, v)| v.parse().ok())
+            .expect("HP_EXAPPS_ADDRESS is host:port");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_lyre"));
+        cmd.env_clear().arg("serve").args(args);
+        cmd.env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("RUST_BACKTRACE", "1");
+        cmd.envs(e.pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        let mut proc = Proc::spawn("lyre", cmd, dir.path().join("lyre.log"));
+        proc.wait_listening(exapps.port());
+        Lyre {
+            port: exapps.port(),
+            control_port: e.control_port,
+            frp_port: e.frp_port,
+            proc,
+            _dir: dir,
+        }
+    }
+
+    /// `lyre serve --route PREFIX=127.0.0.1:PORT ...` for each `(prefix, port)`.
+    pub fn routed(routes: &[(&str, u16)], env: &[(&str, &str)]) -> Lyre {
+        let args: Vec<String> = routes
+            .iter()
+            .flat_map(|(p, port)| ["--route".to_string(), format!("{p}=127.0.0.1:{port}")])
+            .collect();
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        Lyre::start(env, &refs)
+    }
+
+    pub fn log(&self) -> String {
+        self.proc.log()
+    }
+
+    /// Fails the test (with the log) if Lyre has died, e.g. after a hostile request.
+    pub fn assert_alive(&mut self) {
+        if let Some(st) = self.proc.exited() {
+            panic!("lyre exited: {st}\n--- log ---\n{}", self.proc.log_tail());
+        }
+    }
+}
+
+/// A tiny raw TCP upstream: for every connection it reads the request head (up to the
+/// first blank line, or 2 s), writes `reply` verbatim and closes. For 502 tests.
+pub struct RawUpstream {
+    pub port: u16,
+    accepted: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl RawUpstream {
+    pub fn start(reply: &[u8]) -> RawUpstream {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind raw upstream");
+        let port = listener.local_addr().expect("local_addr").port();
+        let accepted = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (acc, st, reply) = (accepted.clone(), stop.clone(), reply.to_vec());
+        let thread = thread::spawn(move || {
+            for conn in listener.incoming() {
+                if st.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(mut s) = conn else { continue };
+                acc.fetch_add(1, Ordering::SeqCst);
+                let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = s.write_all(&reply);
+                let _ = s.shutdown(std::net::Shutdown::Both);
+            }
+        });
+        RawUpstream {
+            port,
+            accepted,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    pub fn accepted(&self) -> u64 {
+        self.accepted.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for RawUpstream {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

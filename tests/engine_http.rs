@@ -1,0 +1,248 @@
+//! HTTP/1.1 engine behaviour against the real aiohttp upstream (and nginx in front where
+//! named): keep-alive reuse of pooled upstream connections, pipelining, Expect:
+//! 100-continue, framing of bodiless answers, path/headers forwarded unchanged, routing.
+
+mod common;
+
+use common::http::{get, get_req, Conn};
+use common::{Lyre, Nginx, Pattern, Upstream};
+
+const UP: &str = "/exapps/up/";
+
+fn stack() -> (Upstream, Lyre) {
+    let up = Upstream::start();
+    let lyre = Lyre::routed(&[(UP, up.port)], &[]);
+    (up, lyre)
+}
+
+#[test]
+fn keepalive_client_connection_reuses_one_upstream_connection() {
+    let (up, lyre) = stack();
+    let mut c = Conn::connect(lyre.port);
+    for i in 0..10 {
+        c.send(&get_req(&format!("/exapps/up/page?i={i}")));
+        let r = c.read_response();
+        assert_eq!(r.head.status, 200, "request {i}");
+        assert!(
+            r.body_str().contains("hello from upstream"),
+            "request {i} body"
+        );
+    }
+    assert_eq!(
+        up.connections(),
+        1,
+        "10 sequential requests on one client connection should ride one pooled upstream connection"
+    );
+    assert_eq!(up.paths().len(), 10, "every request forwarded once");
+}
+
+#[test]
+fn separate_client_connections_share_the_worker_pool() {
+    let (up, lyre) = stack();
+    const N: u64 = 12;
+    for i in 0..N {
+        let mut c = Conn::connect(lyre.port);
+        c.send(&get_req(&format!("/exapps/up/page?conn={i}")));
+        assert_eq!(c.read_response().head.status, 200, "connection {i}");
+    }
+    let used = up.connections();
+    // 2 workers, each with its own pool: reuse means far fewer upstream connections than
+    // client connections (not exactly 2: a new client may be accepted before the previous
+    // exchange has parked its upstream connection).
+    assert!(
+        used <= N / 2,
+        "{N} client connections used {used} upstream connections: no pooling"
+    );
+}
+
+#[test]
+fn keepalive_reuse_through_nginx() {
+    let (up, lyre) = stack();
+    let ngx = Nginx::start(lyre.port);
+    let mut c = Conn::connect(ngx.port);
+    for i in 0..10 {
+        c.send(&get_req(&format!("/exapps/up/echo-headers?i={i}")));
+        let r = c.read_response();
+        assert_eq!(r.head.status, 200, "request {i}");
+        assert_eq!(r.json()["query"], format!("i={i}"));
+    }
+    let used = up.connections();
+    assert!(
+        used <= 2,
+        "10 requests via nginx keepalive used {used} upstream connections"
+    );
+}
+
+#[test]
+fn pipelined_requests_answered_in_order() {
+    let (_up, lyre) = stack();
+    let mut c = Conn::connect(lyre.port);
+    // The first answer is the slowest: order must still hold.
+    let mut batch = get_req("/exapps/up/slow?delay=0.3&p=1");
+    batch.extend(get_req("/exapps/up/bytes/100000?cl=1&p=2"));
+    batch.extend(get_req("/exapps/up/echo-headers?p=3"));
+    c.send(&batch);
+    let r1 = c.read_response();
+    assert_eq!(r1.head.status, 200);
+    assert!(
+        r1.body_str().starts_with("slow done"),
+        "first response: {:?}",
+        r1.body_str()
+    );
+    let r2 = c.read_response();
+    assert_eq!(r2.head.status, 200);
+    assert_eq!(r2.body.len(), 100_000, "second response");
+    assert_eq!(common::sha256_hex(&r2.body), Pattern::new().sha256(100_000));
+    let r3 = c.read_response();
+    assert_eq!(r3.json()["query"], "p=3", "third response");
+    assert!(
+        c.buffered().is_empty(),
+        "stray bytes after 3 responses: {:?}",
+        c.buffered()
+    );
+}
+
+#[test]
+fn expect_100_continue_then_body() {
+    let (_up, lyre) = stack();
+    let pat = Pattern::new();
+    let n: u64 = 1_000_000;
+    let mut c = Conn::connect(lyre.port);
+    c.send(
+        format!(
+            "POST /exapps/up/upload HTTP/1.1\r\nHost: t\r\nContent-Length: {n}\r\n\
+             Expect: 100-continue\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    let interim = c.read_head();
+    assert_eq!(
+        interim.status,
+        100,
+        "expected `100 Continue` before sending the body, got {:?}",
+        String::from_utf8_lossy(&interim.raw)
+    );
+    pat.for_each_block(n, |b| c.send(b));
+    let r = c.read_response();
+    assert_eq!(r.head.status, 200, "{}", r.body_str());
+    let j = r.json();
+    assert_eq!(j["size"], n);
+    assert_eq!(j["sha256"], pat.sha256(n));
+}
+
+#[test]
+fn bodiless_answers_keep_framing() {
+    let (_up, lyre) = stack();
+    let mut c = Conn::connect(lyre.port);
+    c.send(&get_req("/exapps/up/status/204"));
+    let r = c.read_response();
+    assert_eq!(r.head.status, 204);
+    assert!(r.body.is_empty());
+
+    c.send(b"HEAD /exapps/up/page HTTP/1.1\r\nHost: t\r\n\r\n");
+    let r = c.try_read_response(true).expect("HEAD response");
+    assert_eq!(r.head.status, 200);
+
+    c.send(&get_req("/exapps/up/status/304"));
+    assert_eq!(c.read_response().head.status, 304);
+
+    c.send(&get_req("/exapps/up/status/418"));
+    let r = c.read_response();
+    assert_eq!(r.head.status, 418);
+    assert_eq!(r.body_str(), "status 418\n");
+
+    // The connection is still in sync after all of that.
+    c.send(&get_req("/exapps/up/echo-headers?after=1"));
+    assert_eq!(c.read_response().json()["query"], "after=1");
+}
+
+#[test]
+fn path_query_and_headers_forwarded_unchanged() {
+    let (up, lyre) = stack();
+    let mut c = Conn::connect(lyre.port);
+    let target = "/exapps/up/echo-headers/%7Euser/a%20b;p=1?a=1&b=%2F&c&d=%zz";
+    c.send(
+        format!(
+            "GET {target} HTTP/1.1\r\nHost: lyre.test\r\nX-Test-One: first\r\nX-Test-Dup: a\r\n\
+             X-Test-Dup: b\r\nUser-Agent: lyre-tests\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    let r = c.read_response();
+    assert_eq!(
+        r.head.status,
+        404,
+        "upstream has no such endpoint; got {}",
+        r.body_str()
+    );
+    assert_eq!(
+        up.paths(),
+        [target],
+        "request target must reach the upstream byte for byte"
+    );
+
+    c.send(
+        b"GET /exapps/up/echo-headers?q=1 HTTP/1.1\r\nHost: lyre.test\r\nX-Test-One: first\r\n\
+          X-Test-Dup: a\r\nX-Test-Dup: b\r\n\r\n",
+    );
+    let j = c.read_response().json();
+    assert_eq!(j["raw_path"], "/exapps/up/echo-headers?q=1");
+    let hs: Vec<(String, String)> = j["headers"]
+        .as_array()
+        .expect("headers")
+        .iter()
+        .map(|h| {
+            (
+                h[0].as_str().unwrap_or("").to_string(),
+                h[1].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    let find = |n: &str| {
+        hs.iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(n))
+            .map(|(_, v)| v.as_str())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(find("x-test-one"), ["first"], "{hs:?}");
+    assert_eq!(
+        find("x-test-dup"),
+        ["a", "b"],
+        "duplicates kept in order: {hs:?}"
+    );
+    assert_eq!(find("host"), ["lyre.test"], "Host unchanged: {hs:?}");
+}
+
+#[test]
+fn lyre_routes_env_selects_upstream_by_prefix() {
+    let a = Upstream::start();
+    let b = Upstream::start();
+    let routes = format!(
+        "/exapps/a/=127.0.0.1:{},/exapps/b/=127.0.0.1:{}",
+        a.port, b.port
+    );
+    let lyre = Lyre::start(&[("LYRE_ROUTES", &routes)], &[]);
+    assert_eq!(get(lyre.port, "/exapps/a/page?to=a").head.status, 200);
+    assert_eq!(get(lyre.port, "/exapps/b/page?to=b").head.status, 200);
+    let r = get(lyre.port, "/exapps/none/page?to=none");
+    assert!(
+        r.head.status >= 400,
+        "unrouted path answered {}",
+        r.head.status
+    );
+    assert_eq!(a.paths(), ["/exapps/a/page?to=a"]);
+    assert_eq!(b.paths(), ["/exapps/b/page?to=b"]);
+}
+
+#[test]
+fn server_sent_events_stream_through_nginx() {
+    let (_up, lyre) = stack();
+    let ngx = Nginx::start(lyre.port);
+    let r = get(ngx.port, "/exapps/up/sse?gap=0.2&n=3");
+    assert_eq!(r.head.status, 200);
+    assert_eq!(r.head.header("content-type"), Some("text/event-stream"));
+    assert_eq!(
+        r.body_str(),
+        "id: 0\ndata: event 0\n\nid: 1\ndata: event 1\n\nid: 2\ndata: event 2\n\n"
+    );
+}
