@@ -155,7 +155,9 @@ pub fn spawn_source(bytes: u64, head: Option<Vec<u8>>) -> SocketAddr {
     thread::spawn(move || {
         for conn in l.incoming().flatten() {
             let head = head.clone();
-            thread::spawn(move || serve_source(conn, bytes, head));
+            let _ = thread::Builder::new()
+                .name("source".into())
+                .spawn(move || serve_source(conn, bytes, head));
         }
     });
     addr
