@@ -1,30 +1,57 @@
 //! Forwarding pumps: move bytes between two plain TCP sockets without parsing them.
 //!
-//! Owns: the per-worker [`Pump`] (one pipe or one buffer, reused across connections), the
-//! bidirectional [`tunnel`] used after a 101 Upgrade, and the splice/pipe plumbing. Does not
-//! own: framing (the caller says how many bytes, or "until EOF"), TLS legs, FRP/yamux
-//! streams (those are not plain sockets), socket setup other than O_NONBLOCK.
+//! Owns: [`Pump`] (forward a known length or to EOF), the bidirectional [`tunnel`] used
+//! after a 101 Upgrade, the pipe/splice plumbing (`pipe`) and the per-thread pools that lend
+//! pipes and buffers only while bytes flow (`lease`). Does not own: framing (the caller says
+//! how many bytes, or "until EOF"), TLS legs, FRP/yamux streams (not plain sockets), socket
+//! options other than O_NONBLOCK.
 //!
-//! # Measurements (2 vCPU VM, kernel 6.18, loopback, 1 GiB download; `cargo bench --bench
-//! forward`)
+//! # Measurements (2 vCPU VM, kernel 6.18, loopback, 1 GiB download)
 //!
-//! | path                                              | Gbit/s | CPU-s/GiB (forwarder) |
-//! |---------------------------------------------------|--------|-----------------------|
-//! | direct loopback (no forwarder)                    | 22-24  | -                     |
-//! | monoio IORING_OP_SPLICE (punted to io-wq threads) | 8      | ~0.8                  |
-//! | epoll readiness + nonblocking splice              | 18     | ~0.25                 |
-//! | epoll readiness + 256 KiB recv/send copy          | 19     | ~0.33                 |
-//! | io_uring POLL_ADD + nonblocking splice, 1 MiB pipe | 17.4  | 0.22                  |
+//! Measured before this module was written (prototypes, quiet machine):
 //!
-//! The table in `BENCH_RESULTS` below (filled from this module's bench) gives this build's
-//! numbers for both pumps on both drivers.
+//! | path                                                | Gbit/s | CPU-s/GB (forwarder) |
+//! |-----------------------------------------------------|--------|----------------------|
+//! | direct loopback (no forwarder)                      | 22-24  | -                    |
+//! | monoio IORING_OP_SPLICE (punted to io-wq threads)   | 8      | ~0.8                 |
+//! | epoll readiness + nonblocking splice                | 18     | ~0.25                |
+//! | epoll readiness + 256 KiB recv/send copy            | 19     | ~0.33                |
+//! | io_uring POLL_ADD + nonblocking splice, 1 MiB pipe  | 17.4   | 0.22                 |
 //!
-//! Why: `splice` keeps payload pages in the kernel (no copy to user space), so it costs the
-//! least CPU per byte; it is the default. Issued ourselves after a readiness wait with
-//! SPLICE_F_NONBLOCK it never blocks a thread, whereas monoio's IORING_OP_SPLICE is punted to
-//! io-wq workers (a blocked kernel thread per idle tunnel, 2.5x the CPU). The copy pump is
-//! the fallback for kernels or sandboxes without splice on sockets; 256 KiB is the smallest
-//! buffer that reached full loopback throughput (64 KiB lost ~15%, 1 MiB gained nothing).
+//! This module, `cargo bench --bench forward` (forwarder = this code in-process on its own
+//! thread and runtime; "lyre" = the `lyre serve` binary, one worker, whole-process CPU).
+//! The VM was shared with parallel builds (load 5-12 on 2 vCPUs) while these ran, so the
+//! absolute Gbit/s and ratios are depressed and noisy; the CPU costs are the
+//! comparable part (each row's ratio is against a direct run made just before it):
+//!
+//! | forwarder            | Gbit/s | ratio vs direct | CPU-s/GiB |
+//! |----------------------|--------|-----------------|-----------|
+//! | splice, io_uring     | 4.6    | 0.48            | 0.32      |
+//! | copy, io_uring       | 4.6    | 0.45            | 0.57      |
+//! | splice, epoll        | 4.5    | 0.46            | 0.39      |
+//! | copy, epoll          | 4.7    | 0.64            | 0.60      |
+//! | lyre splice, io_uring | 4.3   | 0.56            | 0.38      |
+//! | lyre copy, io_uring  | 4.1    | 0.49            | 0.60      |
+//! | lyre splice, epoll   | 5.2    | 0.42            | 0.39      |
+//! | lyre copy, epoll     | 5.0    | 0.49            | 0.55      |
+//!
+//! Copy buffer sweep (epoll, same run, CPU-s/GiB): 64 KiB 0.69, 128 KiB 0.63, 256 KiB 0.60,
+//! 512 KiB 0.40, 1 MiB 0.45. Idle tunnels: 2-3 KiB each through `tunnel` alone (1,000
+//! upgraded connections, RSS delta); 22-25 KiB each through `lyre serve` as merged, of
+//! which ~8-10 KiB is the proxy's 8 KiB head buffer kept alive during the tunnel (14.3 KiB
+//! with it released before `tunnel`).
+//!
+//! Why splice is the default: it keeps payload pages in the kernel (no copy through user
+//! space), so it costs the least CPU per byte: 35-45% less than copy in every run above.
+//! Issued by us after a readiness wait, with SPLICE_F_NONBLOCK on O_NONBLOCK sockets, it
+//! never blocks a thread, whereas monoio's IORING_OP_SPLICE is punted to io-wq workers
+//! (about 3x the CPU, and a kernel thread blocked per idle tunnel). A profile of the splice
+//! forwarder shows kernel TCP/loopback work (including the receiver's softirq processing,
+//! which loopback runs in the sender's context) and no measurable user-space time, so the
+//! remaining cost is the kernel's. The copy pump is the fallback where splice on sockets is
+//! unavailable; its 256 KiB buffer (the prototype's measured choice) stays: the larger
+//! buffers' lower CPU in the sweep is within this run's noise, and each in-flight copy
+//! leases one buffer.
 //!
 //! # Budget per forwarded body
 //! No allocation. Splice: per round one `splice` socket->pipe (up to [`DEFAULT_PIPE_BYTES`])
