@@ -20,8 +20,8 @@ use lyre::net::{io as nio, pump};
 
 /// Bytes per download.
 pub const TOTAL_BYTES: u64 = 1 << 30;
-/// Runs per configuration; the median is reported.
-const RUNS: usize = 3;
+/// Runs per configuration (LYRE_BENCH_RUNS overrides, 1..=15); the median is reported.
+const DEFAULT_RUNS: usize = 3;
 /// Upper bound for any single socket wait in the bench.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(20);
 /// Idle tunnels opened for the memory measurement.
@@ -47,9 +47,13 @@ pub struct Sample {
 
 fn main() {
     let source = spawn_source(TOTAL_BYTES, None);
+    let runs = std::env::var("LYRE_BENCH_RUNS")
+        .ok()
+        .and_then(|r| r.parse::<usize>().ok())
+        .map_or(DEFAULT_RUNS, |r| r.clamp(1, 15));
     println!(
         "forward bench: {} MiB per download; each forwarded run is paired with a direct run \
-         just before it (ratio = paired), median of {RUNS}",
+         just before it (ratio = paired), median of {runs}",
         TOTAL_BYTES >> 20
     );
     println!(
@@ -81,7 +85,7 @@ fn main() {
     if let Some(only) = &only {
         rows.retain(|(label, _)| label.contains(only.as_str()));
     }
-    paired_table(source, rows);
+    paired_table(source, rows, runs);
     if only.as_deref().is_some_and(|o| !"idle tunnels".contains(o)) {
         return;
     }
@@ -98,11 +102,11 @@ fn main() {
 
 type Row = (String, Box<dyn FnMut() -> Result<Sample, String>>);
 
-/// Run every row RUNS times, round-robin, each run right after a direct download, so a
+/// Run every row `runs` times, round-robin, each run right after a direct download, so a
 /// noisy neighbour skews a row and its baseline alike; print medians.
-fn paired_table(source: SocketAddr, mut rows: Vec<Row>) {
+fn paired_table(source: SocketAddr, mut rows: Vec<Row>, runs: usize) {
     let mut results: Vec<Vec<(Sample, Sample)>> = vec![Vec::new(); rows.len()];
-    for _ in 0..RUNS {
+    for _ in 0..runs {
         for (i, (label, run)) in rows.iter_mut().enumerate() {
             match download(source).and_then(|d| run().map(|s| (d, s))) {
                 Ok(pair) => results[i].push(pair),

@@ -20,26 +20,29 @@
 //!
 //! This module, `cargo bench --bench forward` (forwarder = this code in-process on its own
 //! thread and runtime; "lyre" = the `lyre serve` binary, one worker, whole-process CPU).
-//! The VM was shared with parallel builds (load 5-12 on 2 vCPUs) while these ran, so the
-//! absolute Gbit/s and ratios are depressed and noisy; the CPU costs are the
-//! comparable part (each row's ratio is against a direct run made just before it):
+//! The VM was shared with parallel builds (load 5-12 on 2 vCPUs) during every run, so the
+//! absolute Gbit/s and the ratios are depressed and noisy (direct loopback itself fell to
+//! 6-9 Gbit/s); the CPU costs are the comparable part. Median of 5, each forwarded run
+//! paired with a direct run made just before it; a median-of-3 run gave the same picture
+//! (splice 0.32-0.39, copy 0.55-0.60 CPU-s/GiB):
 //!
-//! | forwarder            | Gbit/s | ratio vs direct | CPU-s/GiB |
-//! |----------------------|--------|-----------------|-----------|
-//! | splice, io_uring     | 4.6    | 0.48            | 0.32      |
-//! | copy, io_uring       | 4.6    | 0.45            | 0.57      |
-//! | splice, epoll        | 4.5    | 0.46            | 0.39      |
-//! | copy, epoll          | 4.7    | 0.64            | 0.60      |
-//! | lyre splice, io_uring | 4.3   | 0.56            | 0.38      |
-//! | lyre copy, io_uring  | 4.1    | 0.49            | 0.60      |
-//! | lyre splice, epoll   | 5.2    | 0.42            | 0.39      |
-//! | lyre copy, epoll     | 5.0    | 0.49            | 0.55      |
+//! | forwarder              | Gbit/s | ratio vs direct | CPU-s/GiB |
+//! |------------------------|--------|-----------------|-----------|
+//! | splice, io_uring       | 2.9    | 0.54            | 0.36      |
+//! | copy, io_uring         | 2.9    | 0.53            | 0.56      |
+//! | splice, epoll          | 3.1    | 0.45            | 0.40      |
+//! | copy, epoll            | 3.1    | 0.50            | 0.60      |
+//! | lyre splice, io_uring  | 3.3    | 0.40            | 0.37      |
+//! | lyre copy, io_uring    | 3.1    | 0.55            | 0.53      |
+//! | lyre splice, epoll     | 3.7    | 0.55            | 0.34      |
+//! | lyre copy, epoll       | 3.4    | 0.59            | 0.56      |
 //!
-//! Copy buffer sweep (epoll, same run, CPU-s/GiB): 64 KiB 0.69, 128 KiB 0.63, 256 KiB 0.60,
-//! 512 KiB 0.40, 1 MiB 0.45. Idle tunnels: 2-3 KiB each through `tunnel` alone (1,000
-//! upgraded connections, RSS delta); 22-25 KiB each through `lyre serve` as merged, of
-//! which ~8-10 KiB is the proxy's 8 KiB head buffer kept alive during the tunnel (14.3 KiB
-//! with it released before `tunnel`).
+//! Copy buffer sweep (epoll, CPU-s/GiB, the two runs): 64 KiB 0.69/0.69, 128 KiB 0.63/0.63,
+//! 256 KiB 0.60/0.60, 512 KiB 0.40/0.48, 1 MiB 0.45/0.50. Idle tunnels (1,000 upgraded
+//! connections, one ping/pong each, RSS delta / 1000): 2-3 KiB each through `tunnel` alone;
+//! 22.5 (io_uring) / 24.6 (epoll) KiB each through `lyre serve` as merged, of which ~8-10 KiB
+//! is the proxy's head buffer kept alive during the tunnel (14.3 KiB with it released before
+//! calling `tunnel`).
 //!
 //! Why splice is the default: it keeps payload pages in the kernel (no copy through user
 //! space), so it costs the least CPU per byte: 35-45% less than copy in every run above.
@@ -49,9 +52,10 @@
 //! forwarder shows kernel TCP/loopback work (including the receiver's softirq processing,
 //! which loopback runs in the sender's context) and no measurable user-space time, so the
 //! remaining cost is the kernel's. The copy pump is the fallback where splice on sockets is
-//! unavailable; its 256 KiB buffer (the prototype's measured choice) stays: the larger
-//! buffers' lower CPU in the sweep is within this run's noise, and each in-flight copy
-//! leases one buffer.
+//! unavailable. Its buffer stays at 256 KiB, the prototype's quiet-machine choice (full
+//! throughput at 0.33 CPU-s/GB); on the loaded VM 512 KiB cost 20-30% less CPU, so
+//! re-measure on a quiet machine before changing [`DEFAULT_COPY_BUF_BYTES`] (each in-flight
+//! copy leases one buffer; at most [`MAX_POOLED_BUFS`] idle ones are kept per thread).
 //!
 //! # Budget per forwarded body
 //! No allocation. Splice: per round one `splice` socket->pipe (up to [`DEFAULT_PIPE_BYTES`])
