@@ -91,8 +91,9 @@ fn main() {
     }
     for driver in [Driver::Uring, Driver::Epoll] {
         match idle_tunnels_in_process(driver) {
-            Ok(kib) => println!(
-                "idle tunnels, in-process {driver:?}: {kib:.2} KiB each (target <= {TARGET_KIB_PER_TUNNEL})"
+            Ok((kib, idle)) => println!(
+                "idle tunnels, in-process {driver:?}: {kib:.2} KiB each (target <= \
+                 {TARGET_KIB_PER_TUNNEL}); {idle}"
             ),
             Err(e) => println!("idle tunnels, in-process {driver:?}: failed: {e}"),
         }
@@ -303,7 +304,7 @@ where
 /// 1,000 tunnels through `pump::tunnel` on one runtime, each carrying one ping/pong, then
 /// idle; RSS delta of this process / 1000 (includes the upstream sockets' user-space
 /// state, so it is an upper bound for the tunnel itself).
-fn idle_tunnels_in_process(driver: Driver) -> Result<f64, String> {
+fn idle_tunnels_in_process(driver: Driver) -> Result<(f64, cpu::IdleCost), String> {
     let (tx, rx) = mpsc::channel();
     let (done_tx, done_rx) = mpsc::channel::<()>();
     let fwd =
@@ -323,10 +324,14 @@ fn idle_tunnels_in_process(driver: Driver) -> Result<f64, String> {
     }
     thread::sleep(Duration::from_millis(200));
     let after_kib = cpu::vm_rss_kib(std::process::id())?;
+    let idle = cpu::idle_cost(std::process::id());
     drop(done_tx);
     drop(clients);
     fwd.join().map_err(|_| "tunnel server panicked")??;
-    Ok((after_kib as f64 - before_kib as f64) / IDLE_TUNNELS as f64)
+    Ok((
+        (after_kib as f64 - before_kib as f64) / IDLE_TUNNELS as f64,
+        idle?,
+    ))
 }
 
 mod tunnels {
@@ -428,6 +433,44 @@ pub mod cpu {
         } else {
             100.0
         }
+    }
+
+    /// What 1,000 idle tunnels cost while idle: CPU over one second and io_uring worker
+    /// threads (there must be none: an idle tunnel holds no kernel thread).
+    pub struct IdleCost {
+        pub cpu_ms_per_s: f64,
+        pub iou_workers: usize,
+    }
+
+    impl std::fmt::Display for IdleCost {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(
+                f,
+                "while idle: {:.1} ms CPU/s, {} io-wq threads",
+                self.cpu_ms_per_s, self.iou_workers
+            )
+        }
+    }
+
+    pub fn idle_cost(pid: u32) -> Result<IdleCost, String> {
+        let stat = format!("/proc/{pid}/stat");
+        let before = stat_ticks(&stat).ok_or("no stat")?;
+        let t0 = std::time::Instant::now();
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        let after = stat_ticks(&stat).ok_or("no stat")?;
+        let ms = (after - before) as f64 / clock_ticks() * 1000.0 / t0.elapsed().as_secs_f64();
+        let iou_workers = std::fs::read_dir(format!("/proc/{pid}/task"))
+            .map_err(|e| e.to_string())?
+            .flatten()
+            .filter(|t| {
+                let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+                comm.starts_with("iou-wrk")
+            })
+            .count();
+        Ok(IdleCost {
+            cpu_ms_per_s: ms,
+            iou_workers,
+        })
     }
 
     pub fn vm_rss_kib(pid: u32) -> Result<u64, String> {
