@@ -20,8 +20,8 @@ use lyre::net::{io as nio, pump};
 
 /// Bytes per download.
 pub const TOTAL_BYTES: u64 = 1 << 30;
-/// Runs per configuration; the median is reported.
-const RUNS: usize = 3;
+/// Runs per configuration (LYRE_BENCH_RUNS overrides, 1..=15); the median is reported.
+const DEFAULT_RUNS: usize = 3;
 /// Upper bound for any single socket wait in the bench.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(20);
 /// Idle tunnels opened for the memory measurement.
@@ -47,9 +47,13 @@ pub struct Sample {
 
 fn main() {
     let source = spawn_source(TOTAL_BYTES, None);
+    let runs = std::env::var("LYRE_BENCH_RUNS")
+        .ok()
+        .and_then(|r| r.parse::<usize>().ok())
+        .map_or(DEFAULT_RUNS, |r| r.clamp(1, 15));
     println!(
         "forward bench: {} MiB per download; each forwarded run is paired with a direct run \
-         just before it (ratio = paired), median of {RUNS}",
+         just before it (ratio = paired), median of {runs}",
         TOTAL_BYTES >> 20
     );
     println!(
@@ -75,11 +79,21 @@ fn main() {
         ));
     }
     rows.extend(stage2::rows());
-    paired_table(source, rows);
+    // LYRE_BENCH_ONLY=<substring>: run only the matching rows (and skip the tunnel parts
+    // unless "tunnel" matches), for quick profiling.
+    let only = std::env::var("LYRE_BENCH_ONLY").ok();
+    if let Some(only) = &only {
+        rows.retain(|(label, _)| label.contains(only.as_str()));
+    }
+    paired_table(source, rows, runs);
+    if only.as_deref().is_some_and(|o| !"idle tunnels".contains(o)) {
+        return;
+    }
     for driver in [Driver::Uring, Driver::Epoll] {
         match idle_tunnels_in_process(driver) {
-            Ok(kib) => println!(
-                "idle tunnels, in-process {driver:?}: {kib:.2} KiB each (target <= {TARGET_KIB_PER_TUNNEL})"
+            Ok((kib, idle)) => println!(
+                "idle tunnels, in-process {driver:?}: {kib:.2} KiB each (target <= \
+                 {TARGET_KIB_PER_TUNNEL}); {idle}"
             ),
             Err(e) => println!("idle tunnels, in-process {driver:?}: failed: {e}"),
         }
@@ -89,11 +103,11 @@ fn main() {
 
 type Row = (String, Box<dyn FnMut() -> Result<Sample, String>>);
 
-/// Run every row RUNS times, round-robin, each run right after a direct download, so a
+/// Run every row `runs` times, round-robin, each run right after a direct download, so a
 /// noisy neighbour skews a row and its baseline alike; print medians.
-fn paired_table(source: SocketAddr, mut rows: Vec<Row>) {
+fn paired_table(source: SocketAddr, mut rows: Vec<Row>, runs: usize) {
     let mut results: Vec<Vec<(Sample, Sample)>> = vec![Vec::new(); rows.len()];
-    for _ in 0..RUNS {
+    for _ in 0..runs {
         for (i, (label, run)) in rows.iter_mut().enumerate() {
             match download(source).and_then(|d| run().map(|s| (d, s))) {
                 Ok(pair) => results[i].push(pair),
@@ -146,7 +160,9 @@ pub fn spawn_source(bytes: u64, head: Option<Vec<u8>>) -> SocketAddr {
     thread::spawn(move || {
         for conn in l.incoming().flatten() {
             let head = head.clone();
-            thread::spawn(move || serve_source(conn, bytes, head));
+            let _ = thread::Builder::new()
+                .name("source".into())
+                .spawn(move || serve_source(conn, bytes, head));
         }
     });
     addr
@@ -288,7 +304,7 @@ where
 /// 1,000 tunnels through `pump::tunnel` on one runtime, each carrying one ping/pong, then
 /// idle; RSS delta of this process / 1000 (includes the upstream sockets' user-space
 /// state, so it is an upper bound for the tunnel itself).
-fn idle_tunnels_in_process(driver: Driver) -> Result<f64, String> {
+fn idle_tunnels_in_process(driver: Driver) -> Result<(f64, cpu::IdleCost), String> {
     let (tx, rx) = mpsc::channel();
     let (done_tx, done_rx) = mpsc::channel::<()>();
     let fwd =
@@ -308,10 +324,14 @@ fn idle_tunnels_in_process(driver: Driver) -> Result<f64, String> {
     }
     thread::sleep(Duration::from_millis(200));
     let after_kib = cpu::vm_rss_kib(std::process::id())?;
+    let idle = cpu::idle_cost(std::process::id());
     drop(done_tx);
     drop(clients);
     fwd.join().map_err(|_| "tunnel server panicked")??;
-    Ok((after_kib as f64 - before_kib as f64) / IDLE_TUNNELS as f64)
+    Ok((
+        (after_kib as f64 - before_kib as f64) / IDLE_TUNNELS as f64,
+        idle?,
+    ))
 }
 
 mod tunnels {
@@ -413,6 +433,44 @@ pub mod cpu {
         } else {
             100.0
         }
+    }
+
+    /// What 1,000 idle tunnels cost while idle: CPU over one second and io_uring worker
+    /// threads (there must be none: an idle tunnel holds no kernel thread).
+    pub struct IdleCost {
+        pub cpu_ms_per_s: f64,
+        pub iou_workers: usize,
+    }
+
+    impl std::fmt::Display for IdleCost {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(
+                f,
+                "while idle: {:.1} ms CPU/s, {} io-wq threads",
+                self.cpu_ms_per_s, self.iou_workers
+            )
+        }
+    }
+
+    pub fn idle_cost(pid: u32) -> Result<IdleCost, String> {
+        let stat = format!("/proc/{pid}/stat");
+        let before = stat_ticks(&stat).ok_or("no stat")?;
+        let t0 = std::time::Instant::now();
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        let after = stat_ticks(&stat).ok_or("no stat")?;
+        let ms = (after - before) as f64 / clock_ticks() * 1000.0 / t0.elapsed().as_secs_f64();
+        let iou_workers = std::fs::read_dir(format!("/proc/{pid}/task"))
+            .map_err(|e| e.to_string())?
+            .flatten()
+            .filter(|t| {
+                let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+                comm.starts_with("iou-wrk")
+            })
+            .count();
+        Ok(IdleCost {
+            cpu_ms_per_s: ms,
+            iou_workers,
+        })
     }
 
     pub fn vm_rss_kib(pid: u32) -> Result<u64, String> {

@@ -153,15 +153,16 @@ fn read_head(c: &mut TcpStream) -> Result<(u16, usize), String> {
 pub fn idle_tunnels() {
     for driver in ["uring", "epoll"] {
         match idle_tunnels_via_lyre(driver) {
-            Ok(kib) => println!(
-                "idle tunnels, lyre serve {driver}: {kib:.2} KiB each (target <= {TARGET_KIB_PER_TUNNEL})"
+            Ok((kib, idle)) => println!(
+                "idle tunnels, lyre serve {driver}: {kib:.2} KiB each (target <= \
+                 {TARGET_KIB_PER_TUNNEL}); {idle}"
             ),
             Err(e) => println!("idle tunnels, lyre serve {driver}: skipped: {e}"),
         }
     }
 }
 
-fn idle_tunnels_via_lyre(driver: &str) -> Result<f64, String> {
+fn idle_tunnels_via_lyre(driver: &str) -> Result<(f64, cpu::IdleCost), String> {
     let (tx, rx) = mpsc::channel();
     let (done_tx, done_rx) = mpsc::channel::<()>();
     let up = thread::spawn(move || {
@@ -176,7 +177,7 @@ fn idle_tunnels_via_lyre(driver: &str) -> Result<f64, String> {
     result
 }
 
-fn measure_tunnels(upstream: SocketAddr, driver: &str) -> Result<f64, String> {
+fn measure_tunnels(upstream: SocketAddr, driver: &str) -> Result<(f64, cpu::IdleCost), String> {
     let lyre = start_lyre(upstream, "splice", driver)?;
     let pid = lyre.child.id();
     // Warm up: one tunnel first, so one-time allocations are not counted per tunnel.
@@ -188,8 +189,9 @@ fn measure_tunnels(upstream: SocketAddr, driver: &str) -> Result<f64, String> {
     }
     thread::sleep(Duration::from_millis(300));
     let after = cpu::vm_rss_kib(pid)?;
+    let idle = cpu::idle_cost(pid)?;
     drop(clients);
-    Ok((after as f64 - before as f64) / IDLE_TUNNELS as f64)
+    Ok(((after as f64 - before as f64) / IDLE_TUNNELS as f64, idle))
 }
 
 /// Upgrade one connection, pass one ping/pong through it, leave it open.

@@ -23,6 +23,7 @@ pub const MAX_WORKERS: usize = 256;
 #[derive(clap::Args, Debug, Clone)]
 pub struct BenchArgs {
     /// Target URL, plain HTTP: http://host[:port]/path
+    #[arg(short = 'u', long)]
     pub url: String,
     /// Concurrent keep-alive connections (one request in flight each).
     #[arg(short = 'c', long, default_value_t = 64)]

@@ -149,3 +149,31 @@ fn target_parsing() {
     let t = Target::parse(&a).unwrap();
     assert!(t.request.ends_with(b"A: b\r\nContent-Length: 3\r\n\r\nxyz"));
 }
+
+#[test]
+fn command_line_flags() {
+    use clap::Parser;
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: BenchArgs,
+    }
+    let cli = Cli::try_parse_from(["lyre-bench", "--url", "http://127.0.0.1:1/x", "-c", "8"]);
+    let a = cli.unwrap().args;
+    assert_eq!(
+        (a.url.as_str(), a.connections, a.workers),
+        ("http://127.0.0.1:1/x", 8, 1)
+    );
+    assert_eq!(
+        (a.duration_secs, a.timeout_ms, a.method.as_str()),
+        (10, 5000, "GET")
+    );
+    let a = Cli::try_parse_from(["b", "-u", "http://h/", "-w", "2", "-d", "3", "-H", "A: b"])
+        .unwrap()
+        .args;
+    assert_eq!(
+        (a.workers, a.duration_secs, a.headers),
+        (2, 3, vec!["A: b".to_string()])
+    );
+    assert!(Cli::try_parse_from(["b"]).is_err(), "--url is required");
+}

@@ -1,30 +1,62 @@
 //! Forwarding pumps: move bytes between two plain TCP sockets without parsing them.
 //!
-//! Owns: the per-worker [`Pump`] (one pipe or one buffer, reused across connections), the
-//! bidirectional [`tunnel`] used after a 101 Upgrade, and the splice/pipe plumbing. Does not
-//! own: framing (the caller says how many bytes, or "until EOF"), TLS legs, FRP/yamux
-//! streams (those are not plain sockets), socket setup other than O_NONBLOCK.
+//! Owns: [`Pump`] (forward a known length or to EOF), the bidirectional [`tunnel`] used
+//! after a 101 Upgrade, the pipe/splice plumbing (`pipe`) and the per-thread pools that lend
+//! pipes and buffers only while bytes flow (`lease`). Does not own: framing (the caller says
+//! how many bytes, or "until EOF"), TLS legs, FRP/yamux streams (not plain sockets), socket
+//! options other than O_NONBLOCK.
 //!
-//! # Measurements (2 vCPU VM, kernel 6.18, loopback, 1 GiB download; `cargo bench --bench
-//! forward`)
+//! # Measurements (2 vCPU VM, kernel 6.18, loopback, 1 GiB download)
 //!
-//! | path                                              | Gbit/s | CPU-s/GiB (forwarder) |
-//! |---------------------------------------------------|--------|-----------------------|
-//! | direct loopback (no forwarder)                    | 22-24  | -                     |
-//! | monoio IORING_OP_SPLICE (punted to io-wq threads) | 8      | ~0.8                  |
-//! | epoll readiness + nonblocking splice              | 18     | ~0.25                 |
-//! | epoll readiness + 256 KiB recv/send copy          | 19     | ~0.33                 |
-//! | io_uring POLL_ADD + nonblocking splice, 1 MiB pipe | 17.4  | 0.22                  |
+//! Measured before this module was written (prototypes, quiet machine):
 //!
-//! The table in `BENCH_RESULTS` below (filled from this module's bench) gives this build's
-//! numbers for both pumps on both drivers.
+//! | path                                                | Gbit/s | CPU-s/GB (forwarder) |
+//! |-----------------------------------------------------|--------|----------------------|
+//! | direct loopback (no forwarder)                      | 22-24  | -                    |
+//! | monoio IORING_OP_SPLICE (punted to io-wq threads)   | 8      | ~0.8                 |
+//! | epoll readiness + nonblocking splice                | 18     | ~0.25                |
+//! | epoll readiness + 256 KiB recv/send copy            | 19     | ~0.33                |
+//! | io_uring POLL_ADD + nonblocking splice, 1 MiB pipe  | 17.4   | 0.22                 |
 //!
-//! Why: `splice` keeps payload pages in the kernel (no copy to user space), so it costs the
-//! least CPU per byte; it is the default. Issued ourselves after a readiness wait with
-//! SPLICE_F_NONBLOCK it never blocks a thread, whereas monoio's IORING_OP_SPLICE is punted to
-//! io-wq workers (a blocked kernel thread per idle tunnel, 2.5x the CPU). The copy pump is
-//! the fallback for kernels or sandboxes without splice on sockets; 256 KiB is the smallest
-//! buffer that reached full loopback throughput (64 KiB lost ~15%, 1 MiB gained nothing).
+//! This module, `cargo bench --bench forward` (forwarder = this code in-process on its own
+//! thread and runtime; "lyre" = the `lyre serve` binary, one worker, whole-process CPU).
+//! The VM was shared with parallel builds (load 5-12 on 2 vCPUs) during every run, so the
+//! absolute Gbit/s and the ratios are depressed and noisy (direct loopback itself fell to
+//! 6-9 Gbit/s); the CPU costs are the comparable part. Median of 5, each forwarded run
+//! paired with a direct run made just before it; a median-of-3 run gave the same picture
+//! (splice 0.32-0.39, copy 0.55-0.60 CPU-s/GiB):
+//!
+//! | forwarder              | Gbit/s | ratio vs direct | CPU-s/GiB |
+//! |------------------------|--------|-----------------|-----------|
+//! | splice, io_uring       | 2.9    | 0.54            | 0.36      |
+//! | copy, io_uring         | 2.9    | 0.53            | 0.56      |
+//! | splice, epoll          | 3.1    | 0.45            | 0.40      |
+//! | copy, epoll            | 3.1    | 0.50            | 0.60      |
+//! | lyre splice, io_uring  | 3.3    | 0.40            | 0.37      |
+//! | lyre copy, io_uring    | 3.1    | 0.55            | 0.53      |
+//! | lyre splice, epoll     | 3.7    | 0.55            | 0.34      |
+//! | lyre copy, epoll       | 3.4    | 0.59            | 0.56      |
+//!
+//! Copy buffer sweep (epoll, CPU-s/GiB, the two runs): 64 KiB 0.69/0.69, 128 KiB 0.63/0.63,
+//! 256 KiB 0.60/0.60, 512 KiB 0.40/0.48, 1 MiB 0.45/0.50. Idle tunnels (1,000 upgraded
+//! connections, one ping/pong each, RSS delta / 1000): 2-3 KiB each through `tunnel` alone;
+//! 22.5 (io_uring) / 24.6 (epoll) KiB each through `lyre serve` as merged, of which ~8-10 KiB
+//! is the proxy's head buffer kept alive during the tunnel (14.3 KiB with it released before
+//! calling `tunnel`). While those 1,000 tunnels sit idle: 0.0 ms CPU per second and no
+//! io-wq (`iou-wrk`) threads, on both drivers, in-process and in `lyre serve`.
+//!
+//! Why splice is the default: it keeps payload pages in the kernel (no copy through user
+//! space), so it costs the least CPU per byte: 35-45% less than copy in every run above.
+//! Issued by us after a readiness wait, with SPLICE_F_NONBLOCK on O_NONBLOCK sockets, it
+//! never blocks a thread, whereas monoio's IORING_OP_SPLICE is punted to io-wq workers
+//! (about 3x the CPU, and a kernel thread blocked per idle tunnel). A profile of the splice
+//! forwarder shows kernel TCP/loopback work (including the receiver's softirq processing,
+//! which loopback runs in the sender's context) and no measurable user-space time, so the
+//! remaining cost is the kernel's. The copy pump is the fallback where splice on sockets is
+//! unavailable. Its buffer stays at 256 KiB, the prototype's quiet-machine choice (full
+//! throughput at 0.33 CPU-s/GB); on the loaded VM 512 KiB cost 20-30% less CPU, so
+//! re-measure on a quiet machine before changing [`DEFAULT_COPY_BUF_BYTES`] (each in-flight
+//! copy leases one buffer; at most [`MAX_POOLED_BUFS`] idle ones are kept per thread).
 //!
 //! # Budget per forwarded body
 //! No allocation. Splice: per round one `splice` socket->pipe (up to [`DEFAULT_PIPE_BYTES`])
@@ -35,8 +67,10 @@
 //! io_uring, the epoll state plus a zero-timeout poll on the legacy driver. After our own
 //! syscall returned EAGAIN, the wait does not return until the socket is really ready (the
 //! legacy driver's poll(0) clears stale readiness), so nothing spins; see the
-//! `readiness_wait_does_not_spin` tests. Both sockets must be O_NONBLOCK
-//! ([`super::io::set_nonblocking`]): `splice` honours only the file flag on the socket side.
+//! `readiness_wait_does_not_spin` tests. Both sockets must be O_NONBLOCK: `splice` honours
+//! only the file flag on the socket side (a blocking socket would put the worker thread to
+//! sleep inside the kernel), so the splice paths enforce it with
+//! [`super::io::set_nonblocking`] (one F_GETFL per socket per call when already set).
 
 mod lease;
 mod pipe;
@@ -136,6 +170,10 @@ impl Pump {
     ) -> io::Result<u64> {
         match self.choice {
             PumpChoice::Splice => {
+                // A blocking socket would make splice(2) sleep in the kernel and stall the
+                // whole worker: enforce O_NONBLOCK (one F_GETFL each when already set).
+                super::io::set_nonblocking(from)?;
+                super::io::set_nonblocking(to)?;
                 let mut lease = PipeLease::take(self.bytes)?;
                 splice_forward(lease.pipe(), from, to, limit, idle).await
             }

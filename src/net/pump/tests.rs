@@ -32,13 +32,12 @@ where
         .block_on(f());
 }
 
-/// A connected loopback pair (client, server), both O_NONBLOCK.
+/// A connected loopback pair (client, server). Left in blocking mode (monoio's default):
+/// the pumps must set O_NONBLOCK themselves.
 async fn pair() -> (TcpStream, TcpStream) {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let c = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
     let (s, _) = l.accept().await.unwrap();
-    nio::set_nonblocking(&c).unwrap();
-    nio::set_nonblocking(&s).unwrap();
     (c, s)
 }
 
@@ -384,4 +383,45 @@ fn tunnel_reset_ends_both_sides() {
             assert!(matches!(r, Ok(0)) || r.is_err(), "{choice:?}: {r:?}");
         }
     });
+}
+
+fn clear_nonblocking(s: &TcpStream) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: fcntl with integer arguments on a valid fd.
+    unsafe {
+        let flags = libc::fcntl(s.as_raw_fd(), libc::F_GETFL);
+        libc::fcntl(s.as_raw_fd(), libc::F_SETFL, flags & !libc::O_NONBLOCK);
+    }
+}
+
+#[test]
+fn blocking_sockets_never_stall_the_worker() {
+    // If a splice ran on a blocking socket, the worker thread would sleep in the kernel
+    // and never see its idle timer: run on a side thread and give up waiting after 20 s.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        on_both_drivers(|| async {
+            for choice in both_pumps() {
+                let (client, a) = pair().await;
+                let (b, upstream) = pair().await;
+                for s in [&client, &a, &b, &upstream] {
+                    clear_nonblocking(s);
+                }
+                let idle = Duration::from_millis(100);
+                let t = monoio::spawn(async move { tunnel_with(choice, &a, &b, idle, LONG).await });
+                nio::write_all(&client, b"ping").await.unwrap();
+                assert_eq!(read_n(&upstream, 4).await, b"ping");
+                assert_eq!(t.await.unwrap_err().kind(), io::ErrorKind::TimedOut);
+                // Same for a forward waiting on a silent blocking source.
+                let (_src, up, down, _sink) = chain().await;
+                clear_nonblocking(&up);
+                let mut pump = Pump::new(choice).unwrap();
+                let err = pump.forward_exact(&up, &down, 10, idle).await.unwrap_err();
+                assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+            }
+        });
+        let _ = tx.send(());
+    });
+    rx.recv_timeout(Duration::from_secs(20))
+        .expect("the pump thread failed (see its panic) or blocked in the kernel");
 }

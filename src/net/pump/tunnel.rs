@@ -48,8 +48,8 @@ pub async fn tunnel(
 /// - An error on either side (RST, EPIPE) ends both: the error is returned and the caller
 ///   drops both sockets. A reset is passed on as a reset (SO_LINGER 0 on the other side).
 ///
-/// Both sockets must be O_NONBLOCK (`net::io::set_nonblocking`). Waits are readiness waits
-/// only, so an idle tunnel holds no kernel worker thread.
+/// Sets O_NONBLOCK on both sockets. Waits are readiness waits only, so an idle tunnel holds
+/// no kernel worker thread.
 pub async fn tunnel_with(
     choice: PumpChoice,
     a: &TcpStream,
@@ -57,6 +57,10 @@ pub async fn tunnel_with(
     idle: Duration,
     fin: Duration,
 ) -> io::Result<(u64, u64)> {
+    // Enforced here, not trusted: a blocking socket would make splice(2) sleep in the
+    // kernel and stall the worker for as long as the tunnel is idle.
+    nio::set_nonblocking(a)?;
+    nio::set_nonblocking(b)?;
     let last = Cell::new(Instant::now());
     let (ab_bytes, ba_bytes) = (Cell::new(0u64), Cell::new(0u64));
     let mut ab = pin!(pass(choice, a, b, &last, &ab_bytes));
