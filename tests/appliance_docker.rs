@@ -85,10 +85,21 @@ struct Deploy<'a> {
 
 #[test]
 fn appapi_deploy_sequence_through_public_listener() {
-    let podman = Podman::start("appliance-deploy");
-    let registry = Registry::start("appliance-deploy");
-    let tmp = TempDir::new("appliance-deploy");
-    let image = publish_fresh_image(&podman, &registry, &tmp);
+    deploy_sequence("auto");
+}
+
+/// The same on the epoll driver (the fallback when io_uring is unavailable).
+#[test]
+fn appapi_deploy_sequence_through_public_listener_epoll() {
+    deploy_sequence("epoll");
+}
+
+fn deploy_sequence(driver: &str) {
+    let tag = format!("appl-deploy-{driver}");
+    let podman = Podman::start(&tag);
+    let registry = Registry::start(&tag);
+    let tmp = TempDir::new(&tag);
+    let image = publish_fresh_image(&podman, &registry, &tmp, driver);
     // Pulls go through the holding relay: podman sees the registry at the relay's port.
     let held = HeldRelay::start(registry.port, HOLD_AFTER);
     let image = image.replace(&format!(":{}/", registry.port), &format!(":{}/", held.port));
@@ -97,10 +108,21 @@ fn appapi_deploy_sequence_through_public_listener() {
     let sock = podman.sock.to_string_lossy().into_owned();
     let certs = certs_dir.to_string_lossy().into_owned();
     let lyre = Lyre::start(
-        &[("LYRE_DOCKER_SOCKET", &sock), ("LYRE_CERTS_DIR", &certs)],
+        &[
+            ("LYRE_DOCKER_SOCKET", &sock),
+            ("LYRE_CERTS_DIR", &certs),
+            ("LYRE_DRIVER", driver),
+        ],
         &[],
     );
-    let name = podman.app_name("appl");
+    if driver == "epoll" {
+        assert!(
+            lyre.log().contains("driver=\"epoll\""),
+            "not on epoll: {}",
+            lyre.log()
+        );
+    }
+    let name = podman.app_name(&format!("appl{driver}"));
     let d = Deploy {
         api: AppApi::new(lyre.port, 24000),
         lyre: &lyre,
@@ -119,7 +141,7 @@ fn appapi_deploy_sequence_through_public_listener() {
     teardown(&d, &mut clock);
 
     eprintln!(
-        "AppAPI deploy sequence through lyre serve (Lyre calls only):\n{}",
+        "AppAPI deploy sequence through lyre serve, driver {driver} (Lyre calls only):\n{}",
         clock.report()
     );
     assert!(
@@ -137,10 +159,13 @@ fn appapi_deploy_sequence_through_public_listener() {
 
 /// A new image (unique layer) in the registry as `127.0.0.1:<registry>/nextcloud/
 /// talking-exapp:1.0.0`, removed from podman's storage so the pull must fetch the layer.
-fn publish_fresh_image(podman: &Podman, registry: &Registry, tmp: &TempDir) -> String {
-    let local = build_talking_image(&format!("{}", std::process::id()), tmp.path());
+fn publish_fresh_image(podman: &Podman, registry: &Registry, tmp: &TempDir, tag: &str) -> String {
+    let local = build_talking_image(&format!("{}-{tag}", std::process::id()), tmp.path());
     podman.forget_image(&local);
-    let remote = format!("127.0.0.1:{}/nextcloud/talking-exapp:1.0.0", registry.port);
+    let remote = format!(
+        "127.0.0.1:{}/nextcloud/talking-exapp-{tag}:1.0.0",
+        registry.port
+    );
     common::appapi::podman(&["push", "-q", "--tls-verify=false", &local, &remote]);
     common::appapi::podman(&["rmi", "-f", &local]);
     remote
