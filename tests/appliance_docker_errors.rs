@@ -19,7 +19,8 @@ mod docker_peer;
 use std::time::{Duration, Instant};
 
 use common::appapi::{
-    engine_connections_settled, full_backlog_listener, in_netns, name_body, AppApi, HungEngine, API,
+    engine_connections_settled, full_backlog_listener, in_netns, name_body, AppApi, HungEngine,
+    RecordingEngine, API,
 };
 use common::http::{Conn, Response};
 use common::Lyre;
@@ -303,5 +304,45 @@ fn wrapper_times_out_on_a_silent_engine() {
     assert!(
         hung.all_closed_by_client(Duration::from_secs(5)),
         "Lyre kept the silent engine's connection open"
+    );
+}
+
+/// §1.4, §4.6: the engine gets AppAPI's request with only `/exapps/app_api` stripped: query
+/// byte-exact, every header kept (HaRP neither checks nor removes the Basic auth or the
+/// key), and Lyre's `Connection: close` (one engine connection per call). The engine's
+/// answer comes back unchanged.
+#[test]
+fn passthrough_forwards_appapi_request_as_is() {
+    let reply = b"HTTP/1.1 200 OK\r\nApi-Version: 1.44\r\nContent-Type: application/json\r\nX-Engine: fake\r\nContent-Length: 27\r\n\r\n{\"status\":\"Pulling image\"}\n";
+    let engine = RecordingEngine::start(reply);
+    let lyre = Lyre::start(&[], &[]);
+    let api = AppApi::new(lyre.port, engine.port);
+    let path = "/images/create?fromImage=127.0.0.1%3A5000%2Fnextcloud%2Fx&tag=1.0.0";
+    let r = api.call("POST", &format!("{API}{path}"), b"");
+    assert_eq!(r.head.status, 200);
+    assert_eq!(r.head.header("x-engine"), Some("fake"));
+    assert_eq!(r.head.header("api-version"), Some("1.44"));
+    assert_eq!(r.body_str(), "{\"status\":\"Pulling image\"}\n");
+    let heads = engine.heads();
+    assert_eq!(heads.len(), 1, "{heads:?}");
+    let head = &heads[0];
+    let sent = String::from_utf8(api.request_bytes("POST", &format!("{API}{path}"), b"", ""))
+        .expect("ascii");
+    assert!(
+        head.starts_with(&format!("POST /v1.44{path} HTTP/1.1\r\n")),
+        "{head}"
+    );
+    let lines: Vec<&str> = head.lines().skip(1).filter(|l| !l.is_empty()).collect();
+    for want in sent.lines().skip(1).filter(|l| !l.is_empty()) {
+        assert!(
+            lines.iter().any(|l| l.eq_ignore_ascii_case(want)),
+            "header {want:?} not passed to the engine:\n{head}"
+        );
+    }
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.eq_ignore_ascii_case("connection: close")),
+        "{head}"
     );
 }

@@ -567,3 +567,65 @@ pub fn podman(args: &[&str]) -> String {
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// A fake engine on a free port: records each request head (up to the blank line) and
+/// answers `reply` verbatim, then closes.
+pub struct RecordingEngine {
+    pub port: u16,
+    heads: Arc<Mutex<Vec<String>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl RecordingEngine {
+    pub fn start(reply: &[u8]) -> RecordingEngine {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind recording engine");
+        let port = listener.local_addr().expect("local_addr").port();
+        let heads = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (hs, st, reply) = (heads.clone(), stop.clone(), reply.to_vec());
+        let thread = thread::spawn(move || {
+            for conn in listener.incoming() {
+                if st.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(mut s) = conn else { continue };
+                let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                hs.lock()
+                    .expect("lock")
+                    .push(String::from_utf8_lossy(&head).into_owned());
+                let _ = s.write_all(&reply);
+                let _ = s.shutdown(Shutdown::Both);
+            }
+        });
+        RecordingEngine {
+            port,
+            heads,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Request heads received so far, oldest first.
+    pub fn heads(&self) -> Vec<String> {
+        self.heads.lock().expect("lock").clone()
+    }
+}
+
+impl Drop for RecordingEngine {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
