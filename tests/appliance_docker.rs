@@ -116,11 +116,11 @@ fn deploy_sequence(driver: &str) {
         &[],
     );
     if driver == "epoll" {
-        assert!(
-            lyre.log().contains("driver=\"epoll\""),
-            "not on epoll: {}",
-            lyre.log()
-        );
+        // The ready line may follow the listener by a moment.
+        let on_epoll = common::poll_until(Duration::from_secs(5), || {
+            lyre.log().contains("driver=\"epoll\"")
+        });
+        assert!(on_epoll, "not on epoll: {}", lyre.log());
     }
     let name = podman.app_name(&format!("appl{driver}"));
     let d = Deploy {
