@@ -31,7 +31,7 @@
 //! if !passthrough_allowed(method, stripped_target) { 403 (HAProxy page) }
 //! let Some(port) = passthrough_port(header) else { 503 };
 //! let engine = ctx.engine(port);               // 24000 + local socket -> Unix, else TCP
-//! let stream = connect_engine(&engine, t).await // Err: TimedOut -> 504, else 503
+//! let stream = connect_engine(&engine, t).await // Err -> 503 (HAProxy: a connect timeout is a connection failure)
 //! // write the request (stripped target, original query, all headers), then relay the
 //! // response unbuffered: stream.readable()/writable() + try_recv/try_send, read_some,
 //! // write_all: the same readiness + nonblocking-syscall pattern as net::io.

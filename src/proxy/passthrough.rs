@@ -38,19 +38,18 @@ pub async fn serve_passthrough(
         .unwrap_or_default();
     if !passthrough_allowed(head.method(), path) {
         debug!(port, path = %String::from_utf8_lossy(path), "docker passthrough refused");
-        return reply_without_upstream(w, client, head, answers::proxy_error(403)).await;
+        // HAProxy's page says `connection: close`, so close (keeping it would be a lie).
+        let _ = reply_without_upstream(w, client, head, answers::proxy_error(403)).await;
+        return Next::Close;
     }
     let engine = w.docker.engine(port);
     let stream = match connect_engine(&engine, w.cfg.timeout_connect).await {
         Ok(s) => s,
         Err(e) => {
             debug!(port, "docker engine unreachable: {e}");
-            let status = if e.kind() == io::ErrorKind::TimedOut {
-                504
-            } else {
-                503
-            };
-            let _ = answer(client, answers::proxy_error(status), w.cfg.timeout_client).await;
+            // HAProxy: every connection failure, a connect timeout included, is 503 (`sC`);
+            // only `timeout server` (no answer, below) gives 504 (harp-compat.md §3.7).
+            let _ = answer(client, answers::proxy_error(503), w.cfg.timeout_client).await;
             return Next::Close;
         }
     };

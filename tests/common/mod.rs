@@ -7,9 +7,11 @@
 //! the guard prints the tail of the process log (stderr/stdout captured to a file).
 //!
 //! Submodules: `http` (raw HTTP/1.1 client), `ws` (RFC 6455 client), `pattern` (the
-//! deterministic byte stream shared with upstream.py, sha256 helpers).
+//! deterministic byte stream shared with upstream.py, sha256 helpers), `appapi` (AppAPI's
+//! Docker control-plane requests, engine stand-ins, network namespaces).
 #![allow(dead_code)]
 
+pub mod appapi;
 pub mod http;
 pub mod pattern;
 pub mod ws;
@@ -475,6 +477,11 @@ impl Lyre {
 
     pub fn log(&self) -> String {
         self.proc.log()
+    }
+
+    /// The `lyre serve` process id (for /proc inspections).
+    pub fn pid(&self) -> u32 {
+        self.proc.pid()
     }
 
     /// Fails the test (with the log) if Lyre has died, e.g. after a hostile request.
