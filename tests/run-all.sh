@@ -14,7 +14,7 @@ echo "== peers ready in $((t1 - t0)) s"
 
 echo "== cargo test --profile ci (optimised, no LTO)"
 status=0
-cargo test --profile ci "$@" || status=$?
+cargo test --profile ci --no-fail-fast "$@" || status=$?
 t2=$(date +%s)
 echo "== tests finished in $((t2 - t1)) s (exit $status); total $((t2 - t0)) s"
 exit "$status"

@@ -24,7 +24,7 @@ use crate::http::{
     ResponseHead,
 };
 use crate::net::io::{set_nonblocking, write_all};
-use crate::net::pump::{tunnel, Pump};
+use crate::net::pump::{tunnel_with, Pump};
 
 /// Where a routed request goes.
 #[derive(Debug, Clone, Copy)]
@@ -298,16 +298,18 @@ async fn read_final_head(
 
 /// After a 101: flush client bytes that arrived behind the upgrade request, then tunnel.
 async fn into_tunnel(w: &Worker, client: &TcpStream, up: &TcpStream, buf: &mut Vec<u8>) {
-    if !buf.is_empty() {
-        if timed(w.cfg.timeout_tunnel, write_all(up, buf))
+    if !buf.is_empty()
+        && timed(w.cfg.timeout_tunnel, write_all(up, buf))
             .await
             .is_err()
-        {
-            return;
-        }
-        buf.clear();
+    {
+        return;
     }
-    match tunnel(client, up, w.cfg.timeout_tunnel, w.cfg.timeout_client_fin).await {
+    // A tunnel may idle for days: give back the head buffer (8 KiB) so an idle WebSocket
+    // costs only its sockets and the pump's lazily leased pipes.
+    *buf = Vec::new();
+    let (idle, fin) = (w.cfg.timeout_tunnel, w.cfg.timeout_client_fin);
+    match tunnel_with(w.cfg.pump, client, up, idle, fin).await {
         Ok((a, b)) => debug!(up_bytes = a, down_bytes = b, "tunnel closed"),
         Err(e) => debug!("tunnel ended: {e}"),
     }
