@@ -100,6 +100,11 @@ impl FrpContext {
         v
     }
 
+    /// Whether a tunnel is registered on `port` now (one map lookup; the fast-path check).
+    pub fn has_port(&self, port: u16) -> bool {
+        self.registry.borrow().proxy_by_port(port).is_some()
+    }
+
     pub fn port_allowed(&self, port: u16) -> bool {
         self.allowed_ports.iter().any(|r| r.contains(&port))
     }

@@ -2,14 +2,17 @@
 //! are written first, then the rest moves through the worker's pump (splice on plain TCP).
 //! Chunked bodies are forwarded byte-for-byte; the scanner only finds where they end, and
 //! chunk payloads larger than [`SPLICE_PAYLOAD_MIN`] go through the pump unscanned.
+//! Between two plain TCP legs the worker's pump moves the bulk (splice by default); when a
+//! leg is an FRP work stream (the fast path) the bulk is copied (`upstream::copy_legs`).
 
 use std::io;
 use std::time::Duration;
 
 use monoio::net::TcpStream;
 
+use super::upstream::{copy_legs, Leg};
 use crate::http::{BodyFraming, ChunkedScanner, HeadError};
-use crate::net::io::{read_some, write_all};
+use crate::net::io::read_some;
 use crate::net::pump::Pump;
 
 /// Chunk payloads at least this large are handed to the pump; smaller ones are copied with
@@ -57,8 +60,8 @@ impl From<io::Error> for BodyError {
 /// `UntilClose` forwards until `from` closes and returns the byte count.
 pub async fn forward_body(
     pump: &mut Pump,
-    from: &TcpStream,
-    to: &TcpStream,
+    from: Leg<'_>,
+    to: Leg<'_>,
     buf: &mut Vec<u8>,
     framing: BodyFraming,
     idle: Duration,
@@ -68,9 +71,12 @@ pub async fn forward_body(
         BodyFraming::ContentLength(n) => forward_sized(pump, from, to, buf, n, idle).await,
         BodyFraming::Chunked => forward_chunked(pump, from, to, buf, idle).await,
         BodyFraming::UntilClose => {
-            timed(idle, write_all(to, buf)).await?;
+            timed(idle, to.write_all(buf)).await?;
             buf.clear();
-            pump.forward_to_eof(from, to, idle).await?;
+            match (from, to) {
+                (Leg::Tcp(a), Leg::Tcp(b)) => pump.forward_to_eof(a, b, idle).await?,
+                _ => copy_legs(from, to, None, idle).await?,
+            };
             Ok(())
         }
     }
@@ -78,28 +84,28 @@ pub async fn forward_body(
 
 async fn forward_sized(
     pump: &mut Pump,
-    from: &TcpStream,
-    to: &TcpStream,
+    from: Leg<'_>,
+    to: Leg<'_>,
     buf: &mut Vec<u8>,
     n: u64,
     idle: Duration,
 ) -> Result<(), BodyError> {
     let have = (buf.len() as u64).min(n) as usize;
     if have > 0 {
-        timed(idle, write_all(to, &buf[..have])).await?;
+        timed(idle, to.write_all(&buf[..have])).await?;
         buf.drain(..have);
     }
     let rest = n - have as u64;
     if rest > 0 {
-        pump.forward_exact(from, to, rest, idle).await?;
+        forward_exact(pump, from, to, rest, idle).await?;
     }
     Ok(())
 }
 
 async fn forward_chunked(
     pump: &mut Pump,
-    from: &TcpStream,
-    to: &TcpStream,
+    from: Leg<'_>,
+    to: Leg<'_>,
     buf: &mut Vec<u8>,
     idle: Duration,
 ) -> Result<(), BodyError> {
@@ -107,7 +113,7 @@ async fn forward_chunked(
     loop {
         if !buf.is_empty() {
             let progress = scanner.scan(buf).map_err(BodyError::Framing)?;
-            timed(idle, write_all(to, &buf[..progress.consumed])).await?;
+            timed(idle, to.write_all(&buf[..progress.consumed])).await?;
             buf.drain(..progress.consumed);
             if progress.done {
                 return Ok(());
@@ -115,15 +121,35 @@ async fn forward_chunked(
         }
         let payload = scanner.payload_remaining();
         if payload >= SPLICE_PAYLOAD_MIN {
-            pump.forward_exact(from, to, payload, idle).await?;
+            forward_exact(pump, from, to, payload, idle).await?;
             scanner.skip_payload(payload);
             continue;
         }
-        let n = timed_read(idle, from, buf).await?;
+        let n = timed_read_leg(idle, from, buf).await?;
         if n == 0 {
             return Err(BodyError::Truncated);
         }
     }
+}
+
+/// Exactly `n` bytes: through the pump between two TCP sockets (the measured default path,
+/// unchanged), else copied (a work stream cannot splice).
+async fn forward_exact(
+    pump: &mut Pump,
+    from: Leg<'_>,
+    to: Leg<'_>,
+    n: u64,
+    idle: Duration,
+) -> io::Result<()> {
+    match (from, to) {
+        (Leg::Tcp(a), Leg::Tcp(b)) => pump.forward_exact(a, b, n, idle).await,
+        _ => copy_legs(from, to, Some(n), idle).await.map(|_| ()),
+    }
+}
+
+/// [`Leg::read_some`] bounded by `idle`.
+pub async fn timed_read_leg(idle: Duration, from: Leg<'_>, buf: &mut Vec<u8>) -> io::Result<usize> {
+    timed(idle, from.read_some(buf, FRAMING_READ_BYTES)).await
 }
 
 /// `read_some` bounded by `idle`.

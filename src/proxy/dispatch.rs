@@ -26,7 +26,7 @@ pub async fn serve_decided(
 ) -> Next {
     match decide_request(w, &head, peer.ip()).await {
         Decided::ExApp { fwd, addr } => {
-            let plan = exapp_plan(w, fwd, addr);
+            let plan = exapp_plan(w, fwd, pick_upstream(w, addr, peer));
             exchange(w, client, buf, head, plan).await
         }
         Decided::Control { path_and_query } => {
@@ -48,7 +48,7 @@ pub async fn serve_decided(
 
 /// §3.7: target path rewritten, the four AppAPI headers replaced, and (Lyre's default) the
 /// appliance's shared key not passed on to the ExApp.
-fn exapp_plan(w: &Worker, fwd: Box<Forward>, addr: SocketAddr) -> Plan {
+fn exapp_plan(w: &Worker, fwd: Box<Forward>, upstream: Upstream) -> Plan {
     let Forward {
         target_path,
         set_headers,
@@ -62,11 +62,26 @@ fn exapp_plan(w: &Worker, fwd: Box<Forward>, addr: SocketAddr) -> Plan {
         vec!["harp-shared-key"]
     };
     Plan {
-        upstream: Upstream::Tcp(addr),
+        upstream,
         target: Some(target_path),
         set_headers: set_headers.into_iter().collect(),
         remove_headers,
         bruteforce: (!bruteforce_statuses.is_empty()).then_some((bruteforce_statuses, client_ip)),
+    }
+}
+
+/// FRP fast path: on the worker that runs the FRP server, an ExApp at the tunnels' bind
+/// address (127.0.0.1) whose port is a live tunnel is reached through an in-process work
+/// stream instead of the loopback listener. Other workers (no FRP context) and ports
+/// without a tunnel go over TCP as before (`upstream.rs` explains why).
+fn pick_upstream(w: &Worker, addr: SocketAddr, client: SocketAddr) -> Upstream {
+    let frp = w.frp.borrow();
+    match frp.as_ref() {
+        Some(ctx) if addr.ip() == ctx.proxy_bind_ip && ctx.has_port(addr.port()) => Upstream::Frp {
+            port: addr.port(),
+            src: client,
+        },
+        _ => Upstream::Tcp(addr),
     }
 }
 

@@ -6,6 +6,10 @@
 //! 401) before it has read the body. Each direction owns one side of each socket (the
 //! request future reads the client and writes the upstream, the response future the
 //! opposite), so both borrow the streams without a split.
+//!
+//! The upstream is a TCP connection (pooled) or, on the FRP worker, a work stream opened
+//! in-process for a live tunnel (`Upstream::Frp`, one stream per exchange: frpc opens a
+//! fresh local connection per stream anyway). See `upstream.rs` for why only that worker.
 
 use std::cell::Cell;
 use std::io;
@@ -15,10 +19,12 @@ use std::time::Duration;
 use monoio::net::TcpStream;
 use tracing::debug;
 
-use super::body::{forward_body, timed, timed_read, BodyError};
+use super::body::{forward_body, timed, timed_read_leg, BodyError};
 use super::conn::answer;
+use super::upstream::{tunnel_frp, Leg, UpstreamConn};
 use super::worker::{now_ms, Worker};
 use crate::decide::response_failure;
+use crate::frp::open_work_stream;
 use crate::http::{
     answers, parse_response, write_request, write_response_to, BodyFraming, HeadEdits, RequestHead,
     ResponseHead,
@@ -30,6 +36,12 @@ use crate::net::pump::{tunnel_with, Pump};
 #[derive(Debug, Clone, Copy)]
 pub enum Upstream {
     Tcp(SocketAddr),
+    /// The FRP fast path: a work stream to the frpc that registered remote `port`, on
+    /// behalf of the client at `src` (only chosen on the worker running the FRP server).
+    Frp {
+        port: u16,
+        src: SocketAddr,
+    },
 }
 
 /// How to forward one request: where, with which head edits, and what to check on the
@@ -84,7 +96,6 @@ pub async fn exchange(
     head: RequestHead,
     plan: Plan,
 ) -> Next {
-    let Upstream::Tcp(addr) = plan.upstream;
     let mut out = Vec::with_capacity(head.raw.len() + 256);
     let edits = HeadEdits {
         path: plan.target.as_deref(),
@@ -96,7 +107,7 @@ pub async fn exchange(
         remove: plan.remove_headers.clone(),
     };
     write_request(&head, &edits, &mut out);
-    let up = match send_head(w, addr, &out).await {
+    let up = match open_upstream(w, plan.upstream, &out).await {
         Ok(up) => up,
         Err(status) => {
             let _ = answer(client, answers::proxy_error(status), w.cfg.timeout_client).await;
@@ -109,19 +120,19 @@ pub async fn exchange(
     let (req_done, end) = {
         let req = forward_body(
             &mut req_pump,
-            client,
-            &up,
+            Leg::Tcp(client),
+            up.leg(),
             buf,
             head.framing,
             w.cfg.timeout_client,
         );
         let check = plan.bruteforce.as_ref();
-        let resp = forward_response(w, &mut resp_pump, client, &up, &head, &started, check);
+        let resp = forward_response(w, &mut resp_pump, client, up.leg(), &head, &started, check);
         run_both(req, resp).await
     };
     match (req_done, end) {
         (Ok(()), ResponseEnd::Done { keep_client, reuse }) => {
-            if reuse {
+            if let (true, Upstream::Tcp(addr), UpstreamConn::Tcp(up)) = (reuse, plan.upstream, up) {
                 w.pool.borrow_mut().checkin(addr, up);
             }
             if keep_client && head.keep_alive {
@@ -131,7 +142,7 @@ pub async fn exchange(
             }
         }
         (Ok(()), ResponseEnd::Upgrade) => {
-            into_tunnel(w, client, &up, buf).await;
+            into_tunnel(w, client, up.leg(), buf).await;
             Next::Close
         }
         (Err(e), _) if !started.get() => {
@@ -170,6 +181,27 @@ where
     }
 }
 
+/// Open the upstream and write the request head. Errors are the status to answer (503:
+/// no connection / no live tunnel, as HaRP answers an unreachable ExApp).
+async fn open_upstream(w: &Worker, to: Upstream, head: &[u8]) -> Result<UpstreamConn, u16> {
+    match to {
+        Upstream::Tcp(addr) => send_head(w, addr, head).await.map(UpstreamConn::Tcp),
+        Upstream::Frp { port, src } => {
+            let ctx = w.frp.borrow().clone().ok_or(503u16)?;
+            // open_work_stream bounds its own wait for a work connection (10 s).
+            let ws = open_work_stream(&ctx, port, src).await.map_err(|e| {
+                debug!(port, "frp fast path: no work stream: {e}");
+                503u16
+            })?;
+            debug!(port, %src, "frp fast path");
+            timed(w.cfg.timeout_server, ws.write_all(head))
+                .await
+                .map_err(|_| 503u16)?;
+            Ok(UpstreamConn::Frp(ws))
+        }
+    }
+}
+
 /// Get a connection (pooled or new) and write the request head. A pooled connection that
 /// fails on write is replaced once by a fresh one. Errors are the status to answer.
 async fn send_head(w: &Worker, addr: SocketAddr, head: &[u8]) -> Result<TcpStream, u16> {
@@ -205,7 +237,7 @@ async fn forward_response(
     w: &Worker,
     pump: &mut Pump,
     client: &TcpStream,
-    up: &TcpStream,
+    up: Leg<'_>,
     req: &RequestHead,
     started: &Cell<bool>,
     bruteforce: Option<&(Vec<u16>, String)>,
@@ -247,7 +279,7 @@ async fn forward_response(
         return ResponseEnd::Upgrade;
     }
     let idle = w.cfg.timeout_server;
-    match forward_body(pump, up, client, &mut rbuf, head.framing, idle).await {
+    match forward_body(pump, up, Leg::Tcp(client), &mut rbuf, head.framing, idle).await {
         Ok(()) => ResponseEnd::Done {
             keep_client,
             reuse: head.keep_alive && head.framing != BodyFraming::UntilClose && rbuf.is_empty(),
@@ -264,7 +296,7 @@ async fn forward_response(
 async fn read_final_head(
     w: &Worker,
     client: &TcpStream,
-    up: &TcpStream,
+    up: Leg<'_>,
     req: &RequestHead,
     rbuf: &mut Vec<u8>,
     started: &Cell<bool>,
@@ -287,7 +319,7 @@ async fn read_final_head(
                 Err(_) => return Err(502),
             }
         }
-        match timed_read(w.cfg.timeout_server, up, rbuf).await {
+        match timed_read_leg(w.cfg.timeout_server, up, rbuf).await {
             Ok(0) => return Err(502),
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::TimedOut => return Err(504),
@@ -297,9 +329,9 @@ async fn read_final_head(
 }
 
 /// After a 101: flush client bytes that arrived behind the upgrade request, then tunnel.
-async fn into_tunnel(w: &Worker, client: &TcpStream, up: &TcpStream, buf: &mut Vec<u8>) {
+async fn into_tunnel(w: &Worker, client: &TcpStream, up: Leg<'_>, buf: &mut Vec<u8>) {
     if !buf.is_empty()
-        && timed(w.cfg.timeout_tunnel, write_all(up, buf))
+        && timed(w.cfg.timeout_tunnel, up.write_all(buf))
             .await
             .is_err()
     {
@@ -309,7 +341,11 @@ async fn into_tunnel(w: &Worker, client: &TcpStream, up: &TcpStream, buf: &mut V
     // costs only its sockets and the pump's lazily leased pipes.
     *buf = Vec::new();
     let (idle, fin) = (w.cfg.timeout_tunnel, w.cfg.timeout_client_fin);
-    match tunnel_with(w.cfg.pump, client, up, idle, fin).await {
+    let r = match up {
+        Leg::Tcp(up) => tunnel_with(w.cfg.pump, client, up, idle, fin).await,
+        Leg::Frp(ws) => tunnel_frp(client, ws, idle, fin).await,
+    };
+    match r {
         Ok((a, b)) => debug!(up_bytes = a, down_bytes = b, "tunnel closed"),
         Err(e) => debug!("tunnel ended: {e}"),
     }

@@ -4,6 +4,7 @@
 //! - `exchange` one request/response with an upstream, both bodies streamed concurrently.
 //! - `body`     body forwarding by framing, through the pump.
 //! - `pool`     per-worker keep-alive upstream connections.
+//! - `upstream` TCP or in-process FRP work stream (the fast path on the FRP worker).
 
 mod body;
 pub mod bus;
@@ -15,6 +16,7 @@ mod flight;
 mod passthrough;
 pub mod pool;
 mod tunnels;
+mod upstream;
 mod worker;
 
 use std::rc::Rc;

@@ -15,6 +15,7 @@ use super::pool::Pool;
 use crate::config::{Config, PumpChoice};
 use crate::docker::DockerCtx;
 use crate::exapps::{MetaFetch, State, StateUpdate, UserAnswer};
+use crate::frp::FrpContext;
 use crate::net::pump::Pump;
 use crate::nextcloud::NcClient;
 
@@ -40,6 +41,9 @@ pub struct Worker {
     pub pending_meta: RefCell<HashMap<String, Rc<Slot<MetaFetch>>>>,
     /// Local requests waiting for a user-info call, by pass cookie.
     pub pending_user: RefCell<HashMap<Vec<u8>, Rc<Slot<UserAnswer>>>>,
+    /// The FRP server's state, on the one worker that runs it (set by `run_frp`); `None`
+    /// elsewhere. Requests for a live tunnel's port use it for the in-process fast path.
+    pub frp: RefCell<Option<Rc<FrpContext>>>,
 }
 
 impl Worker {
@@ -54,6 +58,7 @@ impl Worker {
             docker: DockerCtx::new(Some(cfg.docker_socket.clone()), cfg.frp_certs_dir()),
             pending_meta: RefCell::new(HashMap::new()),
             pending_user: RefCell::new(HashMap::new()),
+            frp: RefCell::new(None),
             cfg,
         })
     }

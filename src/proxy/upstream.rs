@@ -1,0 +1,298 @@
+//! The upstream side of an exchange: a plain TCP connection (direct ExApps, static routes,
+//! and tunnels reached through their `127.0.0.1:<remotePort>` listener) or, on the worker
+//! that owns the FRP server, an in-process FRP work stream (the "fast path").
+//!
+//! Owns: [`UpstreamConn`] (what an exchange holds), [`Leg`] (a borrowed side that body code
+//! reads from / writes to), the copy forwarder used whenever a leg is a work stream, and the
+//! 101 tunnel between a client socket and a work stream. Not owned: the splice pump (plain
+//! TCP legs keep using `net::pump` unchanged), FRP wire details (`frp::work`).
+//!
+//! # Why the fast path exists only on the FRP worker
+//! A tunnel (its control connection, yamux session and parked work connections) lives on
+//! the one worker that runs the FRP server; its state is `Rc` and cannot be touched from
+//! another core. A request accepted by another worker would have to hand its client socket
+//! (and its parsed head and buffered bytes) to worker 0 over the bus and give up its own
+//! keep-alive loop; instead it keeps using the loopback listener, which costs one local TCP
+//! hop. With `LYRE_WORKERS=1` (the usual small appliance) every request takes the fast path.
+//!
+//! # Budget
+//! A work stream cannot splice (its bytes live in yamux/TLS buffers): bodies copy through a
+//! [`FRP_COPY_BUF_BYTES`] buffer allocated per body, framing reads zero-fill at most
+//! `FRAMING_READ_BYTES` of spare room per read, and a 101 tunnel holds one
+//! [`FRP_TUNNEL_BUF_BYTES`] buffer for the stream->client direction (the client->stream
+//! direction allocates its buffer only while the client socket is readable).
+
+use std::cell::Cell;
+use std::future::Future;
+use std::io;
+use std::pin::pin;
+use std::task::Poll;
+use std::time::Duration;
+
+use monoio::net::TcpStream;
+use monoio::time::Instant;
+
+use crate::frp::WorkStream;
+use crate::net::io as nio;
+
+/// Copy buffer per body forwarded to or from a work stream (the pump's copy size).
+pub const FRP_COPY_BUF_BYTES: usize = 256 * 1024;
+/// Stream->client buffer held by an upgraded (101) fast-path tunnel for its lifetime.
+pub const FRP_TUNNEL_BUF_BYTES: usize = 64 * 1024;
+
+/// The connection an exchange forwards to.
+pub enum UpstreamConn {
+    Tcp(TcpStream),
+    Frp(WorkStream),
+}
+
+impl UpstreamConn {
+    pub fn leg(&self) -> Leg<'_> {
+        match self {
+            UpstreamConn::Tcp(s) => Leg::Tcp(s),
+            UpstreamConn::Frp(ws) => Leg::Frp(ws),
+        }
+    }
+}
+
+/// One side of a forwarding step, borrowed. Both variants take `&self` for reads and
+/// writes, so the request and response directions run at once on one task.
+#[derive(Clone, Copy)]
+pub enum Leg<'a> {
+    Tcp(&'a TcpStream),
+    Frp(&'a WorkStream),
+}
+
+impl Leg<'_> {
+    /// Read at least one byte into `buf`'s spare room (at least `min_spare`); `Ok(0)` = EOF.
+    pub async fn read_some(self, buf: &mut Vec<u8>, min_spare: usize) -> io::Result<usize> {
+        match self {
+            Leg::Tcp(s) => nio::read_some(s, buf, min_spare).await,
+            Leg::Frp(ws) => {
+                // The guard restores the length if this future is dropped mid-read (a
+                // timeout), so no zero filler can ever be taken for received bytes.
+                let mut g = Extend::new(buf, min_spare);
+                let n = ws.read(g.spare()).await?;
+                g.commit(n);
+                Ok(n)
+            }
+        }
+    }
+
+    /// Read at most `buf.len()` bytes; `Ok(0)` = EOF.
+    pub async fn read(self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Leg::Tcp(s) => loop {
+                if let Some(n) = nio::try_recv(s, buf)? {
+                    return Ok(n);
+                }
+                s.readable(false).await?;
+            },
+            Leg::Frp(ws) => ws.read(buf).await,
+        }
+    }
+
+    pub async fn write_all(self, data: &[u8]) -> io::Result<()> {
+        match self {
+            Leg::Tcp(s) => nio::write_all(s, data).await,
+            Leg::Frp(ws) => ws.write_all(data).await,
+        }
+    }
+}
+
+/// `buf` grown by `extra` zeroed bytes; truncated back on drop unless committed.
+struct Extend<'b> {
+    buf: &'b mut Vec<u8>,
+    len: usize,
+}
+
+impl<'b> Extend<'b> {
+    fn new(buf: &'b mut Vec<u8>, extra: usize) -> Extend<'b> {
+        let len = buf.len();
+        buf.resize(len + extra.max(1), 0);
+        Extend { buf, len }
+    }
+
+    fn spare(&mut self) -> &mut [u8] {
+        &mut self.buf[self.len..]
+    }
+
+    fn commit(&mut self, n: usize) {
+        self.len += n;
+    }
+}
+
+impl Drop for Extend<'_> {
+    fn drop(&mut self) {
+        self.buf.truncate(self.len);
+    }
+}
+
+/// Any I/O future bounded by `idle`.
+async fn timed<T, F: Future<Output = io::Result<T>>>(idle: Duration, f: F) -> io::Result<T> {
+    match monoio::time::timeout(idle, f).await {
+        Ok(r) => r,
+        Err(_) => Err(io::ErrorKind::TimedOut.into()),
+    }
+}
+
+/// Copy `limit` bytes (or until EOF when `None`) from `from` to `to`, each read and write
+/// bounded by `idle`. Never reads past `limit`. Early EOF with a limit is `UnexpectedEof`.
+pub async fn copy_legs(
+    from: Leg<'_>,
+    to: Leg<'_>,
+    limit: Option<u64>,
+    idle: Duration,
+) -> io::Result<u64> {
+    let mut left = limit.unwrap_or(u64::MAX);
+    let cap = usize::try_from(left)
+        .unwrap_or(usize::MAX)
+        .min(FRP_COPY_BUF_BYTES);
+    let mut buf = vec![0u8; cap];
+    let mut moved = 0u64;
+    while left > 0 {
+        let want = usize::try_from(left).unwrap_or(usize::MAX).min(buf.len());
+        let got = timed(idle, from.read(&mut buf[..want])).await?;
+        if got == 0 {
+            return match limit {
+                Some(_) => Err(io::ErrorKind::UnexpectedEof.into()),
+                None => Ok(moved),
+            };
+        }
+        timed(idle, to.write_all(&buf[..got])).await?;
+        left -= got as u64;
+        moved += got as u64;
+    }
+    Ok(moved)
+}
+
+/// After a 101 on the fast path: tunnel between the client socket and the work stream until
+/// both directions ended. Returns bytes (client->stream, stream->client).
+///
+/// Same rules as `net::pump::tunnel`: `idle` without a byte either way ends it
+/// (HP_TIMEOUT_TUNNEL); after one side's EOF the limit becomes `min(idle, fin)`. Client EOF
+/// ends the stream (frp closes both ways together, so frpc then ends its side); stream EOF
+/// is passed on as a FIN to the client. Any error ends both.
+pub async fn tunnel_frp(
+    client: &TcpStream,
+    ws: &WorkStream,
+    idle: Duration,
+    fin: Duration,
+) -> io::Result<(u64, u64)> {
+    let last = Cell::new(Instant::now());
+    let (up_bytes, down_bytes) = (Cell::new(0u64), Cell::new(0u64));
+    let mut up = pin!(client_to_stream(client, ws, &last, &up_bytes));
+    let mut down = pin!(stream_to_client(ws, client, &last, &down_bytes));
+    let (mut up_open, mut down_open) = (true, true);
+    let mut limit = idle;
+    let mut timer = pin!(monoio::time::sleep_until(last.get() + limit));
+    while up_open || down_open {
+        let event = std::future::poll_fn(|cx| {
+            if up_open {
+                if let Poll::Ready(r) = up.as_mut().poll(cx) {
+                    return Poll::Ready(Event::Up(r));
+                }
+            }
+            if down_open {
+                if let Poll::Ready(r) = down.as_mut().poll(cx) {
+                    return Poll::Ready(Event::Down(r));
+                }
+            }
+            timer.as_mut().poll(cx).map(|()| Event::Timer)
+        })
+        .await;
+        match event {
+            Event::Up(r) => {
+                r?;
+                up_open = false;
+                limit = limit.min(fin);
+            }
+            Event::Down(r) => {
+                r?;
+                down_open = false;
+                limit = limit.min(fin);
+            }
+            Event::Timer if Instant::now() >= last.get() + limit => {
+                return Err(io::ErrorKind::TimedOut.into());
+            }
+            Event::Timer => {}
+        }
+        timer.as_mut().reset(last.get() + limit);
+    }
+    Ok((up_bytes.get(), down_bytes.get()))
+}
+
+enum Event {
+    Up(io::Result<()>),
+    Down(io::Result<()>),
+    Timer,
+}
+
+/// Client -> stream until client EOF (then the stream is closed). The buffer exists only
+/// while the client socket has bytes.
+async fn client_to_stream(
+    client: &TcpStream,
+    ws: &WorkStream,
+    last: &Cell<Instant>,
+    bytes: &Cell<u64>,
+) -> io::Result<()> {
+    loop {
+        client.readable(false).await?;
+        let mut buf = vec![0u8; FRP_TUNNEL_BUF_BYTES];
+        loop {
+            let Some(got) = nio::try_recv(client, &mut buf)? else {
+                break;
+            };
+            if got == 0 {
+                ws.close();
+                return Ok(());
+            }
+            bytes.set(bytes.get() + got as u64);
+            last.set(Instant::now());
+            ws.write_all(&buf[..got]).await?;
+            last.set(Instant::now());
+        }
+    }
+}
+
+/// Stream -> client until the stream ends (then FIN to the client).
+async fn stream_to_client(
+    ws: &WorkStream,
+    client: &TcpStream,
+    last: &Cell<Instant>,
+    bytes: &Cell<u64>,
+) -> io::Result<()> {
+    let mut buf = vec![0u8; FRP_TUNNEL_BUF_BYTES];
+    loop {
+        let got = ws.read(&mut buf).await?;
+        if got == 0 {
+            nio::shutdown_write(client);
+            return Ok(());
+        }
+        bytes.set(bytes.get() + got as u64);
+        last.set(Instant::now());
+        nio::write_all(client, &buf[..got]).await?;
+        last.set(Instant::now());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Extend;
+
+    #[test]
+    fn extend_truncates_unless_committed() {
+        let mut buf = b"head".to_vec();
+        {
+            let mut g = Extend::new(&mut buf, 8);
+            assert_eq!(g.spare().len(), 8);
+        }
+        assert_eq!(buf, b"head", "a dropped read leaves no filler");
+        {
+            let mut g = Extend::new(&mut buf, 8);
+            g.spare()[..2].copy_from_slice(b"ab");
+            g.commit(2);
+        }
+        assert_eq!(buf, b"headab");
+    }
+}

@@ -1,0 +1,197 @@
+//! The FRP fast path through the whole appliance: `lyre serve` with one worker (so every
+//! request lands on the worker that owns the FRP server), the REAL frpc registering a
+//! remotePort in front of tests/peers/upstream.py, and an ExApp record pointing at
+//! 127.0.0.1:<remotePort>. Requests must be answered through an in-process work stream
+//! (Lyre logs "frp fast path" at debug level for each one), byte-exact: a page, a 64 MiB
+//! download (sha256), a 64 MiB upload, a WebSocket echo. Once with plaintext FRP
+//! (HP_FRP_DISABLE_TLS=true, tcpMux on) and once with mTLS (certificates generated here).
+
+mod common;
+mod frp_harness;
+
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::appapi::{AppApi, SHARED_KEY};
+use common::http::{get_req, Conn};
+use common::pattern::HashSink;
+use common::ws::WsClient;
+use common::{Lyre, Pattern, TempDir, Upstream};
+use frp_harness::{pick_remote_port, Frpc, FrpcOpts, ProxyOpts, Server};
+use serde_json::json;
+
+const BIG: u64 = 64 * 1024 * 1024;
+const APP: &str = "fastapp";
+const FAST_LINE: &str = "frp fast path";
+
+struct Setup {
+    lyre: Lyre,
+    _upstream: Upstream,
+    frpc: Frpc,
+    _certs: TempDir,
+}
+
+/// Lyre (1 worker, debug log), frpc with one proxy to upstream.py, the ExApp record.
+fn setup(tls: bool, tcp_mux: bool) -> Setup {
+    let upstream = Upstream::start();
+    let certs = TempDir::new("fastpath-certs");
+    let pki = tls.then(|| lyre::tls::ensure_frp_pki(certs.path(), 30).expect("generate PKI"));
+    let certs_dir = certs.path().to_str().expect("utf-8 temp path").to_string();
+    let mut env = vec![
+        ("LYRE_WORKERS", "1"),
+        ("HP_LOG_LEVEL", "debug"),
+        ("LYRE_CERTS_DIR", certs_dir.as_str()),
+    ];
+    if !tls {
+        env.push(("HP_FRP_DISABLE_TLS", "true"));
+    }
+    let lyre = Lyre::start(&env, &[]);
+    let remote_port = pick_remote_port();
+    let server = Server {
+        port: lyre.frp_port,
+        failures: Arc::new(AtomicUsize::new(0)),
+        pki,
+    };
+    let proxy = ProxyOpts::tcp("fastapp-proxy", remote_port, upstream.port);
+    let mut opts = FrpcOpts::new(&server, vec![proxy]);
+    opts.token = SHARED_KEY.into();
+    opts.tcp_mux = tcp_mux;
+    let frpc = Frpc::start(&opts);
+    frpc.wait_log("start proxy success", Duration::from_secs(20));
+    let record = json!({
+        "exapp_token": "fast-token", "exapp_version": "1.0.0",
+        "host": "127.0.0.1", "port": remote_port,
+        "routes": [{"url": ".*", "access_level": 0}],
+    });
+    let api = AppApi::new(lyre.port, 0).with_engine_port(None);
+    let path = format!("/exapps/app_api/exapp_storage/{APP}");
+    let r = api.call("POST", &path, record.to_string().as_bytes());
+    assert_eq!(r.head.status, 204, "storing the record: {}", r.body_str());
+    Setup {
+        lyre,
+        _upstream: upstream,
+        frpc,
+        _certs: certs,
+    }
+}
+
+fn fast_path_count(lyre: &Lyre) -> usize {
+    lyre.log().matches(FAST_LINE).count()
+}
+
+/// Waits (deadline, no sleep-assert) until the log shows at least `n` fast-path lines.
+fn assert_fast_path_used(s: &Setup, n: usize, what: &str) {
+    let ok = common::poll_until(Duration::from_secs(5), || fast_path_count(&s.lyre) >= n);
+    assert!(
+        ok,
+        "{what}: expected >= {n} `{FAST_LINE}` lines, got {}\n--- lyre log ---\n{}\n--- frpc log ---\n{}",
+        fast_path_count(&s.lyre),
+        s.lyre.log(),
+        s.frpc.log_text()
+    );
+}
+
+fn page(s: &Setup) {
+    let before = fast_path_count(&s.lyre);
+    let mut c = Conn::connect(s.lyre.port);
+    c.send(&get_req(&format!("/exapps/{APP}/echo-headers?q=1")));
+    let r = c.read_response();
+    assert_eq!(r.head.status, 200, "page: {}", r.body_str());
+    let j = r.json();
+    assert_eq!(j["query"], "q=1", "{j}");
+    // The ExApp sees HaRP's injected headers: the request went through the decision.
+    let headers = j.to_string().to_ascii_lowercase();
+    assert!(headers.contains("ex-app-id"), "{j}");
+    assert!(headers.contains("authorization-app-api"), "{j}");
+    // Keep-alive to the client survives a fast-path exchange.
+    c.send(&get_req(&format!("/exapps/{APP}/echo-headers?q=2")));
+    assert_eq!(c.read_response().json()["query"], "q=2");
+    assert_fast_path_used(s, before + 2, "page");
+}
+
+fn download(s: &Setup, query: &str) {
+    let before = fast_path_count(&s.lyre);
+    let mut c = Conn::connect(s.lyre.port);
+    c.set_timeout(Duration::from_secs(60));
+    c.send(&get_req(&format!("/exapps/{APP}/bytes/{BIG}{query}")));
+    let head = c.read_head();
+    assert_eq!(head.status, 200, "{:?}", String::from_utf8_lossy(&head.raw));
+    let mut sink = HashSink::default();
+    c.try_read_body(&head, false, &mut |b| sink.update(b))
+        .unwrap_or_else(|e| panic!("download broken after {} bytes: {e}", sink.size));
+    assert_eq!(sink.size, BIG, "download size");
+    assert_eq!(sink.hex(), Pattern::new().sha256(BIG), "download sha256");
+    assert_fast_path_used(s, before + 1, "download");
+}
+
+fn upload(s: &Setup) {
+    let before = fast_path_count(&s.lyre);
+    let mut c = Conn::connect(s.lyre.port);
+    c.set_timeout(Duration::from_secs(60));
+    let head =
+        format!("POST /exapps/{APP}/upload HTTP/1.1\r\nHost: t\r\nContent-Length: {BIG}\r\n\r\n");
+    c.send(head.as_bytes());
+    Pattern::new().for_each_block(BIG, |b| c.send(b));
+    let r = c.read_response();
+    assert_eq!(r.head.status, 200, "upload: {}", r.body_str());
+    let j = r.json();
+    assert_eq!(j["size"], BIG, "upload size seen by the ExApp");
+    assert_eq!(j["sha256"], Pattern::new().sha256(BIG), "upload sha256");
+    assert_fast_path_used(s, before + 1, "upload");
+}
+
+fn websocket(s: &Setup) {
+    let before = fast_path_count(&s.lyre);
+    let mut ws = WsClient::connect(s.lyre.port, &format!("/exapps/{APP}/ws"));
+    ws.assert_echo("hello over the fast path");
+    let blob: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    ws.send_binary(&blob);
+    let m = ws.recv().expect("binary echo");
+    assert_eq!(m.payload, blob, "binary echo");
+    ws.assert_echo("second");
+    ws.close();
+    assert_fast_path_used(s, before + 1, "websocket");
+}
+
+#[test]
+fn fast_path_plaintext_frp() {
+    let s = setup(false, true);
+    page(&s);
+    download(&s, "");
+    download(&s, "?cl=1");
+    upload(&s);
+    websocket(&s);
+}
+
+#[test]
+fn fast_path_tls_frp() {
+    let s = setup(true, true);
+    page(&s);
+    download(&s, "");
+    upload(&s);
+    websocket(&s);
+}
+
+#[test]
+fn fast_path_without_tcp_mux() {
+    let s = setup(false, false);
+    page(&s);
+    download(&s, "?cl=1");
+    websocket(&s);
+}
+
+/// A tunnel that goes away: the record still points at its port, nothing listens there
+/// any more, so the request is answered 503 (as HaRP answers an unreachable ExApp).
+#[test]
+fn tunnel_gone_is_503() {
+    let mut s = setup(false, true);
+    page(&s);
+    s.frpc.kill();
+    let gone = common::poll_until(Duration::from_secs(10), || {
+        let mut c = Conn::connect(s.lyre.port);
+        c.send(&get_req(&format!("/exapps/{APP}/echo-headers")));
+        c.read_response().head.status == 503
+    });
+    assert!(gone, "no 503 after frpc died\n{}", s.lyre.log());
+}
