@@ -197,7 +197,7 @@ async fn open_upstream(w: &Worker, to: Upstream, head: &[u8]) -> Result<Upstream
             timed(w.cfg.timeout_server, ws.write_all(head))
                 .await
                 .map_err(|_| 503u16)?;
-            Ok(UpstreamConn::Frp(ws))
+            Ok(UpstreamConn::Frp(Box::new(ws)))
         }
     }
 }

@@ -40,10 +40,11 @@ pub const FRP_COPY_BUF_BYTES: usize = 256 * 1024;
 /// Stream->client buffer held by an upgraded (101) fast-path tunnel for its lifetime.
 pub const FRP_TUNNEL_BUF_BYTES: usize = 64 * 1024;
 
-/// The connection an exchange forwards to.
+/// The connection an exchange forwards to. A work stream is boxed: it carries its
+/// cipher/compression state inline (~4 KiB), which would bloat every TCP exchange future.
 pub enum UpstreamConn {
     Tcp(TcpStream),
-    Frp(WorkStream),
+    Frp(Box<WorkStream>),
 }
 
 impl UpstreamConn {
@@ -239,10 +240,7 @@ async fn client_to_stream(
     loop {
         client.readable(false).await?;
         let mut buf = vec![0u8; FRP_TUNNEL_BUF_BYTES];
-        loop {
-            let Some(got) = nio::try_recv(client, &mut buf)? else {
-                break;
-            };
+        while let Some(got) = nio::try_recv(client, &mut buf)? {
             if got == 0 {
                 ws.close();
                 return Ok(());
