@@ -10,6 +10,7 @@
 //! deterministic byte stream shared with upstream.py, sha256 helpers).
 #![allow(dead_code)]
 
+pub mod exapp;
 pub mod http;
 pub mod pattern;
 pub mod ws;
