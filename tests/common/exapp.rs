@@ -176,6 +176,12 @@ impl FakeNc {
         self.counts()["requests"].as_u64().unwrap_or(0)
     }
 
+    /// The last request to `endpoint` (`exapp-meta` or `user-info`): `{"method", "target",
+    /// "path", "query", "headers": [[name, value], ...]}`; fails if there was none.
+    pub fn last(&self, endpoint: &str) -> Value {
+        self.control("GET", &format!("/_fake/last?endpoint={endpoint}"), "")
+    }
+
     pub fn reset(&self) {
         self.control("POST", "/_fake/reset", "");
     }
