@@ -346,3 +346,24 @@ fn h103_control_body_over_1mib_is_413() {
     let r = send_raw(lyre.port, &req).answered("1 MiB control body");
     assert_ne!(r.head.status, 413, "1 MiB exactly must be accepted");
 }
+
+/// H-56: no route matches -> 404 and a failure (HP_BLACKLIST_COUNT=1: the next request is
+/// dropped).
+#[test]
+fn h56_no_matching_route_404_and_failure() {
+    let exapp = NcPyExApp::start();
+    let nc = FakeNc::start(&nc_config(exapp.port));
+    let lyre = lyre_for(&nc, &[("HP_BLACKLIST_COUNT", "1")]);
+    echo_of(get(lyre.port, "/exapps/testapp/public", &[]), "PUBLIC");
+    assert_harp_page(
+        get(lyre.port, "/exapps/testapp/elsewhere?public", &[]),
+        404,
+        "404 Not Found",
+        "no route matches",
+    );
+    let public = request("GET", "/exapps/testapp/public", &[]);
+    let banned = common::poll_until(Duration::from_secs(2), || {
+        send_raw(lyre.port, &public).is_dropped()
+    });
+    assert!(banned, "no-route 404 did not record a failure");
+}

@@ -326,3 +326,35 @@ fn h64_h65_response_status_bruteforce() {
         "H-64: ten ExApp 401s on a brute-force route did not ban"
     );
 }
+
+/// H-43 (quirk §8 item 1): behind a trusted proxy, a signed request with the wrong key
+/// records its failure against the TCP peer (nginx), not the X-Forwarded-For client.
+#[test]
+fn h43_signed_wrong_key_blames_the_tcp_peer() {
+    let exapp = NcPyExApp::start();
+    let nc = FakeNc::start(&nc_config(exapp.port));
+    let lyre = lyre_for(&nc, &[("HP_TRUSTED_PROXY_IPS", "127.0.0.1")]);
+    let nginx = Nginx::start(lyre.port);
+    let mut wrong = signed_headers("not-the-key", exapp.port, "1.0.0");
+    wrong.push(("X-Forwarded-For".into(), "10.5.5.5".into()));
+    for i in 0..10 {
+        let r = get_owned(nginx.port, "/exapps/testapp/heartbeat", &wrong);
+        assert_eq!(
+            r.status(),
+            Some(502),
+            "signed wrong key {i}: nginx sees the drop"
+        );
+    }
+    // nginx's own address (the XFF it sends for a client without one) is banned...
+    let banned = poll_until(PROPAGATION, || {
+        send_raw(nginx.port, &info_request(KEY, None)).status() == Some(502)
+    });
+    assert!(banned, "failures were not recorded against the TCP peer");
+    // ...while the client named in X-Forwarded-For is not.
+    let r = send_raw(nginx.port, &info_request(KEY, Some("10.5.5.5")));
+    assert_eq!(
+        status_of(r, "XFF client"),
+        200,
+        "failure recorded against XFF"
+    );
+}
