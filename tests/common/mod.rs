@@ -11,11 +11,8 @@
 //! Docker control-plane requests, engine stand-ins, network namespaces).
 #![allow(dead_code)]
 
-<<<<<<< HEAD
 pub mod appapi;
-=======
 pub mod exapp;
->>>>>>> exapptests
 pub mod http;
 pub mod pattern;
 pub mod ws;
