@@ -19,6 +19,17 @@ use serde_json::json;
 
 const ALICE_PASS: &str = "pass-alice";
 
+/// The record AppAPI keeps for the ExApp in FRP mode.
+fn record(port: u16) -> serde_json::Value {
+    json!({
+        "exapp_token": APP_SECRET,
+        "exapp_version": APP_VERSION,
+        "host": "127.0.0.1",
+        "port": port,
+        "routes": routes(),
+    })
+}
+
 fn routes() -> serde_json::Value {
     json!([
         {"url": "^/public", "access_level": 0},
@@ -37,18 +48,20 @@ struct Stack {
 }
 
 fn stack(tls: bool, tcp_mux: bool) -> Stack {
+    let port = pick_remote_port();
+    // fake_nc answers user-info only for apps it knows (Nextcloud: 401 otherwise).
     let nc = FakeNc::start(&json!({
         "shared_key": SHARED_KEY,
+        "apps": {APP_ID: record(port)},
         "users": {ALICE_PASS: {"user_id": "alice", "access_level": 1}},
     }));
     let nc_url = format!("http://127.0.0.1:{}", nc.port);
     let app = Appliance::start(tls, &[("NC_INSTANCE_URL", nc_url.as_str())]);
-    let port = pick_remote_port();
     let exapp = ExApp::start(port);
     let mut conf = FrpcConf::harp(&app, port, Local::Unix(exapp.sock.clone()));
     conf.tcp_mux = tcp_mux;
     let frpc = Frpc::start_ready(&conf);
-    app.push_frp_app(APP_ID, port, routes());
+    app.push_record(APP_ID, &record(port));
     let nginx = Nginx::start(app.lyre.port);
     Stack {
         nginx,
