@@ -101,3 +101,13 @@ fn one_gib_byte_exact_through_the_tunnel() {
         "frpc log:\n{log}"
     );
 }
+
+#[test]
+fn hundred_concurrent_requests_tls_no_mux() {
+    hundred_concurrent(true, false);
+}
+
+#[test]
+fn hundred_concurrent_requests_plaintext_mux() {
+    hundred_concurrent(false, true);
+}
