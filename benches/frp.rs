@@ -35,7 +35,9 @@ const TARGET_IDLE_KIB: f64 = 16.0;
 
 /// A peer binary under `.peers/` (tests/peers/install.sh).
 pub fn peer(rel: &str) -> Result<PathBuf, String> {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".peers").join(rel);
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join(".peers")
+        .join(rel);
     if p.is_file() {
         Ok(p)
     } else {
@@ -117,7 +119,11 @@ fn throughput(lyre: &Stack, harp: &Stack) -> Result<(), String> {
         if r.is_empty() {
             return Err(format!("{}: no successful download", s.label));
         }
-        let gbps = median(r.iter().map(|d| TOTAL_BYTES as f64 * 8.0 / d.secs / 1e9).collect());
+        let gbps = median(
+            r.iter()
+                .map(|d| TOTAL_BYTES as f64 * 8.0 / d.secs / 1e9)
+                .collect(),
+        );
         let cpu = median(r.iter().map(|d| d.cpu / gib).collect());
         let frpc = median(r.iter().map(|d| d.frpc_cpu / gib).collect());
         println!(

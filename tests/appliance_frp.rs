@@ -138,7 +138,10 @@ fn signed_heartbeat(port: u16, remote_port: u16) {
     let j = r.json();
     assert_eq!(j["status"], "ok");
     assert_eq!(echoed_header(&j, "aa-version"), Some("32"), "{j}");
-    assert_eq!(echoed_header(&j, "authorization-app-api"), Some(auth.as_str()));
+    assert_eq!(
+        echoed_header(&j, "authorization-app-api"),
+        Some(auth.as_str())
+    );
     assert_eq!(echoed_header(&j, "aa-request-id"), Some("req-42"));
 }
 

@@ -40,7 +40,11 @@ fn control_heartbeat(port: u16) -> Option<u16> {
 #[test]
 fn wrong_token_is_refused_and_bans_127_0_0_1_on_http_too() {
     let app = Appliance::start(true, &[("HP_BLACKLIST_COUNT", "3")]);
-    assert_eq!(control_heartbeat(app.lyre.port), Some(200), "before any failure");
+    assert_eq!(
+        control_heartbeat(app.lyre.port),
+        Some(200),
+        "before any failure"
+    );
     let bytes = ByteServer::start();
     let port = pick_remote_port();
     for attempt in 0..3 {
@@ -65,9 +69,16 @@ fn wrong_token_is_refused_and_bans_127_0_0_1_on_http_too() {
     let banned = poll_until(Duration::from_secs(5), || {
         control_heartbeat(app.lyre.port).is_none()
     });
-    assert!(banned, "HTTP from 127.0.0.1 still answered after 3 failed frpc logins");
+    assert!(
+        banned,
+        "HTTP from 127.0.0.1 still answered after 3 failed frpc logins"
+    );
     for _ in 0..4 {
-        assert_eq!(control_heartbeat(app.lyre.port), None, "banned: no response");
+        assert_eq!(
+            control_heartbeat(app.lyre.port),
+            None,
+            "banned: no response"
+        );
     }
     // And the ban applies to FRP logins from 127.0.0.1, even with the right key.
     let mut conf = FrpcConf::harp(&app, port, Local::Unix(bytes.sock.clone()));
@@ -161,7 +172,10 @@ fn frpc_killed_mid_transfer_closes_user_then_restart_resumes() {
     // frpc restarted (new process, same config): the service resumes.
     let _frpc2 = Frpc::start_ready(&conf);
     let ok = poll_until(Duration::from_secs(10), || {
-        common::http::get(lyre.port, &format!("/exapps/{APP_ID}/x")).head.status == 200
+        common::http::get(lyre.port, &format!("/exapps/{APP_ID}/x"))
+            .head
+            .status
+            == 200
     });
     assert!(ok, "service did not resume after frpc restarted");
     let mut c = Conn::connect(lyre.port);

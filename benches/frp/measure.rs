@@ -88,7 +88,8 @@ fn send_bytes(c: &mut UnixStream, block: &[u8], n: u64) -> bool {
 }
 
 fn upgrade(c: &mut UnixStream) {
-    let head = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
+    let head =
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
     if c.write_all(head).is_err() {
         return;
     }
@@ -106,7 +107,11 @@ pub fn cpu_ticks(pid: u32) -> Result<u64, String> {
         .map_err(|e| format!("/proc/{pid}/stat: {e}"))?;
     let rest = s.rfind(')').map(|i| &s[i + 2..]).ok_or("bad stat")?;
     let f: Vec<&str> = rest.split_whitespace().collect();
-    let num = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).ok_or("bad stat");
+    let num = |i: usize| {
+        f.get(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .ok_or("bad stat")
+    };
     Ok(num(11)? + num(12)?)
 }
 

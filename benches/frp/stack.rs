@@ -91,12 +91,16 @@ fn wait_log(proc: &mut Proc, log: &Path, needle: &str) -> Result<(), String> {
         }
         thread::sleep(Duration::from_millis(20));
     }
-    Err(format!("{} never logged {needle:?}; log: {}", proc.name, tail(log)))
+    Err(format!(
+        "{} never logged {needle:?}; log: {}",
+        proc.name,
+        tail(log)
+    ))
 }
 
 fn tail(log: &Path) -> String {
-    let s = std::fs::read_to_string(log).unwrap_or_default();
-    s[s.len().saturating_sub(2000)..].to_string()
+    let s = std::fs::read(log).unwrap_or_default();
+    String::from_utf8_lossy(&s[s.len().saturating_sub(2000)..]).into_owned()
 }
 
 /// HaRP's ExApp frpc config (start.sh) against `server_port`.
@@ -153,7 +157,10 @@ pub fn lyre(dir: &Path, certs: &Path, tls: bool, sock: &Path) -> Result<Stack, S
         .env("HP_SHARED_KEY", SHARED_KEY)
         .env("NC_INSTANCE_URL", "http://127.0.0.1:9")
         .env("HP_EXAPPS_ADDRESS", format!("127.0.0.1:{front}"))
-        .env("HP_EXAPPS_HTTPS_ADDRESS", format!("127.0.0.1:{}", free_port()?))
+        .env(
+            "HP_EXAPPS_HTTPS_ADDRESS",
+            format!("127.0.0.1:{}", free_port()?),
+        )
         .env("HP_FRP_ADDRESS", format!("127.0.0.1:{frp}"))
         .env("LYRE_CONTROL_ADDRESS", format!("127.0.0.1:{control}"))
         .env("LYRE_CERTS_DIR", certs)
@@ -207,8 +214,11 @@ pub fn harp(dir: &Path, certs: &Path, tls: bool, sock: &Path, skip: u16) -> Resu
     let remote_port = free_remote_port(skip)?;
     let certs_frp = certs.join("frp");
     let frps_cfg = dir.join("frps.toml");
-    std::fs::write(&frps_cfg, frps_toml(frp, tls.then_some(certs_frp.as_path())))
-        .map_err(|e| e.to_string())?;
+    std::fs::write(
+        &frps_cfg,
+        frps_toml(frp, tls.then_some(certs_frp.as_path())),
+    )
+    .map_err(|e| e.to_string())?;
     let mut cmd = Command::new(super::peer("frp/frps")?);
     cmd.arg("-c").arg(&frps_cfg);
     let mut frps = Proc::spawn("frps", cmd, &dir.join("frps.log"))?;
@@ -232,11 +242,15 @@ pub fn harp(dir: &Path, certs: &Path, tls: bool, sock: &Path, skip: u16) -> Resu
 }
 
 fn haproxy_bin() -> Result<PathBuf, String> {
-    ["/usr/sbin/haproxy", "/usr/local/sbin/haproxy", "/usr/bin/haproxy"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists())
-        .ok_or_else(|| "haproxy not installed (apt-get install -y haproxy)".to_string())
+    [
+        "/usr/sbin/haproxy",
+        "/usr/local/sbin/haproxy",
+        "/usr/bin/haproxy",
+    ]
+    .iter()
+    .map(PathBuf::from)
+    .find(|p| p.exists())
+    .ok_or_else(|| "haproxy not installed (apt-get install -y haproxy)".to_string())
 }
 
 /// HaRP's frps.toml (harp-compat §5.1) minus the Login plugin (the agent is not part of

@@ -134,9 +134,13 @@ impl Drop for Guard {
     fn drop(&mut self) {
         self.kill();
         if thread::panicking() {
-            let log = self.log_text();
-            let tail = &log[log.len().saturating_sub(LOG_TAIL_BYTES)..];
-            eprintln!("--- {} (pid {}) log ---\n{tail}", self.name, self.child.id());
+            let log = std::fs::read(&self.log).unwrap_or_default();
+            let tail = String::from_utf8_lossy(&log[log.len().saturating_sub(LOG_TAIL_BYTES)..]);
+            eprintln!(
+                "--- {} (pid {}) log ---\n{tail}",
+                self.name,
+                self.child.id()
+            );
         }
     }
 }
@@ -349,7 +353,11 @@ impl ExApp {
         });
         if !ok {
             guard.kill();
-            panic!("nc_py_api ExApp never listened on {}:\n{}", sock.display(), guard.log_text());
+            panic!(
+                "nc_py_api ExApp never listened on {}:\n{}",
+                sock.display(),
+                guard.log_text()
+            );
         }
         ExApp {
             sock,
@@ -508,7 +516,9 @@ pub fn exapp_get(app: &str, rest: &str) -> Vec<u8> {
 pub fn echoed_header<'a>(j: &'a serde_json::Value, name: &str) -> Option<&'a str> {
     j["headers"].as_array()?.iter().rev().find_map(|h| {
         let k = h[0].as_str()?;
-        k.eq_ignore_ascii_case(name).then(|| h[1].as_str()).flatten()
+        k.eq_ignore_ascii_case(name)
+            .then(|| h[1].as_str())
+            .flatten()
     })
 }
 
