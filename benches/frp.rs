@@ -89,9 +89,18 @@ fn compare(tls: bool) -> Result<(), String> {
         let lyre = stack::lyre(&ldir, &certs, tls, &sock)?;
         let harp = stack::harp(&hdir, &certs, tls, &sock, lyre.remote_port)?;
         println!("\n== TLS {} ==", on_off(tls));
-        throughput(&lyre, &harp)?;
-        small(&lyre, &harp);
-        idle(&lyre, &harp);
+        // FRP_BENCH_ONLY=throughput|small|idle runs one part (while tuning).
+        let only = std::env::var("FRP_BENCH_ONLY").unwrap_or_default();
+        let run = |part: &str| only.is_empty() || only == part;
+        if run("throughput") {
+            throughput(&lyre, &harp)?;
+        }
+        if run("small") {
+            small(&lyre, &harp);
+        }
+        if run("idle") {
+            idle(&lyre, &harp);
+        }
         Ok(())
     })();
     let _ = std::fs::remove_dir_all(&dir);
@@ -130,6 +139,21 @@ fn throughput(lyre: &Stack, harp: &Stack) -> Result<(), String> {
             "{:<14} {gbps:>6.2} Gbit/s  {cpu:.3} CPU-s/GiB  (frpc {frpc:.3} CPU-s/GiB)",
             s.label
         );
+        if s.label == "lyre" {
+            let names: Vec<&String> = r[0].threads.keys().collect();
+            let parts: Vec<String> = names
+                .iter()
+                .filter_map(|n| {
+                    let v = median(
+                        r.iter()
+                            .map(|d| d.threads.get(*n).copied().unwrap_or(0.0))
+                            .collect(),
+                    );
+                    (v > 0.0).then(|| format!("{n} {:.3}", v / gib))
+                })
+                .collect();
+            println!("{:<14} per thread CPU-s/GiB: {}", "", parts.join(", "));
+        }
         rows.push((gbps, cpu));
     }
     let (tr, cr) = (rows[0].0 / rows[1].0, rows[0].1 / rows[1].1);
@@ -189,7 +213,12 @@ fn idle(lyre: &Stack, harp: &Stack) {
                         s.label
                     );
                 }
-                Err(e) => println!("{:<14} idle {how:?} failed: {e}", s.label),
+                Err(e) => println!(
+                    "{:<14} idle {how:?} failed: {e}\n--- {} log tail ---\n{}",
+                    s.label,
+                    s.label,
+                    s.log_tail()
+                ),
             }
         }
     }

@@ -4,6 +4,7 @@
 //! idle connections through the tunnel (/proc/<pid>/status). The backend is a unix-socket
 //! HTTP server in the bench process (the ExApp behind frpc's `unix_domain_socket` plugin).
 
+use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -88,8 +89,9 @@ fn send_bytes(c: &mut UnixStream, block: &[u8], n: u64) -> bool {
 }
 
 fn upgrade(c: &mut UnixStream) {
-    let head =
-        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
+    // HAProxy checks Sec-WebSocket-Accept (502 without it): RFC 6455's example pair.
+    let head = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                 Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n";
     if c.write_all(head).is_err() {
         return;
     }
@@ -120,9 +122,7 @@ pub fn cpu_secs(pids: &[u32]) -> Result<f64, String> {
     for p in pids {
         t += cpu_ticks(*p)?;
     }
-    // SAFETY: sysconf has no memory-safety preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    Ok(t as f64 / if hz > 0 { hz as f64 } else { 100.0 })
+    Ok(t as f64 / hz())
 }
 
 pub fn rss_kib(pids: &[u32]) -> Result<u64, String> {
@@ -139,16 +139,50 @@ pub fn rss_kib(pids: &[u32]) -> Result<u64, String> {
     Ok(total)
 }
 
-/// One download: wall seconds, CPU seconds of the measured pids and of frpc.
+/// One download: wall seconds, CPU seconds of the measured pids and of frpc, and per
+/// thread name of the first measured pid (where Lyre spends it).
 pub struct Download {
     pub secs: f64,
     pub cpu: f64,
     pub frpc_cpu: f64,
+    pub threads: BTreeMap<String, f64>,
+}
+
+/// CPU seconds per thread name (`comm`) of `pid`, threads of the same name summed.
+pub fn thread_cpu(pid: u32) -> BTreeMap<String, f64> {
+    let mut m = BTreeMap::new();
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return m;
+    };
+    for ent in dir.flatten() {
+        let comm = std::fs::read_to_string(ent.path().join("comm")).unwrap_or_default();
+        let Ok(s) = std::fs::read_to_string(ent.path().join("stat")) else {
+            continue;
+        };
+        let Some(rest) = s.rfind(')').map(|i| &s[i + 2..]) else {
+            continue;
+        };
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let t = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        *m.entry(comm.trim().to_string()).or_insert(0.0) += (t(11) + t(12)) as f64 / hz();
+    }
+    m
+}
+
+fn hz() -> f64 {
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if hz > 0 {
+        hz as f64
+    } else {
+        100.0
+    }
 }
 
 pub fn download(s: &Stack, total: u64) -> Result<Download, String> {
     let cpu0 = cpu_secs(&s.measured)?;
     let frpc0 = cpu_secs(&[s.frpc_pid])?;
+    let threads0 = thread_cpu(s.measured[0]);
     let start = Instant::now();
     let mut c = TcpStream::connect(s.front).map_err(|e| format!("connect: {e}"))?;
     c.set_read_timeout(Some(IO_TIMEOUT))
@@ -177,6 +211,13 @@ pub fn download(s: &Stack, total: u64) -> Result<Download, String> {
         secs,
         cpu: cpu_secs(&s.measured)? - cpu0,
         frpc_cpu: cpu_secs(&[s.frpc_pid])? - frpc0,
+        threads: thread_cpu(s.measured[0])
+            .into_iter()
+            .map(|(k, v)| {
+                let d = v - threads0.get(&k).copied().unwrap_or(0.0);
+                (k, d)
+            })
+            .collect(),
     })
 }
 

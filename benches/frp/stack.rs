@@ -144,7 +144,15 @@ pub struct Stack {
     pub remote_port: u16,
     pub measured: Vec<u32>,
     pub frpc_pid: u32,
+    /// Log of the first measured process (printed when a measurement fails).
+    pub log: PathBuf,
     _procs: Vec<Proc>,
+}
+
+impl Stack {
+    pub fn log_tail(&self) -> String {
+        tail(&self.log)
+    }
 }
 
 /// `lyre serve` + frpc. Lyre generates the PKI under `certs` (`$LYRE_CERTS_DIR/frp`).
@@ -179,6 +187,7 @@ pub fn lyre(dir: &Path, certs: &Path, tls: bool, sock: &Path) -> Result<Stack, S
         remote_port,
         measured: vec![p.pid()],
         frpc_pid: frpc.pid(),
+        log: dir.join("lyre.log"),
         _procs: vec![frpc, p],
     })
 }
@@ -237,6 +246,7 @@ pub fn harp(dir: &Path, certs: &Path, tls: bool, sock: &Path, skip: u16) -> Resu
         remote_port,
         measured: vec![hap.pid(), frps.pid()],
         frpc_pid: frpc.pid(),
+        log: dir.join("frps.log"),
         _procs: vec![hap, frpc, frps],
     })
 }
@@ -277,7 +287,7 @@ fn frps_toml(port: u16, certs: Option<&Path>) -> String {
 /// frps listener for the app's remotePort, keep-alive both sides, HaRP's long timeouts.
 fn haproxy_cfg(front: u16, remote_port: u16) -> String {
     format!(
-        "global\n    maxconn 20000\n    nbthread {}\n\
+        "global\n    maxconn 8000\n    nbthread {}\n\
          defaults\n    mode http\n    timeout connect 30s\n    timeout client 30s\n\
          \x20   timeout server 1800s\n    timeout tunnel 1800s\n    timeout client-fin 30s\n\
          frontend ex_apps\n    bind 127.0.0.1:{front}\n    default_backend frp_app\n\
