@@ -40,7 +40,12 @@ fn stack(tls: bool, tcp_mux: bool) -> Stack {
 fn get_bytes(c: &mut Conn, n: u64, pat: &Pattern) {
     c.send(&exapp_get(APP_ID, &format!("/bytes/{n}")));
     let head = c.read_head();
-    assert_eq!(head.status, 200, "GET /bytes/{n}");
+    assert_eq!(
+        head.status,
+        200,
+        "GET /bytes/{n}: {}",
+        String::from_utf8_lossy(&head.raw)
+    );
     let mut sink = HashSink::default();
     c.try_read_body(&head, false, &mut |b| sink.update(b))
         .unwrap_or_else(|e| panic!("body of /bytes/{n}: {e}"));
