@@ -20,6 +20,8 @@ use std::time::Duration;
 
 use monoio::net::{TcpStream, UnixStream};
 
+use crate::net::io::{self as net_io, Readiness};
+
 /// HaRP's port for the engine whose socket is mounted into the container.
 pub const LOCAL_ENGINE_PORT: u16 = 24000;
 pub use crate::config::defaults::DEFAULT_DOCKER_SOCKET;
@@ -73,7 +75,7 @@ pub async fn connect_engine(engine: &Engine, timeout: Duration) -> io::Result<En
         Ok(r) => r?,
         Err(_) => return Err(io::ErrorKind::TimedOut.into()),
     };
-    set_nonblocking(stream.as_raw_fd())?;
+    net_io::set_nonblocking(&stream)?;
     Ok(stream)
 }
 
@@ -86,122 +88,43 @@ impl AsRawFd for EngineStream {
     }
 }
 
-impl EngineStream {
-    /// Wait until a read would not block (strict readiness, as `net::io` does).
-    pub async fn readable(&self) -> io::Result<()> {
+impl Readiness for EngineStream {
+    async fn wait_readable(&self) -> io::Result<()> {
         match self {
             EngineStream::Unix(s) => s.readable(false).await,
             EngineStream::Tcp(s) => s.readable(false).await,
         }
     }
 
-    /// Wait until a write would not block.
-    pub async fn writable(&self) -> io::Result<()> {
+    async fn wait_writable(&self) -> io::Result<()> {
         match self {
             EngineStream::Unix(s) => s.writable(false).await,
             EngineStream::Tcp(s) => s.writable(false).await,
         }
     }
+}
 
+impl EngineStream {
     /// One nonblocking `recv`; `Ok(None)` = would block, `Ok(Some(0))` = peer closed.
     pub fn try_recv(&self, buf: &mut [u8]) -> io::Result<Option<usize>> {
-        loop {
-            // SAFETY: buf is a valid writable slice of buf.len() bytes.
-            let n = unsafe {
-                libc::recv(
-                    self.as_raw_fd(),
-                    buf.as_mut_ptr().cast(),
-                    buf.len(),
-                    libc::MSG_DONTWAIT,
-                )
-            };
-            if n >= 0 {
-                return Ok(Some(n as usize));
-            }
-            match would_block(io::Error::last_os_error())? {
-                Some(()) => return Ok(None),
-                None => continue,
-            }
-        }
+        net_io::try_recv(self, buf)
     }
 
     /// One nonblocking `send`; `Ok(None)` = would block. Never raises SIGPIPE.
     pub fn try_send(&self, data: &[u8]) -> io::Result<Option<usize>> {
-        loop {
-            // SAFETY: data is a valid readable slice of data.len() bytes.
-            let n = unsafe {
-                libc::send(
-                    self.as_raw_fd(),
-                    data.as_ptr().cast(),
-                    data.len(),
-                    libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
-                )
-            };
-            if n >= 0 {
-                return Ok(Some(n as usize));
-            }
-            match would_block(io::Error::last_os_error())? {
-                Some(()) => return Ok(None),
-                None => continue,
-            }
-        }
+        net_io::try_send(self, data)
     }
 
     /// Read at least one byte into the spare capacity of `buf` (reserving `min_spare`).
     /// `Ok(0)` = the engine closed its write side.
     pub async fn read_some(&self, buf: &mut Vec<u8>, min_spare: usize) -> io::Result<usize> {
-        if buf.capacity() - buf.len() < min_spare {
-            buf.reserve(min_spare);
-        }
-        loop {
-            let len = buf.len();
-            let spare = buf.capacity() - len;
-            // SAFETY: recv gets the uninitialised tail; len grows only by what it wrote.
-            let tail = unsafe { std::slice::from_raw_parts_mut(buf.as_mut_ptr().add(len), spare) };
-            if let Some(n) = self.try_recv(tail)? {
-                // SAFETY: recv initialised n bytes of the tail.
-                unsafe { buf.set_len(len + n) };
-                return Ok(n);
-            }
-            self.readable().await?;
-        }
+        net_io::read_some(self, buf, min_spare).await
     }
 
     /// Write all of `data`.
-    pub async fn write_all(&self, mut data: &[u8]) -> io::Result<()> {
-        while !data.is_empty() {
-            match self.try_send(data)? {
-                Some(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Some(n) => data = &data[n..],
-                None => self.writable().await?,
-            }
-        }
-        Ok(())
+    pub async fn write_all(&self, data: &[u8]) -> io::Result<()> {
+        net_io::write_all(self, data).await
     }
-}
-
-/// `Ok(Some(()))` for EAGAIN, `Ok(None)` for EINTR (retry), the error otherwise.
-fn would_block(err: io::Error) -> io::Result<Option<()>> {
-    match err.kind() {
-        io::ErrorKind::WouldBlock => Ok(Some(())),
-        io::ErrorKind::Interrupted => Ok(None),
-        _ => Err(err),
-    }
-}
-
-fn set_nonblocking(fd: RawFd) -> io::Result<()> {
-    // SAFETY: fcntl on a valid, owned fd with integer arguments only.
-    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
-    if flags < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: as above.
-    if flags & libc::O_NONBLOCK == 0
-        && unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0
-    {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -3,7 +3,8 @@
 //! "compatibility path" listeners that relay plain TCP users through them
 //! (frp-protocol §5.4, §7).
 //!
-//! Budget per relayed connection: two [`RELAY_BUF_BYTES`] buffers; per chunk one socket
+//! Budget per relayed connection: up to two [`RELAY_BUF_BYTES`] buffers while data flows,
+//! one [`RELAY_IDLE_BUF_BYTES`] buffer while idle; per chunk one socket
 //! syscall plus one copy into the yamux queue (TLS legs cannot splice). With no wrappers,
 //! a read goes straight from the channel into the caller's buffer.
 
@@ -23,8 +24,13 @@ use super::snappy::{SnappyReader, SnappyWriter};
 use super::{FrpContext, FrpError};
 use crate::net::io as nio;
 
-/// Relay buffer per direction per user connection.
+/// Relay buffer per direction per user connection while data flows (a read that fills
+/// the idle-size buffer grows it to this).
 pub const RELAY_BUF_BYTES: usize = 128 * 1024;
+/// Relay buffer per direction while a connection is idle or trickling: the user->frpc
+/// direction holds none while it waits, the frpc->user direction this much (it waits inside
+/// the channel read). Keeps an idle tunnel stream within a few KiB instead of 2 x 128 KiB.
+pub const RELAY_IDLE_BUF_BYTES: usize = 4 * 1024;
 /// Pause after a failed accept (EMFILE and friends) before trying again.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(20);
 
@@ -230,33 +236,41 @@ async fn relay_user(ctx: Rc<FrpContext>, port: u16, tcp: TcpStream, peer: Socket
 /// Copy both ways until either direction ends, then close both (frp's "join", §7.6).
 pub async fn relay(tcp: &TcpStream, ws: &WorkStream) {
     let up = async {
-        let mut buf = vec![0u8; RELAY_BUF_BYTES];
+        let mut b = BurstBuf::default();
         loop {
-            let n = match nio::try_recv(tcp, &mut buf) {
+            let n = match nio::try_recv(tcp, b.get()) {
                 Ok(Some(0)) | Err(_) => return,
                 Ok(Some(n)) => n,
                 Ok(None) => {
+                    // Idle: hold no buffer while waiting.
+                    b.release();
                     if tcp.readable(false).await.is_err() {
                         return;
                     }
                     continue;
                 }
             };
-            if ws.write_all(&buf[..n]).await.is_err() {
+            if ws.write_all(&b.buf[..n]).await.is_err() {
                 return;
             }
+            b.after_read(n);
         }
     };
     let down = async {
-        let mut buf = vec![0u8; RELAY_BUF_BYTES];
+        let mut b = BurstBuf::default();
         loop {
-            match ws.read(&mut buf).await {
+            let n = match ws.read(b.get()).await {
                 Ok(0) | Err(_) => return,
-                Ok(n) => {
-                    if nio::write_all(tcp, &buf[..n]).await.is_err() {
-                        return;
-                    }
-                }
+                Ok(n) => n,
+            };
+            if nio::write_all(tcp, &b.buf[..n]).await.is_err() {
+                return;
+            }
+            // A short read drained the channel: wait again with the idle-size buffer.
+            if n < b.buf.len() {
+                b.release();
+            } else {
+                b.after_read(n);
             }
         }
     };
@@ -266,4 +280,31 @@ pub async fn relay(tcp: &TcpStream, ws: &WorkStream) {
     }
     ws.close();
     nio::shutdown_write(tcp);
+}
+
+/// A relay buffer sized by demand: [`RELAY_IDLE_BUF_BYTES`] at first, [`RELAY_BUF_BYTES`]
+/// once a read fills it, nothing after [`BurstBuf::release`].
+#[derive(Default)]
+struct BurstBuf {
+    buf: Vec<u8>,
+}
+
+impl BurstBuf {
+    fn get(&mut self) -> &mut [u8] {
+        if self.buf.is_empty() {
+            self.buf = vec![0u8; RELAY_IDLE_BUF_BYTES];
+        }
+        &mut self.buf
+    }
+
+    /// A read that filled the buffer means more is queued: grow for the burst.
+    fn after_read(&mut self, n: usize) {
+        if n == self.buf.len() && self.buf.len() < RELAY_BUF_BYTES {
+            self.buf = vec![0u8; RELAY_BUF_BYTES];
+        }
+    }
+
+    fn release(&mut self) {
+        self.buf = Vec::new();
+    }
 }

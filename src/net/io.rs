@@ -2,14 +2,40 @@
 //!
 //! Budget: one readiness wait and one `recv`/`send` per call; no allocation.
 
+use std::future::Future;
 use std::io;
 use std::os::fd::AsRawFd;
 
-use monoio::net::TcpStream;
+use monoio::net::{TcpStream, UnixStream};
+
+/// A socket whose readiness we can await (strict: `relaxed = false`, so a wait after our own
+/// EAGAIN does not return until the socket is really ready on either driver).
+pub trait Readiness: AsRawFd {
+    fn wait_readable(&self) -> impl Future<Output = io::Result<()>>;
+    fn wait_writable(&self) -> impl Future<Output = io::Result<()>>;
+}
+
+impl Readiness for TcpStream {
+    fn wait_readable(&self) -> impl Future<Output = io::Result<()>> {
+        self.readable(false)
+    }
+    fn wait_writable(&self) -> impl Future<Output = io::Result<()>> {
+        self.writable(false)
+    }
+}
+
+impl Readiness for UnixStream {
+    fn wait_readable(&self) -> impl Future<Output = io::Result<()>> {
+        self.readable(false)
+    }
+    fn wait_writable(&self) -> impl Future<Output = io::Result<()>> {
+        self.writable(false)
+    }
+}
 
 /// Put the socket in O_NONBLOCK mode. Needed for `splice(2)`, which honours only the file's
 /// flag on the socket side; harmless for our own `recv`/`send` calls (MSG_DONTWAIT anyway).
-pub fn set_nonblocking(s: &TcpStream) -> io::Result<()> {
+pub fn set_nonblocking(s: &impl AsRawFd) -> io::Result<()> {
     let fd = s.as_raw_fd();
     // SAFETY: fcntl on a valid, owned fd with integer arguments only.
     let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
@@ -27,7 +53,7 @@ pub fn set_nonblocking(s: &TcpStream) -> io::Result<()> {
 }
 
 /// One nonblocking `recv` into `buf`; `Ok(None)` = would block.
-pub fn try_recv(s: &TcpStream, buf: &mut [u8]) -> io::Result<Option<usize>> {
+pub fn try_recv(s: &impl AsRawFd, buf: &mut [u8]) -> io::Result<Option<usize>> {
     loop {
         // SAFETY: buf is a valid writable slice of buf.len() bytes.
         let n = unsafe {
@@ -51,7 +77,7 @@ pub fn try_recv(s: &TcpStream, buf: &mut [u8]) -> io::Result<Option<usize>> {
 }
 
 /// One nonblocking `send`; `Ok(None)` = would block. Never raises SIGPIPE.
-pub fn try_send(s: &TcpStream, data: &[u8]) -> io::Result<Option<usize>> {
+pub fn try_send(s: &impl AsRawFd, data: &[u8]) -> io::Result<Option<usize>> {
     loop {
         // SAFETY: data is a valid readable slice of data.len() bytes.
         let n = unsafe {
@@ -76,7 +102,11 @@ pub fn try_send(s: &TcpStream, data: &[u8]) -> io::Result<Option<usize>> {
 
 /// Read at least one byte into the spare capacity of `buf` (grown to `min_spare` if
 /// needed). `Ok(0)` = peer closed its write side.
-pub async fn read_some(s: &TcpStream, buf: &mut Vec<u8>, min_spare: usize) -> io::Result<usize> {
+pub async fn read_some<S: Readiness>(
+    s: &S,
+    buf: &mut Vec<u8>,
+    min_spare: usize,
+) -> io::Result<usize> {
     if buf.capacity() - buf.len() < min_spare {
         buf.reserve(min_spare);
     }
@@ -90,17 +120,17 @@ pub async fn read_some(s: &TcpStream, buf: &mut Vec<u8>, min_spare: usize) -> io
             unsafe { buf.set_len(len + n) };
             return Ok(n);
         }
-        s.readable(false).await?;
+        s.wait_readable().await?;
     }
 }
 
 /// Write all of `data`.
-pub async fn write_all(s: &TcpStream, mut data: &[u8]) -> io::Result<()> {
+pub async fn write_all<S: Readiness>(s: &S, mut data: &[u8]) -> io::Result<()> {
     while !data.is_empty() {
         match try_send(s, data)? {
             Some(0) => return Err(io::ErrorKind::WriteZero.into()),
             Some(n) => data = &data[n..],
-            None => s.writable(false).await?,
+            None => s.wait_writable().await?,
         }
     }
     Ok(())
@@ -128,4 +158,20 @@ pub fn set_linger_zero(s: &TcpStream) {
             std::mem::size_of::<libc::linger>() as libc::socklen_t,
         )
     };
+}
+
+/// True if the peer has neither closed nor sent unsolicited bytes: a one-byte
+/// `recv(MSG_PEEK|MSG_DONTWAIT)` that would block. Used before reusing pooled connections.
+pub fn is_idle_and_open(s: &impl AsRawFd) -> bool {
+    let mut b = [0u8; 1];
+    // SAFETY: one-byte peek into a stack buffer on a valid fd.
+    let n = unsafe {
+        libc::recv(
+            s.as_raw_fd(),
+            b.as_mut_ptr().cast(),
+            1,
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    n < 0 && io::Error::last_os_error().kind() == io::ErrorKind::WouldBlock
 }

@@ -8,7 +8,6 @@
 
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
 
 use monoio::net::TcpStream;
 use rustls::ClientConnection;
@@ -98,17 +97,7 @@ impl Conn {
                 return false;
             }
         }
-        let mut b = [0u8; 1];
-        // SAFETY: one-byte peek into a stack buffer on a valid fd.
-        let n = unsafe {
-            libc::recv(
-                self.tcp().as_raw_fd(),
-                b.as_mut_ptr().cast(),
-                1,
-                libc::MSG_PEEK | libc::MSG_DONTWAIT,
-            )
-        };
-        n < 0 && io::Error::last_os_error().kind() == io::ErrorKind::WouldBlock
+        crate::net::io::is_idle_and_open(self.tcp())
     }
 }
 

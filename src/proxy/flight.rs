@@ -21,8 +21,8 @@ use tracing::{debug, warn};
 use super::bus::{BusMsg, BusReceiver};
 use super::worker::{now_ms, Worker};
 use crate::exapps::{
-    classify_meta_response, classify_user_info_response, FetchTicket, MetaFetch, StateUpdate,
-    UserAnswer,
+    classify_meta_response, classify_user_info_response, FetchTicket, Lookup, MetaFetch,
+    StateUpdate, UserAnswer,
 };
 
 /// A value some local requests wait for.
@@ -175,6 +175,16 @@ fn handle_msg(w: &Rc<Worker>, msg: BusMsg) {
 
 /// Owner side of a metadata fetch: join or lead the single flight for `app_id_lc`.
 fn own_meta_fetch(w: &Rc<Worker>, app_id_lc: String, reply_to: usize) {
+    // The requester missed before a fill from this worker reached it (the broadcast was
+    // still queued): answer from the cache instead of starting a second call.
+    let cached = match w.state.borrow().registry.lookup(&app_id_lc, now_ms()) {
+        Lookup::Found(r) => Some(MetaFetch::Found((*r).clone())),
+        Lookup::NotFound => Some(MetaFetch::NotFound),
+        Lookup::Miss => None,
+    };
+    if let Some(result) = cached {
+        return deliver_to(w, reply_to, BusMsg::MetaDone { app_id_lc, result });
+    }
     let ticket = w.state.borrow_mut().registry.begin_fetch(&app_id_lc);
     w.state
         .borrow_mut()
@@ -212,6 +222,12 @@ fn own_user_fetch(
     headers: Vec<(Vec<u8>, Vec<u8>)>,
     reply_to: usize,
 ) {
+    // Same race as for metadata: the fill is in flight to the requester.
+    let cached = w.state.borrow().sessions.peek(&cookie, now_ms()).cloned();
+    if let Some(user) = cached {
+        let result = UserAnswer::User(user);
+        return deliver_to(w, reply_to, BusMsg::UserDone { cookie, result });
+    }
     let ticket = w.state.borrow_mut().sessions.begin_fetch(&cookie);
     w.state
         .borrow_mut()

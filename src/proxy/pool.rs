@@ -9,10 +9,11 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use monoio::net::TcpStream;
+
+use crate::net::io::is_idle_and_open;
 
 /// Idle connections kept per upstream address.
 pub const DEFAULT_MAX_IDLE_PER_UPSTREAM: usize = 64;
@@ -49,19 +50,4 @@ impl Pool {
     pub fn idle_count(&self) -> usize {
         self.idle.values().map(Vec::len).sum()
     }
-}
-
-/// True if the peer has neither closed nor sent unsolicited bytes.
-fn is_idle_and_open(s: &TcpStream) -> bool {
-    let mut b = [0u8; 1];
-    // SAFETY: one-byte peek into a stack buffer on a valid fd.
-    let n = unsafe {
-        libc::recv(
-            s.as_raw_fd(),
-            b.as_mut_ptr().cast(),
-            1,
-            libc::MSG_PEEK | libc::MSG_DONTWAIT,
-        )
-    };
-    n < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::WouldBlock
 }

@@ -12,6 +12,7 @@
 #![allow(dead_code)]
 
 pub mod appapi;
+pub mod exapp;
 pub mod http;
 pub mod pattern;
 pub mod ws;

@@ -77,11 +77,17 @@ impl WsClient {
 
     /// Sends the upgrade request and reads the response head, whatever its status.
     pub fn try_connect(port: u16, path: &str) -> WsClient {
+        Self::try_connect_with(port, path, &[])
+    }
+
+    /// [`WsClient::try_connect`] with extra request headers (e.g. a session cookie).
+    pub fn try_connect_with(port: u16, path: &str, extra: &[(&str, &str)]) -> WsClient {
         let mut conn = Conn::connect(port);
         let key = base64(b"lyre-test-nonce!");
+        let extra: String = extra.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect();
         let req = format!(
             "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\nOrigin: http://127.0.0.1:{port}\r\n\r\n"
+             Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\nOrigin: http://127.0.0.1:{port}\r\n{extra}\r\n"
         );
         conn.send(req.as_bytes());
         let handshake = conn.read_head();

@@ -1,0 +1,331 @@
+//! `cargo bench --bench decision`: the cost of HaRP's decision on the hot path. A USER
+//! route with a cached Nextcloud session (same `oc_sessionPassphrase` on every request,
+//! HP_SESSION_LIFETIME=10) through the real `lyre serve` binary to a fast upstream, against
+//! the same upstream direct, in one run.
+//!
+//! Peers, all on loopback: the upstream is `lyre::demo`'s embedded monoio server on a bench
+//! thread (`GET /hello`; Rust, so it is not the bottleneck), Nextcloud is
+//! tests/peers/fake_nc.py (called once per cookie per window, so Python does not matter),
+//! load comes from the built-in generator (`lyre::bench`, 64 keep-alive connections).
+//! Reports requests/s both ways, their ratio, Lyre's CPU time per request (utime+stime of
+//! the whole lyre process from /proc/<pid>/stat over the measured run, divided by the
+//! requests) against the target, and the number of user-info calls (must be 1).
+//! Every phase is bounded in time; the bench exits non-zero on a correctness failure
+//! (non-200 answers, user-info count != 1), not on a missed performance target.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use lyre::bench::{run_report, BenchArgs, Report};
+use serde_json::{json, Value};
+
+const LYRE: &str = env!("CARGO_BIN_EXE_lyre");
+const KEY: &str = "bench-shared-key";
+const APP: &str = "benchapp";
+const COOKIE: &str = "pp-bench";
+/// Concurrent keep-alive connections of the load generator.
+const CONNECTIONS: usize = 64;
+/// Load generator threads.
+const LOAD_WORKERS: usize = 1;
+/// Seconds of warm-up and of each measured run. Warm-up + the decision run stay inside
+/// one 10 s session window, so exactly one user-info call is expected.
+const WARMUP_SECS: u64 = 1;
+const RUN_SECS: u64 = 4;
+/// Lyre's session lifetime for the run (HP_SESSION_LIFETIME, seconds).
+const SESSION_LIFETIME_SECS: u64 = 10;
+const TARGET_CPU_US_PER_REQUEST: f64 = 25.0;
+/// Startup bound for Lyre and fake_nc.py.
+const START_TIMEOUT: Duration = Duration::from_secs(15);
+const IO_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A child process killed (by pid) on drop.
+struct Peer(Child);
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("decision bench failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<bool, String> {
+    let upstream = lyre::demo::start_upstream().map_err(|e| format!("upstream: {e}"))?;
+    let (nc, nc_port) = start_fake_nc(upstream.port())?;
+    let workers = std::env::var("BENCH_LYRE_WORKERS").unwrap_or_else(|_| "2".into());
+    let dir = scratch_dir()?;
+    println!(
+        "decision bench: USER route, cached session (HP_SESSION_LIFETIME={SESSION_LIFETIME_SECS}), \
+         {CONNECTIONS} connections, {RUN_SECS} s per run, lyre workers {workers}"
+    );
+    let direct = load(&format!("http://{upstream}/hello"), RUN_SECS)?;
+
+    // Baseline: the same forwarding through a static route, no decision at all.
+    let route = format!("/hello={upstream}");
+    let (lyre, port) = start_lyre(nc_port, &workers, &dir, &["--route", &route])?;
+    let url = format!("http://127.0.0.1:{port}/hello");
+    let (plain, plain_cpu) = measured(&lyre, &url)?;
+    drop(lyre);
+
+    let (lyre, port) = start_lyre(nc_port, &workers, &dir, &[])?;
+    nc_control(nc_port, "POST", "/_fake/reset")?;
+    let url = format!("http://127.0.0.1:{port}/exapps/{APP}/hello");
+    let (decided, decided_cpu) = measured(&lyre, &url)?;
+    let counts = nc_control(nc_port, "GET", "/_fake/counts")?;
+    drop(lyre);
+    drop(nc);
+    let _ = std::fs::remove_dir_all(&dir);
+
+    let user_info = counts["user-info"][APP].as_u64().unwrap_or(0);
+    let ok_statuses = [&direct, &plain, &decided].iter().all(|r| only_200(r));
+    print_report(
+        &direct,
+        (&plain, plain_cpu),
+        (&decided, decided_cpu),
+        user_info,
+    );
+    Ok(ok_statuses && user_info == 1)
+}
+
+/// Warm up, then one measured run against `url`; returns it and Lyre's CPU us/request.
+fn measured(lyre: &Peer, url: &str) -> Result<(Report, f64), String> {
+    let warm = load(url, WARMUP_SECS)?;
+    if !only_200(&warm) {
+        return Err(format!("warm-up against {url}: {}", statuses(&warm)));
+    }
+    let stat = format!("/proc/{}/stat", lyre.0.id());
+    let before = stat_ticks(&stat).ok_or("no /proc stat for lyre")?;
+    let report = load(url, RUN_SECS)?;
+    let after = stat_ticks(&stat).ok_or("no /proc stat for lyre")?;
+    let cpu_us =
+        after.saturating_sub(before) as f64 / clock_ticks() * 1e6 / report.requests().max(1) as f64;
+    Ok((report, cpu_us))
+}
+
+fn print_report(direct: &Report, plain: (&Report, f64), decided: (&Report, f64), user_info: u64) {
+    let row = |name: &str, r: &Report, cpu: Option<f64>| {
+        let h = &r.tally.latency;
+        let cpu = cpu.map_or(String::new(), |c| format!("  lyre CPU {c:.2} us/req"));
+        println!(
+            "  {name:<28} {:>8.0} req/s  p50 {:.3} ms  p99 {:.3} ms{cpu}  statuses {}",
+            r.requests_per_sec(),
+            h.quantile_us(0.5) as f64 / 1000.0,
+            h.quantile_us(0.99) as f64 / 1000.0,
+            statuses(r)
+        );
+    };
+    row("direct upstream", direct, None);
+    row("lyre static route", plain.0, Some(plain.1));
+    row("lyre USER route (decision)", decided.0, Some(decided.1));
+    let ratio = decided.0.requests_per_sec() / direct.requests_per_sec().max(1e-9);
+    println!("  ratio decision/direct        {ratio:.3}");
+    let verdict = if decided.1 <= TARGET_CPU_US_PER_REQUEST {
+        "met"
+    } else {
+        "MISSED"
+    };
+    println!(
+        "  lyre CPU per request         {:.2} us (target <= {TARGET_CPU_US_PER_REQUEST} us: {verdict}; \
+         decision share ~ {:.2} us over the static route)",
+        decided.1,
+        decided.1 - plain.1
+    );
+    let verdict = if user_info == 1 { "ok" } else { "WRONG" };
+    println!(
+        "  user-info calls              {user_info} for 1 cookie, {} requests on {CONNECTIONS} \
+         connections inside one {SESSION_LIFETIME_SECS} s window (must be 1: {verdict})",
+        decided.0.requests()
+    );
+}
+
+fn statuses(r: &Report) -> String {
+    let v: Vec<String> = (r.tally.statuses.iter().enumerate())
+        .filter(|(_, n)| **n > 0)
+        .map(|(code, n)| format!("{code}x{n}"))
+        .chain(r.tally.errors.iter().map(|(k, n)| format!("{k}x{n}")))
+        .collect();
+    v.join(" ")
+}
+
+fn only_200(r: &Report) -> bool {
+    let non_200: u64 = (r.tally.statuses.iter().enumerate())
+        .filter(|(code, _)| *code != 200)
+        .map(|(_, n)| n)
+        .sum();
+    non_200 == 0 && r.tally.errors.is_empty() && r.requests() > 0
+}
+
+fn load(url: &str, secs: u64) -> Result<Report, String> {
+    run_report(&BenchArgs {
+        url: url.to_string(),
+        connections: CONNECTIONS,
+        workers: LOAD_WORKERS,
+        duration_secs: secs,
+        timeout_ms: 5000,
+        method: "GET".into(),
+        headers: vec![format!(
+            "Cookie: oc_sessionPassphrase={COOKIE}; nc_sameSiteCookielax=true"
+        )],
+        body: None,
+    })
+}
+
+fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn scratch_dir() -> Result<PathBuf, String> {
+    let dir = std::env::temp_dir().join(format!("lyre-decision-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    Ok(dir)
+}
+
+fn free_port() -> Result<u16, String> {
+    let l = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    Ok(l.local_addr().map_err(|e| e.to_string())?.port())
+}
+
+/// fake_nc.py knowing `benchapp` (USER route `^/hello` at the upstream) and one level-1
+/// session; returns it and its port.
+fn start_fake_nc(upstream_port: u16) -> Result<(Peer, u16), String> {
+    let config = json!({
+        "shared_key": KEY,
+        "apps": {APP: {
+            "exapp_token": "bench-secret",
+            "exapp_version": "1.0.0",
+            "host": "127.0.0.1",
+            "port": upstream_port,
+            "routes": [{"url": "^/hello", "access_level": 1}],
+        }},
+        "users": {COOKIE: {"user_id": "bench", "access_level": 1}},
+    });
+    let mut child = Command::new("python3")
+        .arg("-u")
+        .arg(repo_root().join("tests/peers/fake_nc.py"))
+        .env("FAKE_NC_CONFIG", config.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("spawn python3 fake_nc.py: {e}"))?;
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let peer = Peer(child);
+    let (tx, rx) = std::sync::mpsc::channel();
+    thread::spawn(move || {
+        let mut r = BufReader::new(stdout);
+        let mut line = String::new();
+        let _ = r.read_line(&mut line);
+        let _ = tx.send(line);
+        let _ = r.read_to_end(&mut Vec::new());
+    });
+    let line = rx
+        .recv_timeout(START_TIMEOUT)
+        .map_err(|_| "fake_nc.py printed no PORT line")?;
+    let port = line
+        .trim()
+        .strip_prefix("PORT ")
+        .and_then(|p| p.parse().ok())
+        .ok_or_else(|| format!("fake_nc.py first line {line:?}"))?;
+    Ok((peer, port))
+}
+
+fn start_lyre(
+    nc_port: u16,
+    workers: &str,
+    dir: &std::path::Path,
+    args: &[&str],
+) -> Result<(Peer, u16), String> {
+    let port = free_port()?;
+    let child = Command::new(LYRE)
+        .arg("serve")
+        .args(args)
+        .env_clear()
+        .env("HP_SHARED_KEY", KEY)
+        .env("NC_INSTANCE_URL", format!("http://127.0.0.1:{nc_port}"))
+        .env("HP_EXAPPS_ADDRESS", format!("127.0.0.1:{port}"))
+        .env(
+            "HP_EXAPPS_HTTPS_ADDRESS",
+            format!("127.0.0.1:{}", free_port()?),
+        )
+        .env("HP_FRP_ADDRESS", format!("127.0.0.1:{}", free_port()?))
+        .env(
+            "LYRE_CONTROL_ADDRESS",
+            format!("127.0.0.1:{}", free_port()?),
+        )
+        .env("LYRE_CERTS_DIR", dir)
+        .env("HP_FRP_DISABLE_TLS", "true")
+        .env("HP_SESSION_LIFETIME", SESSION_LIFETIME_SECS.to_string())
+        .env("HP_LOG_LEVEL", "warning")
+        .env("LYRE_WORKERS", workers)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| format!("spawn {LYRE}: {e}"))?;
+    let mut peer = Peer(child);
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let end = Instant::now() + START_TIMEOUT;
+    while Instant::now() < end {
+        if let Ok(Some(status)) = peer.0.try_wait() {
+            return Err(format!("lyre serve exited at start ({status})"));
+        }
+        if TcpStream::connect(addr).is_ok() {
+            return Ok((peer, port));
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    let _ = peer.0.kill();
+    Err("lyre serve did not listen in time".into())
+}
+
+/// A fake_nc.py control call; returns its JSON answer.
+fn nc_control(port: u16, method: &str, path: &str) -> Result<Value, String> {
+    let mut c = TcpStream::connect(("127.0.0.1", port)).map_err(|e| format!("fake_nc: {e}"))?;
+    c.set_read_timeout(Some(IO_TIMEOUT))
+        .map_err(|e| e.to_string())?;
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: fake\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+    );
+    c.write_all(req.as_bytes()).map_err(|e| e.to_string())?;
+    let mut resp = Vec::new();
+    c.read_to_end(&mut resp)
+        .map_err(|e| format!("fake_nc: {e}"))?;
+    let start = resp
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or("fake_nc: no response head")?;
+    serde_json::from_slice(&resp[start + 4..]).map_err(|e| format!("fake_nc JSON: {e}"))
+}
+
+/// utime+stime clock ticks of a whole process (all threads, reaped children excluded).
+fn stat_ticks(path: &str) -> Option<u64> {
+    let s = std::fs::read_to_string(path).ok()?;
+    // The comm field may contain spaces: fields start after the last ')'.
+    let rest = &s[s.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+}
+
+fn clock_ticks() -> f64 {
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t > 0 {
+        t as f64
+    } else {
+        100.0
+    }
+}

@@ -1,0 +1,237 @@
+//! `cargo bench --bench frp`: the FRP path of the whole appliance against HaRP's, in one
+//! run, on loopback.
+//!
+//! Lyre: client -> `lyre serve` (decision + FRP server) -> frpc 0.65 -> backend.
+//! HaRP's way: client -> HAProxy -> frps 0.65's 127.0.0.1:<remotePort> -> frpc 0.65 ->
+//! backend (HaRP's Python SPOE agent is left out, which favours the baseline).
+//! Same frpc config, same unix-socket backend, same TLS setting and certificates.
+//!
+//! Reported per TLS setting: throughput of a 1 GiB download (median of [`RUNS`]), CPU
+//! seconds per GiB (Lyre alone vs HAProxy + frps together; frpc shown apart), CPU-us per
+//! small keep-alive request under `lyre bench` load, and the RSS delta per idle connection
+//! through the tunnel (1,000 connections). Ratios are printed next to the targets.
+//! Every wait is bounded; every process is killed when its stack drops.
+
+#[path = "frp/measure.rs"]
+mod measure;
+#[path = "frp/stack.rs"]
+mod stack;
+
+use std::path::PathBuf;
+
+use measure::{Download, Idle};
+use stack::Stack;
+
+/// Bytes per download.
+const TOTAL_BYTES: u64 = 1 << 30;
+/// Downloads per stack and TLS setting; the median is reported.
+const RUNS: usize = 3;
+/// `LYRE_WORKERS` and HAProxy's `nbthread`.
+pub const WORKERS: usize = 2;
+
+const TARGET_THROUGHPUT_RATIO: f64 = 2.0;
+const TARGET_CPU_RATIO: f64 = 1.0 / 3.0;
+const TARGET_IDLE_KIB: f64 = 16.0;
+
+/// A peer binary under `.peers/` (tests/peers/install.sh).
+pub fn peer(rel: &str) -> Result<PathBuf, String> {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join(".peers")
+        .join(rel);
+    if p.is_file() {
+        Ok(p)
+    } else {
+        Err(format!(
+            "{} missing: run `bash tests/peers/install.sh`",
+            p.display()
+        ))
+    }
+}
+
+fn main() {
+    raise_nofile_limit();
+    println!(
+        "frp bench: {} MiB per download, median of {RUNS}; {WORKERS} Lyre workers / HAProxy threads",
+        TOTAL_BYTES >> 20
+    );
+    println!(
+        "targets: throughput >= {TARGET_THROUGHPUT_RATIO}x frps, CPU/GiB <= {TARGET_CPU_RATIO:.2}x \
+         (HAProxy+frps), idle tunnel stream <= {TARGET_IDLE_KIB} KiB in Lyre"
+    );
+    for tls in [true, false] {
+        if let Err(e) = compare(tls) {
+            println!("TLS {}: failed: {e}", on_off(tls));
+        }
+    }
+}
+
+fn on_off(b: bool) -> &'static str {
+    if b {
+        "on"
+    } else {
+        "off"
+    }
+}
+
+/// One TLS setting: both stacks up at once (the idle one costs nothing), measured in turns.
+fn compare(tls: bool) -> Result<(), String> {
+    let dir = std::env::temp_dir().join(format!("lyre-frp-bench-{}-{tls}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let (ldir, hdir, certs) = (dir.join("lyre"), dir.join("harp"), dir.join("certs"));
+    for d in [&ldir, &hdir, &certs] {
+        std::fs::create_dir_all(d).map_err(|e| format!("{}: {e}", d.display()))?;
+    }
+    // The PKI Lyre would generate; frps gets the same files.
+    lyre::tls::ensure_frp_pki(&certs, 30).map_err(|e| e.to_string())?;
+    let sock = dir.join("backend.sock");
+    measure::start_backend(&sock)?;
+    let result = (|| {
+        let lyre = stack::lyre(&ldir, &certs, tls, &sock)?;
+        let harp = stack::harp(&hdir, &certs, tls, &sock, lyre.remote_port)?;
+        println!("\n== TLS {} ==", on_off(tls));
+        // FRP_BENCH_ONLY=throughput|small|idle runs one part (while tuning).
+        let only = std::env::var("FRP_BENCH_ONLY").unwrap_or_default();
+        let run = |part: &str| only.is_empty() || only == part;
+        if run("throughput") {
+            throughput(&lyre, &harp)?;
+        }
+        if run("small") {
+            small(&lyre, &harp);
+        }
+        if run("idle") {
+            idle(&lyre, &harp);
+        }
+        Ok(())
+    })();
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+fn throughput(lyre: &Stack, harp: &Stack) -> Result<(), String> {
+    let mut runs: [Vec<Download>; 2] = [Vec::new(), Vec::new()];
+    for _ in 0..RUNS {
+        for (i, s) in [lyre, harp].into_iter().enumerate() {
+            match measure::download(s, TOTAL_BYTES) {
+                Ok(d) => runs[i].push(d),
+                Err(e) => println!("  {} download failed: {e}", s.label),
+            }
+        }
+    }
+    let gib = TOTAL_BYTES as f64 / (1u64 << 30) as f64;
+    let mut rows = Vec::new();
+    for (s, r) in [lyre, harp].iter().zip(&runs) {
+        if r.is_empty() {
+            return Err(format!("{}: no successful download", s.label));
+        }
+        let gbps = median(
+            r.iter()
+                .map(|d| TOTAL_BYTES as f64 * 8.0 / d.secs / 1e9)
+                .collect(),
+        );
+        let cpu = median(r.iter().map(|d| d.cpu / gib).collect());
+        let frpc = median(r.iter().map(|d| d.frpc_cpu / gib).collect());
+        println!(
+            "{:<14} {gbps:>6.2} Gbit/s  {cpu:.3} CPU-s/GiB  (frpc {frpc:.3} CPU-s/GiB)",
+            s.label
+        );
+        if s.label == "lyre" {
+            let names: Vec<&String> = r[0].threads.keys().collect();
+            let parts: Vec<String> = names
+                .iter()
+                .filter_map(|n| {
+                    let v = median(
+                        r.iter()
+                            .map(|d| d.threads.get(*n).copied().unwrap_or(0.0))
+                            .collect(),
+                    );
+                    (v > 0.0).then(|| format!("{n} {:.3}", v / gib))
+                })
+                .collect();
+            println!("{:<14} per thread CPU-s/GiB: {}", "", parts.join(", "));
+        }
+        rows.push((gbps, cpu));
+    }
+    let (tr, cr) = (rows[0].0 / rows[1].0, rows[0].1 / rows[1].1);
+    println!(
+        "throughput ratio lyre/frps {tr:.2}x (target >= {TARGET_THROUGHPUT_RATIO}x: {})",
+        mark(tr >= TARGET_THROUGHPUT_RATIO)
+    );
+    println!(
+        "CPU/GiB ratio lyre/(haproxy+frps) {cr:.2} (target <= {TARGET_CPU_RATIO:.2}: {})",
+        mark(cr <= TARGET_CPU_RATIO)
+    );
+    Ok(())
+}
+
+fn mark(ok: bool) -> &'static str {
+    if ok {
+        "ok"
+    } else {
+        "MISS"
+    }
+}
+
+fn small(lyre: &Stack, harp: &Stack) {
+    let mut us = Vec::new();
+    for s in [lyre, harp] {
+        match measure::small_requests(s) {
+            Ok((rps, cpu_us)) => {
+                println!(
+                    "{:<14} small requests: {rps:>8.0} req/s  {cpu_us:.1} CPU-us/request",
+                    s.label
+                );
+                us.push(cpu_us);
+            }
+            Err(e) => println!("{:<14} small requests failed: {e}", s.label),
+        }
+    }
+    if let [l, h] = us[..] {
+        println!("CPU-us/request ratio lyre/(haproxy+frps) {:.2}", l / h);
+    }
+}
+
+fn idle(lyre: &Stack, harp: &Stack) {
+    for how in [Idle::TunnelPort, Idle::Upgrade] {
+        for s in [lyre, harp] {
+            match measure::idle_kib_per_conn(s, how) {
+                Ok(kib) => {
+                    let t = if s.label == "lyre" {
+                        format!(
+                            " (target <= {TARGET_IDLE_KIB}: {})",
+                            mark(kib <= TARGET_IDLE_KIB)
+                        )
+                    } else {
+                        String::new()
+                    };
+                    println!(
+                        "{:<14} idle {how:?}: {kib:.2} KiB RSS per connection{t}",
+                        s.label
+                    );
+                }
+                Err(e) => println!(
+                    "{:<14} idle {how:?} failed: {e}\n--- {} log tail ---\n{}",
+                    s.label,
+                    s.label,
+                    s.log_tail()
+                ),
+            }
+        }
+    }
+}
+
+/// 1,000 idle connections need ~3,000 descriptors in this process (clients + backend).
+fn raise_nofile_limit() {
+    // SAFETY: getrlimit/setrlimit on a stack value.
+    unsafe {
+        let mut r: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) == 0 && r.rlim_cur < r.rlim_max {
+            r.rlim_cur = r.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &r);
+        }
+    }
+}

@@ -1,0 +1,528 @@
+//! Whole-appliance FRP harness: `lyre serve` as a subprocess (common::Lyre) with its FRP
+//! listener, the REAL frpc 0.65 configured exactly as HaRP's ExApp images do
+//! (harp-compat.md §5.4), a real nc_py_api ExApp on a unix socket
+//! (tests/peers/exapp_frp/main.py), fake_nc.py for user-info, and a Rust byte server on a
+//! unix socket for bulk/concurrency checks. Records are pushed through Lyre's control API
+//! (`POST /exapps/app_api/exapp_storage/<id>`), so no Nextcloud is needed for routing.
+//!
+//! Every process is killed by its own pid on drop; on a failing test its log is printed.
+#![allow(dead_code)]
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::common::http::Conn;
+use crate::common::{poll_until, repo_root, venv_python, Lyre, Pattern, TempDir};
+
+/// `HP_SHARED_KEY` of common::LyreEnv (the default every Lyre in the tests runs with).
+pub const SHARED_KEY: &str = "lyre-test-shared-key";
+pub const APP_ID: &str = "frpapp";
+pub const APP_VERSION: &str = "1.0.0";
+pub const APP_SECRET: &str = "s3cret-frp";
+/// How long frpc may take to log in and register its proxy.
+pub const TUNNEL_DEADLINE: Duration = Duration::from_secs(20);
+const LOG_TAIL_BYTES: usize = 16 * 1024;
+
+/// The frpc binary from tests/peers/install.sh (or `LYRE_FRPC`); missing = FAIL.
+pub fn frpc_bin() -> PathBuf {
+    let p = std::env::var_os("LYRE_FRPC")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join(".peers/frp/frpc"));
+    assert!(
+        p.is_file(),
+        "frpc not found at {}: run `bash tests/peers/install.sh`",
+        p.display()
+    );
+    p
+}
+
+/// A free port in HaRP's ExApp range 23000-23999, distinct per call in this process.
+pub fn pick_remote_port() -> u16 {
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    // Offset by pid so concurrent test binaries rarely start on the same port.
+    let base = (std::process::id() % 50) as u16 * 20 + 7;
+    for _ in 0..1000 {
+        let p = 23000 + (base + NEXT.fetch_add(1, Ordering::Relaxed)) % 1000;
+        if TcpListener::bind(("127.0.0.1", p)).is_ok() {
+            return p;
+        }
+    }
+    panic!("no free port in 23000-23999");
+}
+
+/// A child process killed (SIGKILL, by pid) and reaped on drop; stdout+stderr to `log`.
+pub struct Guard {
+    pub name: String,
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl Guard {
+    pub fn spawn(name: &str, mut cmd: Command, log: PathBuf) -> Guard {
+        let out = File::create(&log).expect("create log");
+        let err = out.try_clone().expect("clone log");
+        cmd.stdin(Stdio::null()).stdout(out).stderr(err);
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {name} ({cmd:?}): {e}"));
+        Guard {
+            name: name.into(),
+            child,
+            log,
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Polls the log until it contains `needle`; fails with the log (or on early exit).
+    pub fn wait_log(&mut self, needle: &str, within: Duration) {
+        let end = Instant::now() + within;
+        loop {
+            if self.log_text().contains(needle) {
+                return;
+            }
+            if let Ok(Some(st)) = self.child.try_wait() {
+                panic!(
+                    "{} exited ({st}) before logging {needle:?}:\n{}",
+                    self.name,
+                    self.log_text()
+                );
+            }
+            assert!(
+                Instant::now() < end,
+                "{} never logged {needle:?} within {within:?}:\n{}",
+                self.name,
+                self.log_text()
+            );
+            thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    /// Waits for the process to exit by itself.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let end = Instant::now() + within;
+        while Instant::now() < end {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                return Some(st);
+            }
+            thread::sleep(Duration::from_millis(25));
+        }
+        None
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        self.kill();
+        if thread::panicking() {
+            let log = std::fs::read(&self.log).unwrap_or_default();
+            let tail = String::from_utf8_lossy(&log[log.len().saturating_sub(LOG_TAIL_BYTES)..]);
+            eprintln!(
+                "--- {} (pid {}) log ---\n{tail}",
+                self.name,
+                self.child.id()
+            );
+        }
+    }
+}
+
+/// `lyre serve` with its FRP listener; TLS on unless `tls == false`
+/// (`HP_FRP_DISABLE_TLS=true`). `LYRE_CERTS_DIR` is `certs` so the generated PKI is known.
+pub struct Appliance {
+    pub lyre: Lyre,
+    pub certs: TempDir,
+    pub tls: bool,
+}
+
+impl Appliance {
+    pub fn start(tls: bool, env: &[(&str, &str)]) -> Appliance {
+        let certs = TempDir::new("appl-certs");
+        let dir = certs.path().to_string_lossy().into_owned();
+        let mut all: Vec<(&str, &str)> = vec![
+            ("LYRE_CERTS_DIR", dir.as_str()),
+            ("HP_FRP_DISABLE_TLS", if tls { "false" } else { "true" }),
+        ];
+        all.extend_from_slice(env);
+        let lyre = Lyre::start(&all, &[]);
+        if tls {
+            let ca = certs.path().join("frp/ca.crt");
+            assert!(ca.is_file(), "lyre did not generate {}", ca.display());
+        }
+        Appliance { lyre, certs, tls }
+    }
+
+    /// `$LYRE_CERTS_DIR/frp`, where Lyre generated HaRP's PKI.
+    pub fn frp_certs(&self) -> Option<PathBuf> {
+        self.tls.then(|| self.certs.path().join("frp"))
+    }
+
+    /// Pushes an ExApp record (204 expected), as AppAPI's HarpService does.
+    pub fn push_record(&self, app_id: &str, record: &serde_json::Value) {
+        let body = record.to_string();
+        let mut c = Conn::connect(self.lyre.port);
+        c.send(
+            format!(
+                "POST /exapps/app_api/exapp_storage/{app_id} HTTP/1.1\r\nHost: lyre\r\n\
+                 harp-shared-key: {SHARED_KEY}\r\nContent-Type: application/json\r\n\
+                 Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            )
+            .as_bytes(),
+        );
+        let r = c.read_response();
+        assert_eq!(r.head.status, 204, "push {app_id}: {}", r.body_str());
+    }
+
+    /// The record AppAPI pushes in FRP mode: host 127.0.0.1, port = frpc's remotePort.
+    pub fn push_frp_app(&self, app_id: &str, remote_port: u16, routes: serde_json::Value) {
+        self.push_record(
+            app_id,
+            &serde_json::json!({
+                "exapp_token": APP_SECRET,
+                "exapp_version": APP_VERSION,
+                "host": "127.0.0.1",
+                "port": remote_port,
+                "routes": routes,
+            }),
+        );
+    }
+}
+
+/// Where frpc's proxy sends user connections.
+#[derive(Clone)]
+pub enum Local {
+    /// HaRP's `unix_domain_socket` plugin.
+    Unix(PathBuf),
+    /// `localIP = 127.0.0.1`, `localPort`.
+    Tcp(u16),
+}
+
+/// The ExApp-side frpc config of HaRP's `exapps_dev/start.sh` (harp-compat §5.4).
+#[derive(Clone)]
+pub struct FrpcConf {
+    pub server_port: u16,
+    /// `$LYRE_CERTS_DIR/frp` with client.crt/client.key/ca.crt, or None = TLS off.
+    pub certs: Option<PathBuf>,
+    pub token: String,
+    pub name: String,
+    pub remote_port: u16,
+    pub local: Local,
+    /// `transport.tcpMux = false` when false (start.sh leaves frpc's default: true).
+    pub tcp_mux: bool,
+    pub login_fail_exit: bool,
+}
+
+impl FrpcConf {
+    pub fn harp(app: &Appliance, remote_port: u16, local: Local) -> FrpcConf {
+        FrpcConf {
+            server_port: app.lyre.frp_port,
+            certs: app.frp_certs(),
+            token: SHARED_KEY.into(),
+            name: APP_ID.into(),
+            remote_port,
+            local,
+            tcp_mux: true,
+            login_fail_exit: false,
+        }
+    }
+
+    pub fn toml(&self) -> String {
+        let mut s = format!(
+            "serverAddr = \"127.0.0.1\"\nserverPort = {}\nloginFailExit = {}\n",
+            self.server_port, self.login_fail_exit
+        );
+        match &self.certs {
+            Some(d) => s.push_str(&format!(
+                "transport.tls.enable = true\ntransport.tls.certFile = \"{}\"\n\
+                 transport.tls.keyFile = \"{}\"\ntransport.tls.trustedCaFile = \"{}\"\n\
+                 transport.tls.serverName = \"harp.nc\"\n",
+                d.join("client.crt").display(),
+                d.join("client.key").display(),
+                d.join("ca.crt").display()
+            )),
+            None => s.push_str("transport.tls.enable = false\n"),
+        }
+        if !self.tcp_mux {
+            s.push_str("transport.tcpMux = false\n");
+        }
+        // Test-only: plain log lines (the rest is start.sh's config).
+        s.push_str("log.disablePrintColor = true\n");
+        s.push_str(&format!(
+            "metadatas.token = \"{}\"\n\n[[proxies]]\nremotePort = {}\ntype = \"tcp\"\nname = \"{}\"\n",
+            self.token, self.remote_port, self.name
+        ));
+        match &self.local {
+            Local::Unix(p) => s.push_str(&format!(
+                "[proxies.plugin]\ntype = \"unix_domain_socket\"\nunixPath = \"{}\"\n",
+                p.display()
+            )),
+            Local::Tcp(port) => {
+                s.push_str(&format!("localIP = \"127.0.0.1\"\nlocalPort = {port}\n"))
+            }
+        }
+        s
+    }
+}
+
+/// A running frpc (its dir holds frpc.toml and frpc.log).
+pub struct Frpc {
+    pub guard: Guard,
+    pub conf: FrpcConf,
+    _dir: TempDir,
+}
+
+impl Frpc {
+    pub fn start(conf: &FrpcConf) -> Frpc {
+        let dir = TempDir::new("frpc");
+        let cfg = dir.path().join("frpc.toml");
+        std::fs::write(&cfg, conf.toml()).expect("write frpc.toml");
+        let mut cmd = Command::new(frpc_bin());
+        cmd.arg("-c").arg(&cfg);
+        let guard = Guard::spawn("frpc", cmd, dir.path().join("frpc.log"));
+        Frpc {
+            guard,
+            conf: conf.clone(),
+            _dir: dir,
+        }
+    }
+
+    /// Starts frpc and waits until its proxy is registered.
+    pub fn start_ready(conf: &FrpcConf) -> Frpc {
+        let mut f = Frpc::start(conf);
+        f.wait_proxy();
+        f
+    }
+
+    pub fn wait_proxy(&mut self) {
+        let name = self.conf.name.clone();
+        self.guard
+            .wait_log(&format!("[{name}] start proxy success"), TUNNEL_DEADLINE);
+    }
+
+    pub fn log(&self) -> String {
+        self.guard.log_text()
+    }
+}
+
+/// The nc_py_api ExApp (tests/peers/exapp_frp/main.py) listening on a unix socket.
+pub struct ExApp {
+    pub sock: PathBuf,
+    pub guard: Guard,
+    _dir: TempDir,
+}
+
+impl ExApp {
+    pub fn start(remote_port: u16) -> ExApp {
+        let dir = TempDir::new("exapp");
+        let sock = dir.path().join("exapp.sock");
+        let mut cmd = Command::new(venv_python());
+        cmd.arg("-u")
+            .arg(repo_root().join("tests/peers/exapp_frp/main.py"))
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("PYTHONDONTWRITEBYTECODE", "1")
+            .env("APP_ID", APP_ID)
+            .env("APP_VERSION", APP_VERSION)
+            .env("APP_SECRET", APP_SECRET)
+            .env("APP_PORT", remote_port.to_string())
+            .env("NEXTCLOUD_URL", "http://127.0.0.1:9")
+            .env("HP_SHARED_KEY", SHARED_KEY)
+            .env("HP_EXAPP_SOCK", &sock);
+        let mut guard = Guard::spawn("exapp", cmd, dir.path().join("exapp.log"));
+        let ok = poll_until(Duration::from_secs(30), || {
+            guard.child.try_wait().ok().flatten().is_none() && UnixStream::connect(&sock).is_ok()
+        });
+        if !ok {
+            guard.kill();
+            panic!(
+                "nc_py_api ExApp never listened on {}:\n{}",
+                sock.display(),
+                guard.log_text()
+            );
+        }
+        ExApp {
+            sock,
+            guard,
+            _dir: dir,
+        }
+    }
+}
+
+/// fake_nc.py (stdlib Python) with a config; `port` from its `PORT n` line.
+pub struct FakeNc {
+    pub port: u16,
+    pub guard: Guard,
+    _dir: TempDir,
+}
+
+impl FakeNc {
+    pub fn start(config: &serde_json::Value) -> FakeNc {
+        let dir = TempDir::new("fakenc");
+        let log = dir.path().join("fake_nc.log");
+        let mut cmd = Command::new("python3");
+        cmd.arg("-u")
+            .arg(repo_root().join("tests/peers/fake_nc.py"))
+            .env("FAKE_NC_CONFIG", config.to_string());
+        let errf = File::create(&log).expect("create fake_nc log");
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(errf);
+        let mut child = cmd.spawn().expect("spawn fake_nc.py");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let guard = Guard {
+            name: "fake_nc".into(),
+            child,
+            log,
+        };
+        let (tx, rx) = mpsc::channel();
+        thread::spawn(move || {
+            let mut r = BufReader::new(stdout);
+            let mut line = String::new();
+            let _ = r.read_line(&mut line);
+            let _ = tx.send(line);
+            let mut sink = Vec::new();
+            let _ = r.read_to_end(&mut sink);
+        });
+        let line = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("fake_nc.py printed no PORT line");
+        let port = line
+            .trim()
+            .strip_prefix("PORT ")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("fake_nc.py first line {line:?}"));
+        FakeNc {
+            port,
+            guard,
+            _dir: dir,
+        }
+    }
+}
+
+/// A Rust HTTP/1.1 byte server on a unix socket (the ExApp side of frpc's plugin), a thread
+/// per connection, keep-alive: `GET /bytes/<n>` = the first n bytes of [`Pattern`] with
+/// Content-Length; `GET /slow/<n>` = the same, 64 KiB blocks, 20 ms apart (a transfer that
+/// is still running when a test kills something); anything else = 200 "ok".
+pub struct ByteServer {
+    pub sock: PathBuf,
+    /// Connections accepted so far.
+    pub accepted: Arc<AtomicU64>,
+    _dir: TempDir,
+}
+
+impl ByteServer {
+    pub fn start() -> ByteServer {
+        let dir = TempDir::new("bytes");
+        let sock = dir.path().join("bytes.sock");
+        let l = UnixListener::bind(&sock).expect("bind byte server socket");
+        let accepted = Arc::new(AtomicU64::new(0));
+        let acc = accepted.clone();
+        thread::spawn(move || {
+            let pat = Arc::new(Pattern::new());
+            for c in l.incoming() {
+                let Ok(c) = c else { return };
+                acc.fetch_add(1, Ordering::SeqCst);
+                let pat = pat.clone();
+                thread::spawn(move || serve_bytes(c, &pat));
+            }
+        });
+        ByteServer {
+            sock,
+            accepted,
+            _dir: dir,
+        }
+    }
+}
+
+fn serve_bytes(mut c: UnixStream, pat: &Pattern) {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    loop {
+        let end = loop {
+            if let Some(i) = crate::common::http::find(&buf, b"\r\n\r\n") {
+                break i + 4;
+            }
+            match c.read(&mut chunk) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        };
+        let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+        buf.drain(..end);
+        let path = head.split(' ').nth(1).unwrap_or("/").to_string();
+        let ok = if let Some(n) = num_after(&path, "/bytes/") {
+            send_pattern(&mut c, pat, n, None)
+        } else if let Some(n) = num_after(&path, "/slow/") {
+            send_pattern(&mut c, pat, n, Some(Duration::from_millis(20)))
+        } else {
+            c.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                .is_ok()
+        };
+        if !ok {
+            return;
+        }
+    }
+}
+
+fn num_after(path: &str, prefix: &str) -> Option<u64> {
+    let i = path.find(prefix)?;
+    path[i + prefix.len()..]
+        .split(['?', '/'])
+        .next()?
+        .parse()
+        .ok()
+}
+
+fn send_pattern(c: &mut UnixStream, pat: &Pattern, n: u64, pace: Option<Duration>) -> bool {
+    let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {n}\r\n\r\n");
+    if c.write_all(head.as_bytes()).is_err() {
+        return false;
+    }
+    let mut ok = true;
+    pat.for_each_block(n, |b| {
+        if ok {
+            ok = c.write_all(b).is_ok();
+            if let Some(p) = pace {
+                thread::sleep(p);
+            }
+        }
+    });
+    ok
+}
+
+/// A request head for ExApp `app`'s path `rest` (anonymous user), keep-alive.
+pub fn exapp_get(app: &str, rest: &str) -> Vec<u8> {
+    format!("GET /exapps/{app}{rest} HTTP/1.1\r\nHost: lyre.test\r\n\r\n").into_bytes()
+}
+
+/// Header `name` (case-insensitive) in nc_py_api's echoed `headers` list.
+pub fn echoed_header<'a>(j: &'a serde_json::Value, name: &str) -> Option<&'a str> {
+    j["headers"].as_array()?.iter().rev().find_map(|h| {
+        let k = h[0].as_str()?;
+        k.eq_ignore_ascii_case(name)
+            .then(|| h[1].as_str())
+            .flatten()
+    })
+}
+
+/// Keep a path alive for a temp dir path argument.
+pub fn path_str(p: &Path) -> String {
+    p.to_string_lossy().into_owned()
+}
