@@ -18,9 +18,10 @@
 //! # Budget
 //! A work stream cannot splice (its bytes live in yamux/TLS buffers): bodies copy through a
 //! [`FRP_COPY_BUF_BYTES`] buffer allocated per body, framing reads zero-fill at most
-//! `FRAMING_READ_BYTES` of spare room per read, and a 101 tunnel holds one
-//! [`FRP_TUNNEL_BUF_BYTES`] buffer for the stream->client direction (the client->stream
-//! direction allocates its buffer only while the client socket is readable).
+//! `FRAMING_READ_BYTES` of spare room per read. An idle 101 tunnel holds one
+//! [`FRP_TUNNEL_IDLE_BUF_BYTES`] buffer (stream->client waits inside the stream read); a
+//! direction grows to [`FRP_TUNNEL_BUF_BYTES`] while a burst fills its buffer, and the
+//! client->stream direction holds none while the client socket is not readable.
 
 use std::cell::Cell;
 use std::future::Future;
@@ -37,8 +38,10 @@ use crate::net::io as nio;
 
 /// Copy buffer per body forwarded to or from a work stream (the pump's copy size).
 pub const FRP_COPY_BUF_BYTES: usize = 256 * 1024;
-/// Stream->client buffer held by an upgraded (101) fast-path tunnel for its lifetime.
+/// Tunnel buffer per direction during a burst (a read filled the idle-size buffer).
 pub const FRP_TUNNEL_BUF_BYTES: usize = 64 * 1024;
+/// Tunnel buffer while idle or trickling (WebSocket messages are mostly small).
+pub const FRP_TUNNEL_IDLE_BUF_BYTES: usize = 4 * 1024;
 
 /// The connection an exchange forwards to. A work stream is boxed: it carries its
 /// cipher/compression state inline (~4 KiB), which would bloat every TCP exchange future.
@@ -239,7 +242,7 @@ async fn client_to_stream(
 ) -> io::Result<()> {
     loop {
         client.readable(false).await?;
-        let mut buf = vec![0u8; FRP_TUNNEL_BUF_BYTES];
+        let mut buf = vec![0u8; FRP_TUNNEL_IDLE_BUF_BYTES];
         while let Some(got) = nio::try_recv(client, &mut buf)? {
             if got == 0 {
                 ws.close();
@@ -249,7 +252,21 @@ async fn client_to_stream(
             last.set(Instant::now());
             ws.write_all(&buf[..got]).await?;
             last.set(Instant::now());
+            resize_for(&mut buf, got);
         }
+    }
+}
+
+/// Demand sizing: a read that filled the buffer means a burst (grow), a short one means the
+/// source is drained (back to the idle size before the next wait).
+fn resize_for(buf: &mut Vec<u8>, got: usize) {
+    let want = if got == buf.len() {
+        FRP_TUNNEL_BUF_BYTES
+    } else {
+        FRP_TUNNEL_IDLE_BUF_BYTES
+    };
+    if buf.len() != want {
+        *buf = vec![0u8; want];
     }
 }
 
@@ -260,7 +277,7 @@ async fn stream_to_client(
     last: &Cell<Instant>,
     bytes: &Cell<u64>,
 ) -> io::Result<()> {
-    let mut buf = vec![0u8; FRP_TUNNEL_BUF_BYTES];
+    let mut buf = vec![0u8; FRP_TUNNEL_IDLE_BUF_BYTES];
     loop {
         let got = ws.read(&mut buf).await?;
         if got == 0 {
@@ -271,12 +288,27 @@ async fn stream_to_client(
         last.set(Instant::now());
         nio::write_all(client, &buf[..got]).await?;
         last.set(Instant::now());
+        resize_for(&mut buf, got);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::Extend;
+
+    #[test]
+    fn tunnel_buffer_grows_on_full_reads_and_shrinks_on_short_ones() {
+        use super::{resize_for, FRP_TUNNEL_BUF_BYTES, FRP_TUNNEL_IDLE_BUF_BYTES};
+        let mut buf = vec![0u8; FRP_TUNNEL_IDLE_BUF_BYTES];
+        resize_for(&mut buf, 10);
+        assert_eq!(buf.len(), FRP_TUNNEL_IDLE_BUF_BYTES);
+        resize_for(&mut buf, FRP_TUNNEL_IDLE_BUF_BYTES);
+        assert_eq!(buf.len(), FRP_TUNNEL_BUF_BYTES);
+        resize_for(&mut buf, FRP_TUNNEL_BUF_BYTES);
+        assert_eq!(buf.len(), FRP_TUNNEL_BUF_BYTES);
+        resize_for(&mut buf, 1);
+        assert_eq!(buf.len(), FRP_TUNNEL_IDLE_BUF_BYTES);
+    }
 
     #[test]
     fn extend_truncates_unless_committed() {
