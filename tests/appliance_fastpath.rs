@@ -154,10 +154,21 @@ fn websocket(s: &Setup) {
     assert_fast_path_used(s, before + 1, "websocket");
 }
 
+/// With tcpMux, a work stream whose exchange completed is pooled and reused by the next
+/// request (no new work connection, frpc keeps its connection to the ExApp).
+fn assert_streams_reused(s: &Setup) {
+    let log = s.lyre.log();
+    assert!(
+        log.contains("frp fast path (pooled stream)"),
+        "no pooled work stream was reused\n{log}"
+    );
+}
+
 #[test]
 fn fast_path_plaintext_frp() {
     let s = setup(false, true);
     page(&s);
+    assert_streams_reused(&s);
     download(&s, "");
     download(&s, "?cl=1");
     upload(&s);
@@ -168,6 +179,7 @@ fn fast_path_plaintext_frp() {
 fn fast_path_tls_frp() {
     let s = setup(true, true);
     page(&s);
+    assert_streams_reused(&s);
     download(&s, "");
     upload(&s);
     websocket(&s);

@@ -52,6 +52,16 @@ impl Channel {
         }
     }
 
+    /// Safe to reuse for another exchange: a yamux stream that is still open both ways and
+    /// holds no unread bytes. A raw connection cannot be probed without reading (TLS), so
+    /// it never counts as reusable.
+    pub fn is_idle_and_open(&self) -> bool {
+        match self {
+            Channel::Mux(s) => !s.is_finished() && !s.has_buffered(),
+            Channel::Raw(_) => false,
+        }
+    }
+
     pub fn is_mux(&self) -> bool {
         matches!(self, Channel::Mux(_))
     }

@@ -140,6 +140,13 @@ impl WorkStream {
         self.ch.write_all(&wire).await
     }
 
+    /// Reusable for another exchange (the proxy's keep-alive pool): open, nothing unread
+    /// in any layer, and on a yamux stream (see `Channel::is_idle_and_open`).
+    pub fn is_idle_and_open(&self) -> bool {
+        let rx = self.rx.borrow();
+        rx.pos >= rx.plain.len() && rx.leftover.is_empty() && self.ch.is_idle_and_open()
+    }
+
     /// End the stream (FIN / shutdown). frp closes both directions together (§7.6).
     pub fn close(&self) {
         self.ch.close();

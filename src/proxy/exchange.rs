@@ -8,8 +8,9 @@
 //! opposite), so both borrow the streams without a split.
 //!
 //! The upstream is a TCP connection (pooled) or, on the FRP worker, a work stream opened
-//! in-process for a live tunnel (`Upstream::Frp`, one stream per exchange: frpc opens a
-//! fresh local connection per stream anyway). See `upstream.rs` for why only that worker.
+//! in-process for a live tunnel (`Upstream::Frp`), kept alive in the worker's pool like a
+//! TCP connection (frpc keeps its local connection to the ExApp for as long as the stream
+//! lives). See `upstream.rs` for why only that worker.
 
 use std::cell::Cell;
 use std::io;
@@ -132,8 +133,14 @@ pub async fn exchange(
     };
     match (req_done, end) {
         (Ok(()), ResponseEnd::Done { keep_client, reuse }) => {
-            if let (true, Upstream::Tcp(addr), UpstreamConn::Tcp(up)) = (reuse, plan.upstream, up) {
-                w.pool.borrow_mut().checkin(addr, up);
+            match (reuse, plan.upstream, up) {
+                (true, Upstream::Tcp(addr), UpstreamConn::Tcp(up)) => {
+                    w.pool.borrow_mut().checkin(addr, up)
+                }
+                (true, Upstream::Frp { port, .. }, UpstreamConn::Frp(ws)) => {
+                    w.pool.borrow_mut().checkin_frp(port, ws)
+                }
+                _ => {}
             }
             if keep_client && head.keep_alive {
                 Next::KeepAlive
@@ -187,6 +194,16 @@ async fn open_upstream(w: &Worker, to: Upstream, head: &[u8]) -> Result<Upstream
     match to {
         Upstream::Tcp(addr) => send_head(w, addr, head).await.map(UpstreamConn::Tcp),
         Upstream::Frp { port, src } => {
+            let pooled = w.pool.borrow_mut().checkout_frp(port);
+            if let Some(ws) = pooled {
+                if timed(w.cfg.timeout_server, ws.write_all(head))
+                    .await
+                    .is_ok()
+                {
+                    debug!(port, "frp fast path (pooled stream)");
+                    return Ok(UpstreamConn::Frp(ws));
+                }
+            }
             let ctx = w.frp.borrow().clone().ok_or(503u16)?;
             // open_work_stream bounds its own wait for a work connection (10 s).
             let ws = open_work_stream(&ctx, port, src).await.map_err(|e| {

@@ -6,6 +6,11 @@
 //! upstream closed while idle: it catches the common case (server idle timeout) before a
 //! request is written to a dead socket. The remaining race (the upstream closes between the
 //! probe and our write) is handled by the caller's single retry for requests without a body.
+//!
+//! The FRP fast path pools work streams the same way, keyed by remote port: a stream whose
+//! exchange completed stays open to frpc, which keeps its local connection to the ExApp
+//! (what a pooled TCP connection to the `127.0.0.1:<port>` listener gives the loopback
+//! path). Only yamux streams are pooled; the probe is `WorkStream::is_idle_and_open`.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -13,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use monoio::net::TcpStream;
 
+use crate::frp::WorkStream;
 use crate::net::io::is_idle_and_open;
 
 /// Idle connections kept per upstream address.
@@ -24,6 +30,7 @@ pub const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(50);
 #[derive(Default)]
 pub struct Pool {
     idle: HashMap<SocketAddr, Vec<(TcpStream, Instant)>>,
+    idle_frp: HashMap<u16, Vec<(Box<WorkStream>, Instant)>>,
 }
 
 impl Pool {
@@ -48,6 +55,30 @@ impl Pool {
     }
 
     pub fn idle_count(&self) -> usize {
-        self.idle.values().map(Vec::len).sum()
+        self.idle.values().map(Vec::len).sum::<usize>()
+            + self.idle_frp.values().map(Vec::len).sum::<usize>()
+    }
+
+    /// A live idle work stream to the tunnel on remote `port`, most recently used first.
+    pub fn checkout_frp(&mut self, port: u16) -> Option<Box<WorkStream>> {
+        let list = self.idle_frp.get_mut(&port)?;
+        while let Some((ws, since)) = list.pop() {
+            if since.elapsed() < DEFAULT_POOL_IDLE_TIMEOUT && ws.is_idle_and_open() {
+                return Some(ws);
+            }
+        }
+        None
+    }
+
+    /// Return a work stream after a complete exchange; dropped (closed) if not reusable.
+    pub fn checkin_frp(&mut self, port: u16, ws: Box<WorkStream>) {
+        if !ws.is_idle_and_open() {
+            return;
+        }
+        let list = self.idle_frp.entry(port).or_default();
+        if list.len() >= DEFAULT_MAX_IDLE_PER_UPSTREAM {
+            list.remove(0);
+        }
+        list.push((ws, Instant::now()));
     }
 }

@@ -542,6 +542,11 @@ impl Stream {
         st.fin_recv || st.reset || self.shared.closed.is_fired()
     }
 
+    /// Received bytes not read yet (a stream about to be reused must have none).
+    pub fn has_buffered(&self) -> bool {
+        !self.state.borrow().recv.is_empty()
+    }
+
     /// Half-close our side (WINDOW_UPDATE+FIN). frp closes both ways anyway (§7.6).
     pub fn close_write(&self) {
         let mut st = self.state.borrow_mut();
