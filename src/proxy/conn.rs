@@ -11,7 +11,7 @@ use monoio::net::TcpStream;
 use tracing::debug;
 
 use super::dispatch::serve_decided;
-use super::exchange::{exchange, Next, Plan, Upstream};
+use super::exchange::{exchange, run_tunnel, Next, Plan, Upstream};
 use super::worker::Worker;
 use crate::http::{answers, parse_request, HeadError, RequestHead, MAX_HEAD_BYTES};
 use crate::net::io::{read_some, set_nonblocking, write_all};
@@ -52,6 +52,10 @@ pub async fn serve_client(w: Rc<Worker>, client: TcpStream, peer: SocketAddr) {
         match next {
             Next::KeepAlive => continue,
             Next::Close => return,
+            Next::Upgrade(up) => {
+                monoio::spawn(run_tunnel(w, client, up));
+                return;
+            }
         }
     }
 }

@@ -15,6 +15,7 @@
 use std::cell::Cell;
 use std::io;
 use std::net::SocketAddr;
+use std::rc::Rc;
 use std::time::Duration;
 
 use monoio::net::TcpStream;
@@ -74,10 +75,13 @@ impl Plan {
 }
 
 /// What the connection loop does after an exchange.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Next {
     KeepAlive,
     Close,
+    /// A 101 was relayed: the connection becomes a tunnel to this upstream. The loop hands
+    /// both sockets to a new, small task ([`run_tunnel`]) and ends, so an idle WebSocket
+    /// does not keep the (much larger) request-processing task allocated.
+    Upgrade(UpstreamConn),
 }
 
 /// How the response side ended.
@@ -149,8 +153,17 @@ pub async fn exchange(
             }
         }
         (Ok(()), ResponseEnd::Upgrade) => {
-            into_tunnel(w, client, up.leg(), buf).await;
-            Next::Close
+            // Client bytes that arrived behind the upgrade request belong to the tunnel.
+            let flushed = buf.is_empty()
+                || timed(w.cfg.timeout_tunnel, up.leg().write_all(buf))
+                    .await
+                    .is_ok();
+            *buf = Vec::new();
+            if flushed {
+                Next::Upgrade(up)
+            } else {
+                Next::Close
+            }
         }
         (Err(e), _) if !started.get() => {
             let status = match e {
@@ -345,22 +358,15 @@ async fn read_final_head(
     }
 }
 
-/// After a 101: flush client bytes that arrived behind the upgrade request, then tunnel.
-async fn into_tunnel(w: &Worker, client: &TcpStream, up: Leg<'_>, buf: &mut Vec<u8>) {
-    if !buf.is_empty()
-        && timed(w.cfg.timeout_tunnel, up.write_all(buf))
-            .await
-            .is_err()
-    {
-        return;
-    }
-    // A tunnel may idle for days: give back the head buffer (8 KiB) so an idle WebSocket
-    // costs only its sockets and the pump's lazily leased pipes.
-    *buf = Vec::new();
+/// The tunnel after a 101, in its own task: both directions until both sides are done,
+/// `HP_TIMEOUT_TUNNEL` idle, 30 s after a half-close.
+pub async fn run_tunnel(w: Rc<Worker>, client: TcpStream, up: UpstreamConn) {
     let (idle, fin) = (w.cfg.timeout_tunnel, w.cfg.timeout_client_fin);
-    let r = match up {
-        Leg::Tcp(up) => tunnel_with(w.cfg.pump, client, up, idle, fin).await,
-        Leg::Frp(ws) => tunnel_frp(client, ws, idle, fin).await,
+    let pump = w.cfg.pump;
+    drop(w);
+    let r = match up.leg() {
+        Leg::Tcp(up) => tunnel_with(pump, &client, up, idle, fin).await,
+        Leg::Frp(ws) => tunnel_frp(&client, ws, idle, fin).await,
     };
     match r {
         Ok((a, b)) => debug!(up_bytes = a, down_bytes = b, "tunnel closed"),
