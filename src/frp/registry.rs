@@ -126,6 +126,9 @@ impl Control {
         let mut wc = self.pop_live();
         if wc.is_none() {
             self.send(MsgType::ReqWorkConn, &msg::Empty {});
+            // Counted until this waiter ends, however it ends (taken, timed out, or its
+            // task dropped): the connection it asked for must still find room in the pool.
+            let _waiter = Waiter::new(&self.waiting);
             let wait = poll_fn(|cx| {
                 if self.closing.is_fired() {
                     return Poll::Ready(None);
@@ -148,6 +151,11 @@ impl Control {
             self.send(MsgType::ReqWorkConn, &msg::Empty {});
         }
         wc
+    }
+
+    /// User connections waiting for a work connection right now.
+    pub fn waiting(&self) -> usize {
+        self.waiting.get()
     }
 
     /// Next parked connection whose stream frpc has not already ended.
@@ -188,6 +196,23 @@ impl Control {
             Killer::Session(s) => s.close(),
             Killer::Transport(t) => t.shutdown(),
         }
+    }
+}
+
+/// One user connection waiting in [`Control::take_work_conn`]; the count drops when it
+/// ends, including when its task is dropped mid-wait.
+struct Waiter<'a>(&'a Cell<usize>);
+
+impl<'a> Waiter<'a> {
+    fn new(count: &'a Cell<usize>) -> Waiter<'a> {
+        count.set(count.get() + 1);
+        Waiter(count)
+    }
+}
+
+impl Drop for Waiter<'_> {
+    fn drop(&mut self) {
+        self.0.set(self.0.get().saturating_sub(1));
     }
 }
 
