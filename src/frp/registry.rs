@@ -294,3 +294,41 @@ impl Registry {
         self.ports.keys().copied()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_waiter_is_counted_until_it_ends_even_when_dropped_mid_wait() {
+        let mut rt = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+            .enable_timer()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let key = crate::frp::crypto::derive_key(b"");
+            let c = Control::new(
+                "run".into(),
+                "127.0.0.1:1".parse().unwrap(),
+                1,
+                CfbWriter::new(&key),
+                Killer::Session(Session::new()),
+            );
+            let seen_while_waiting = Cell::new(0);
+            monoio::select! {
+                _ = c.take_work_conn() => panic!("no work connection was ever parked"),
+                _ = async {
+                    monoio::time::sleep(Duration::from_millis(20)).await;
+                    seen_while_waiting.set(c.waiting());
+                } => {},
+            }
+            // The user connection went away: its waiter is gone, its request stays sent.
+            assert_eq!(seen_while_waiting.get(), 1);
+            assert_eq!(c.waiting(), 0);
+            assert!(
+                !c.outbox.borrow().is_empty(),
+                "ReqWorkConn was queued for frpc"
+            );
+        });
+    }
+}

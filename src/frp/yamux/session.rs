@@ -800,4 +800,66 @@ mod tests {
             assert!(matches!(r, Err(YamuxError::DuplicateStream(3))), "{r:?}");
         });
     }
+
+    #[test]
+    fn unclaimed_streams_are_capped_claimed_ones_are_not() {
+        rt().block_on(async {
+            let (t, c) = pair().await;
+            let session = Session::new();
+            session.mark_authenticated();
+            let claim_now = Rc::new(Cell::new(false));
+            let app = async {
+                let mut held = Vec::new();
+                while held.len() < MAX_UNCLAIMED_STREAMS {
+                    held.push(session.accept().await.unwrap());
+                }
+                while !claim_now.get() {
+                    monoio::time::sleep(Duration::from_millis(1)).await;
+                }
+                held[0].claim();
+                let next = session.accept().await.unwrap();
+                std::future::pending::<()>().await;
+                drop((held, next));
+            };
+            let syn = |id: u32| frame(FrameType::WindowUpdate, FLAG_SYN, id, 0);
+            let client = async {
+                let mut buf = Vec::new();
+                // In chunks below ACCEPT_BACKLOG, so the app keeps up accepting.
+                for chunk in 0..(MAX_UNCLAIMED_STREAMS / 128) {
+                    let mut out = Vec::new();
+                    for i in 0..128 {
+                        out.extend(syn(2 * (chunk * 128 + i) as u32 + 1));
+                    }
+                    nio::write_all(&c, &out).await.unwrap();
+                    let mut acks = 0;
+                    while acks < 128 {
+                        let hs = read_frames(&c, &mut buf, 0).await;
+                        acks += hs.iter().filter(|h| h.has(FLAG_ACK)).count();
+                    }
+                    monoio::time::sleep(Duration::from_millis(5)).await;
+                }
+                let over = 2 * MAX_UNCLAIMED_STREAMS as u32 + 1;
+                nio::write_all(&c, &syn(over)).await.unwrap();
+                let h = read_frames(&c, &mut buf, 0).await;
+                assert_eq!(
+                    h,
+                    vec![Header::new(FrameType::WindowUpdate, FLAG_RST, over, 0)],
+                    "stream beyond the unclaimed cap"
+                );
+                claim_now.set(true);
+                monoio::time::sleep(Duration::from_millis(20)).await;
+                nio::write_all(&c, &syn(over + 2)).await.unwrap();
+                let h = read_frames(&c, &mut buf, 0).await;
+                assert!(
+                    h[0].stream_id == over + 2 && h[0].has(FLAG_ACK),
+                    "a claimed stream must free its unclaimed slot: {h:?}"
+                );
+            };
+            monoio::select! {
+                _ = session.run(&t, Vec::new()) => panic!("session ended"),
+                _ = app => unreachable!(),
+                _ = client => {},
+            }
+        });
+    }
 }
