@@ -44,6 +44,14 @@ impl Channel {
         }
     }
 
+    /// The channel now carries a user connection (yamux: it leaves the unclaimed-stream
+    /// cap, see [`super::yamux::session::MAX_UNCLAIMED_STREAMS`]).
+    pub fn claim(&self) {
+        if let Channel::Mux(s) = self {
+            s.claim();
+        }
+    }
+
     /// A yamux stream the peer already ended (a raw connection is only found dead on use).
     pub fn is_finished(&self) -> bool {
         match self {

@@ -126,6 +126,9 @@ impl Control {
         let mut wc = self.pop_live();
         if wc.is_none() {
             self.send(MsgType::ReqWorkConn, &msg::Empty {});
+            // Counted until this waiter ends, however it ends (taken, timed out, or its
+            // task dropped): the connection it asked for must still find room in the pool.
+            let _waiter = Waiter::new(&self.waiting);
             let wait = poll_fn(|cx| {
                 if self.closing.is_fired() {
                     return Poll::Ready(None);
@@ -148,6 +151,11 @@ impl Control {
             self.send(MsgType::ReqWorkConn, &msg::Empty {});
         }
         wc
+    }
+
+    /// User connections waiting for a work connection right now.
+    pub fn waiting(&self) -> usize {
+        self.waiting.get()
     }
 
     /// Next parked connection whose stream frpc has not already ended.
@@ -188,6 +196,23 @@ impl Control {
             Killer::Session(s) => s.close(),
             Killer::Transport(t) => t.shutdown(),
         }
+    }
+}
+
+/// One user connection waiting in [`Control::take_work_conn`]; the count drops when it
+/// ends, including when its task is dropped mid-wait.
+struct Waiter<'a>(&'a Cell<usize>);
+
+impl<'a> Waiter<'a> {
+    fn new(count: &'a Cell<usize>) -> Waiter<'a> {
+        count.set(count.get() + 1);
+        Waiter(count)
+    }
+}
+
+impl Drop for Waiter<'_> {
+    fn drop(&mut self) {
+        self.0.set(self.0.get().saturating_sub(1));
     }
 }
 
@@ -267,5 +292,43 @@ impl Registry {
 
     pub fn ports(&self) -> impl Iterator<Item = u16> + '_ {
         self.ports.keys().copied()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_waiter_is_counted_until_it_ends_even_when_dropped_mid_wait() {
+        let mut rt = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+            .enable_timer()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let key = crate::frp::crypto::derive_key(b"");
+            let c = Control::new(
+                "run".into(),
+                "127.0.0.1:1".parse().unwrap(),
+                1,
+                CfbWriter::new(&key),
+                Killer::Session(Session::new()),
+            );
+            let seen_while_waiting = Cell::new(0);
+            monoio::select! {
+                _ = c.take_work_conn() => panic!("no work connection was ever parked"),
+                _ = async {
+                    monoio::time::sleep(Duration::from_millis(20)).await;
+                    seen_while_waiting.set(c.waiting());
+                } => {},
+            }
+            // The user connection went away: its waiter is gone, its request stays sent.
+            assert_eq!(seen_while_waiting.get(), 1);
+            assert_eq!(c.waiting(), 0);
+            assert!(
+                !c.outbox.borrow().is_empty(),
+                "ReqWorkConn was queued for frpc"
+            );
+        });
     }
 }

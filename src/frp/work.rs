@@ -205,6 +205,7 @@ pub async fn open_work_stream(
             .await
             .ok_or(FrpError::NoWorkConn(remote_port))?;
         if wc.ch.write_all(&head).await.is_ok() {
+            wc.ch.claim();
             return Ok(WorkStream::new(wc, &proxy, &ctx.key));
         }
     }

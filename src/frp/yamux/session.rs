@@ -14,7 +14,9 @@
 //!
 //! Caps: per stream at most [`MAX_RECV_WINDOW_BYTES`] buffered (the peer may not send more
 //! than we granted); the outgoing queue blocks stream writers above
-//! [`MAX_SEND_QUEUE_BYTES`]; at most [`MAX_STREAMS`] streams per session.
+//! [`MAX_SEND_QUEUE_BYTES`]; at most [`MAX_UNCLAIMED_STREAMS`] streams per session that
+//! carry no user connection yet (the only ones a peer can open and fill at will), and at
+//! most [`MAX_STREAMS`] in all.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
@@ -39,9 +41,16 @@ pub const MAX_RECV_WINDOW_BYTES: u32 = 1024 * 1024;
 pub const MAX_DATA_FRAME_BYTES: usize = 64 * 1024;
 /// Stream writers wait while this many bytes are queued for the socket.
 pub const MAX_SEND_QUEUE_BYTES: usize = 512 * 1024;
-/// Streams per session once frpc has logged in (frpc pools at most 5, plus one per live
-/// user connection). Bounds a session's buffered input to MAX_STREAMS x the window.
-pub const MAX_STREAMS: usize = 1024;
+/// Streams per session once frpc has logged in: frpc pools at most 5, plus one per live
+/// user connection. frps has no cap, and one ExApp may hold thousands of idle websockets
+/// and pooled keep-alive upstreams, so this only stops a runaway peer; the buffered input
+/// that matters is bounded by [`MAX_UNCLAIMED_STREAMS`] (a claimed stream's buffer is
+/// drained by its relay at the user's pace, like any proxied connection).
+pub const MAX_STREAMS: usize = 65_536;
+/// Streams not yet claimed by a user connection ([`Stream::claim`]): parked work streams
+/// and streams still sending their first message. Bounds what a peer can make us buffer
+/// unasked to MAX_UNCLAIMED_STREAMS x the window.
+pub const MAX_UNCLAIMED_STREAMS: usize = 1024;
 /// Streams allowed before [`Session::mark_authenticated`]: frpc opens only its control
 /// stream before LoginResp, so an unauthenticated peer cannot make us buffer more than
 /// this many windows.
@@ -113,6 +122,8 @@ struct StreamState {
     fin_recv: bool,
     fin_sent: bool,
     reset: bool,
+    /// Carries a user connection: no longer counted in `Shared::unclaimed`.
+    claimed: bool,
     read_waker: Option<Waker>,
     write_waker: Option<Waker>,
 }
@@ -137,6 +148,8 @@ struct Shared {
     space: WakerList,
     accepted: RefCell<VecDeque<(u32, StreamCell)>>,
     accept_wake: WakerList,
+    /// Live streams not yet claimed (capped by [`MAX_UNCLAIMED_STREAMS`]).
+    unclaimed: Cell<usize>,
     closed: Latch,
     ping_seq: Cell<u32>,
     ping_outstanding: Cell<Option<u32>>,
@@ -188,6 +201,7 @@ impl Session {
                 space: WakerList::default(),
                 accepted: RefCell::new(VecDeque::new()),
                 accept_wake: WakerList::default(),
+                unclaimed: Cell::new(0),
                 closed: Latch::default(),
                 ping_seq: Cell::new(0),
                 ping_outstanding: Cell::new(None),
@@ -393,6 +407,7 @@ impl Session {
             PRE_LOGIN_MAX_STREAMS
         };
         let full = self.shared.streams.borrow().len() >= cap
+            || self.shared.unclaimed.get() >= MAX_UNCLAIMED_STREAMS
             || self.shared.accepted.borrow().len() >= ACCEPT_BACKLOG;
         if full || id == 0 {
             self.shared
@@ -406,6 +421,7 @@ impl Session {
             ..Default::default()
         }));
         self.shared.streams.borrow_mut().insert(id, cell.clone());
+        self.shared.unclaimed.set(self.shared.unclaimed.get() + 1);
         // ACK at once (frpc's 75 s StreamOpenTimeout), granting our full receive window.
         let delta = MAX_RECV_WINDOW_BYTES - INITIAL_WINDOW_BYTES;
         self.shared.queue(
@@ -547,6 +563,18 @@ impl Stream {
         !self.state.borrow().recv.is_empty()
     }
 
+    /// This stream now carries a user connection: it stops counting against
+    /// [`MAX_UNCLAIMED_STREAMS`]. Idempotent.
+    pub fn claim(&self) {
+        let mut st = self.state.borrow_mut();
+        if !st.claimed {
+            st.claimed = true;
+            self.shared
+                .unclaimed
+                .set(self.shared.unclaimed.get().saturating_sub(1));
+        }
+    }
+
     /// Half-close our side (WINDOW_UPDATE+FIN). frp closes both ways anyway (§7.6).
     pub fn close_write(&self) {
         let mut st = self.state.borrow_mut();
@@ -564,6 +592,7 @@ impl Stream {
 impl Drop for Stream {
     fn drop(&mut self) {
         self.close_write();
+        self.claim();
         self.shared.streams.borrow_mut().remove(&self.id);
     }
 }
@@ -774,6 +803,68 @@ mod tests {
                 _ = client => unreachable!(),
             };
             assert!(matches!(r, Err(YamuxError::DuplicateStream(3))), "{r:?}");
+        });
+    }
+
+    #[test]
+    fn unclaimed_streams_are_capped_claimed_ones_are_not() {
+        rt().block_on(async {
+            let (t, c) = pair().await;
+            let session = Session::new();
+            session.mark_authenticated();
+            let claim_now = Rc::new(Cell::new(false));
+            let app = async {
+                let mut held = Vec::new();
+                while held.len() < MAX_UNCLAIMED_STREAMS {
+                    held.push(session.accept().await.unwrap());
+                }
+                while !claim_now.get() {
+                    monoio::time::sleep(Duration::from_millis(1)).await;
+                }
+                held[0].claim();
+                let next = session.accept().await.unwrap();
+                std::future::pending::<()>().await;
+                drop((held, next));
+            };
+            let syn = |id: u32| frame(FrameType::WindowUpdate, FLAG_SYN, id, 0);
+            let client = async {
+                let mut buf = Vec::new();
+                // In chunks below ACCEPT_BACKLOG, so the app keeps up accepting.
+                for chunk in 0..(MAX_UNCLAIMED_STREAMS / 128) {
+                    let mut out = Vec::new();
+                    for i in 0..128 {
+                        out.extend(syn(2 * (chunk * 128 + i) as u32 + 1));
+                    }
+                    nio::write_all(&c, &out).await.unwrap();
+                    let mut acks = 0;
+                    while acks < 128 {
+                        let hs = read_frames(&c, &mut buf, 0).await;
+                        acks += hs.iter().filter(|h| h.has(FLAG_ACK)).count();
+                    }
+                    monoio::time::sleep(Duration::from_millis(5)).await;
+                }
+                let over = 2 * MAX_UNCLAIMED_STREAMS as u32 + 1;
+                nio::write_all(&c, &syn(over)).await.unwrap();
+                let h = read_frames(&c, &mut buf, 0).await;
+                assert_eq!(
+                    h,
+                    vec![Header::new(FrameType::WindowUpdate, FLAG_RST, over, 0)],
+                    "stream beyond the unclaimed cap"
+                );
+                claim_now.set(true);
+                monoio::time::sleep(Duration::from_millis(20)).await;
+                nio::write_all(&c, &syn(over + 2)).await.unwrap();
+                let h = read_frames(&c, &mut buf, 0).await;
+                assert!(
+                    h[0].stream_id == over + 2 && h[0].has(FLAG_ACK),
+                    "a claimed stream must free its unclaimed slot: {h:?}"
+                );
+            };
+            monoio::select! {
+                _ = session.run(&t, Vec::new()) => panic!("session ended"),
+                _ = app => unreachable!(),
+                _ = client => {},
+            }
         });
     }
 }
