@@ -7,17 +7,17 @@
 //! [`SECRET`], the routes of [`standard_routes`], and two Nextcloud sessions:
 //! [`ALICE_COOKIE`] (user `alice`, level 1) and [`ROOT_COOKIE`] (user `root`, level 2).
 
-use std::io::{self, BufRead, BufReader, Read};
+use std::io;
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
-use std::sync::{mpsc, Arc, Barrier};
+use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
 use super::http::{Conn, Response};
-use super::{free_port, repo_root, venv_python, Lyre, Proc, TempDir, START_DEADLINE};
+use super::{free_port, port_from_stdout, repo_root, venv_python, Lyre, Proc, TempDir};
 
 /// The appliance's shared key (`HP_SHARED_KEY`), also the fake Nextcloud's daemon key.
 pub const KEY: &str = "lyre-test-shared-key";
@@ -64,26 +64,6 @@ pub fn nc_config(exapp_port: u16) -> Value {
             ROOT_COOKIE: {"user_id": "root", "access_level": 2},
         },
     })
-}
-
-/// A child whose first stdout line is `PORT <n>`; the rest of stdout is drained.
-fn port_from_stdout(stdout: std::process::ChildStdout, what: &str, proc: &Proc) -> u16 {
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        let mut r = BufReader::new(stdout);
-        let mut line = String::new();
-        let _ = r.read_line(&mut line);
-        let _ = tx.send(line);
-        let mut sink = Vec::new();
-        let _ = r.read_to_end(&mut sink);
-    });
-    let line = rx
-        .recv_timeout(START_DEADLINE)
-        .unwrap_or_else(|_| panic!("{what} printed no PORT line\n{}", proc.log_tail()));
-    line.trim()
-        .strip_prefix("PORT ")
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("{what} first line {line:?} is not `PORT n`"))
 }
 
 /// tests/peers/fake_nc.py, killed on drop.

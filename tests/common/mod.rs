@@ -255,7 +255,7 @@ impl Upstream {
             child,
             log,
         };
-        let port = read_port_line(stdout, &proc);
+        let port = port_from_stdout(stdout, "upstream.py", &proc);
         Upstream {
             port,
             proc,
@@ -303,26 +303,27 @@ impl Upstream {
     }
 }
 
-fn read_port_line(stdout: std::process::ChildStdout, proc: &Proc) -> u16 {
+/// A child whose first stdout line is `PORT <n>` (upstream.py, fake_nc.py, ...); the rest of
+/// stdout is drained so the child never blocks on (or dies of) a closed pipe.
+pub fn port_from_stdout(stdout: std::process::ChildStdout, what: &str, proc: &Proc) -> u16 {
     let (tx, rx) = mpsc::channel();
     thread::spawn(move || {
         let mut r = BufReader::new(stdout);
         let mut line = String::new();
         let _ = r.read_line(&mut line);
         let _ = tx.send(line);
-        // Keep draining so the child never blocks on (or dies of) a closed stdout.
         let mut sink = Vec::new();
         let _ = r.read_to_end(&mut sink);
     });
     let line = rx
         .recv_timeout(START_DEADLINE)
-        .unwrap_or_else(|_| panic!("upstream.py printed no PORT line\n{}", proc.log_tail()));
+        .unwrap_or_else(|_| panic!("{what} printed no PORT line\n{}", proc.log_tail()));
     line.trim()
         .strip_prefix("PORT ")
         .and_then(|p| p.parse().ok())
         .unwrap_or_else(|| {
             panic!(
-                "upstream.py first line {line:?} is not `PORT n`\n{}",
+                "{what} first line {line:?} is not `PORT n`\n{}",
                 proc.log_tail()
             )
         })
