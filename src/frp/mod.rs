@@ -158,3 +158,14 @@ impl From<msg::MsgError> for FrpError {
         FrpError::Msg(e)
     }
 }
+
+/// Spec test vectors are written as spaced hex (frp-protocol.md §11).
+#[cfg(test)]
+pub(crate) fn test_hex(s: &str) -> Vec<u8> {
+    let s: String = s.split_whitespace().collect();
+    (0..s.len())
+        .step_by(2)
+        // invariant: test vectors are valid hex.
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex digit"))
+        .collect()
+}

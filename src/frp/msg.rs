@@ -263,14 +263,7 @@ pub struct StartWorkConn {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn hex(s: &str) -> Vec<u8> {
-        let s: String = s.split_whitespace().collect();
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect()
-    }
+    use crate::frp::test_hex as hex;
 
     #[test]
     fn req_work_conn_is_the_spec_example() {

@@ -54,40 +54,40 @@ pub fn set_nonblocking(s: &impl AsRawFd) -> io::Result<()> {
 
 /// One nonblocking `recv` into `buf`; `Ok(None)` = would block.
 pub fn try_recv(s: &impl AsRawFd, buf: &mut [u8]) -> io::Result<Option<usize>> {
-    loop {
+    retry_nonblocking(|| {
         // SAFETY: buf is a valid writable slice of buf.len() bytes.
-        let n = unsafe {
+        unsafe {
             libc::recv(
                 s.as_raw_fd(),
                 buf.as_mut_ptr().cast(),
                 buf.len(),
                 libc::MSG_DONTWAIT,
             )
-        };
-        if n >= 0 {
-            return Ok(Some(n as usize));
         }
-        let err = io::Error::last_os_error();
-        match err.kind() {
-            io::ErrorKind::WouldBlock => return Ok(None),
-            io::ErrorKind::Interrupted => continue,
-            _ => return Err(err),
-        }
-    }
+    })
 }
 
 /// One nonblocking `send`; `Ok(None)` = would block. Never raises SIGPIPE.
 pub fn try_send(s: &impl AsRawFd, data: &[u8]) -> io::Result<Option<usize>> {
-    loop {
+    retry_nonblocking(|| {
         // SAFETY: data is a valid readable slice of data.len() bytes.
-        let n = unsafe {
+        unsafe {
             libc::send(
                 s.as_raw_fd(),
                 data.as_ptr().cast(),
                 data.len(),
                 libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
             )
-        };
+        }
+    })
+}
+
+/// Run a nonblocking syscall returning a byte count: retried on EINTR, `Ok(None)` on
+/// EAGAIN, the OS error otherwise. The one place that classifies these results.
+#[inline]
+pub fn retry_nonblocking(mut call: impl FnMut() -> isize) -> io::Result<Option<usize>> {
+    loop {
+        let n = call();
         if n >= 0 {
             return Ok(Some(n as usize));
         }

@@ -134,10 +134,10 @@ fn grow(fd: RawFd, want: usize) -> io::Result<usize> {
 
 /// One `splice(2)` without offsets; `Ok(None)` = EAGAIN.
 fn splice(from: RawFd, to: RawFd, len: usize, flags: libc::c_uint) -> io::Result<Option<usize>> {
-    loop {
+    crate::net::io::retry_nonblocking(|| {
         // SAFETY: both fds are valid for the call; null offsets mean "use the file position"
         // (required for pipes and sockets).
-        let n = unsafe {
+        unsafe {
             libc::splice(
                 from,
                 std::ptr::null_mut(),
@@ -146,17 +146,8 @@ fn splice(from: RawFd, to: RawFd, len: usize, flags: libc::c_uint) -> io::Result
                 len,
                 flags,
             )
-        };
-        if n >= 0 {
-            return Ok(Some(n as usize));
         }
-        let err = io::Error::last_os_error();
-        match err.kind() {
-            io::ErrorKind::WouldBlock => return Ok(None),
-            io::ErrorKind::Interrupted => continue,
-            _ => return Err(err),
-        }
-    }
+    })
 }
 
 #[cfg(test)]
