@@ -13,6 +13,9 @@ mod histogram;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
+use crate::config::DriverChoice;
+use crate::runtime;
+
 pub use conn::Tally;
 pub use histogram::Histogram;
 
@@ -116,11 +119,10 @@ fn worker(
     timeout: Duration,
     deadline: Instant,
 ) -> Result<Tally, String> {
-    let mut rt = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
-        .enable_timer()
-        .build()
-        .map_err(|e| format!("cannot build a monoio runtime: {e}"))?;
-    rt.block_on(async move {
+    // The appliance's own runtime setup (deferred io_uring task running), so the load
+    // generator costs the peer it measures as little as possible.
+    let driver = runtime::pick_driver(DriverChoice::Auto)?;
+    let run = runtime::block_on(driver, async move {
         let request = std::rc::Rc::new(request);
         let mut tasks = Vec::with_capacity(conns);
         for _ in 0..conns {
@@ -135,8 +137,9 @@ fn worker(
         for t in tasks {
             total.merge(&t.await);
         }
-        Ok(total)
-    })
+        total
+    });
+    run.map_err(|e| format!("cannot build a monoio runtime: {e}"))
 }
 
 /// The parsed target: where to connect and the bytes to send.

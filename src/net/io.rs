@@ -136,6 +136,62 @@ pub async fn write_all<S: Readiness>(s: &S, mut data: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
+/// Write all of `first` then all of `second`, gathered into one `sendmsg` while both have
+/// bytes left: a response head and the body bytes read with it leave in one segment (one
+/// wakeup of the receiver instead of two).
+pub async fn write_all2<S: Readiness>(
+    s: &S,
+    mut first: &[u8],
+    mut second: &[u8],
+) -> io::Result<()> {
+    while !first.is_empty() && !second.is_empty() {
+        match try_send2(s, first, second)? {
+            Some(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Some(n) if n < first.len() => first = &first[n..],
+            Some(n) => {
+                second = &second[n - first.len()..];
+                first = &[];
+            }
+            None => s.wait_writable().await?,
+        }
+    }
+    write_all(s, if first.is_empty() { second } else { first }).await
+}
+
+/// One nonblocking two-part `sendmsg`; `Ok(None)` = would block. Never raises SIGPIPE.
+fn try_send2(s: &impl AsRawFd, first: &[u8], second: &[u8]) -> io::Result<Option<usize>> {
+    let mut iov = [
+        libc::iovec {
+            iov_base: first.as_ptr() as *mut libc::c_void,
+            iov_len: first.len(),
+        },
+        libc::iovec {
+            iov_base: second.as_ptr() as *mut libc::c_void,
+            iov_len: second.len(),
+        },
+    ];
+    // SAFETY: a zeroed msghdr is valid (no name, no control data).
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = iov.as_mut_ptr();
+    msg.msg_iovlen = iov.len();
+    retry_nonblocking(|| {
+        // SAFETY: msg points at two iovecs over live slices; sendmsg only reads them.
+        unsafe { libc::sendmsg(s.as_raw_fd(), &msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) }
+    })
+}
+
+/// Like [`read_some`], but waits for readiness before the first `recv`: for reads that
+/// almost always find nothing yet (an upstream's answer right after the request went out,
+/// a keep-alive client's next request right after its response), saving the EAGAIN call.
+pub async fn read_some_after_wait<S: Readiness>(
+    s: &S,
+    buf: &mut Vec<u8>,
+    min_spare: usize,
+) -> io::Result<usize> {
+    s.wait_readable().await?;
+    read_some(s, buf, min_spare).await
+}
+
 /// Half-close our write side (FIN to the peer).
 pub fn shutdown_write(s: &TcpStream) {
     // SAFETY: shutdown on a valid fd; errors (already closed) are irrelevant here.

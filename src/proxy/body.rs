@@ -55,9 +55,30 @@ impl From<io::Error> for BodyError {
     }
 }
 
-/// Forward one body from `from` to `to`. `buf` holds bytes already read from `from` after the
-/// head; on return it holds only bytes past the body's end (a pipelined next message).
-/// `UntilClose` forwards until `from` closes and returns the byte count.
+/// Bytes still owed to `to` ahead of the body (a response head not yet written). They leave
+/// together with the body bytes already buffered, in one send: a small response then costs
+/// the client one segment and one wakeup instead of two. Never delayed for body bytes that
+/// have not arrived (a streamed response's head goes out at once).
+pub struct Lead<'a>(pub &'a [u8]);
+
+impl Lead<'_> {
+    pub const NONE: Lead<'static> = Lead(&[]);
+
+    /// Write the lead (if any) followed by `bytes`.
+    async fn write_with(&mut self, to: Leg<'_>, bytes: &[u8], idle: Duration) -> io::Result<()> {
+        let lead = std::mem::take(&mut self.0);
+        match (lead.is_empty(), bytes.is_empty()) {
+            (true, true) => Ok(()),
+            (true, false) => timed(idle, to.write_all(bytes)).await,
+            (false, true) => timed(idle, to.write_all(lead)).await,
+            (false, false) => timed(idle, to.write_all2(lead, bytes)).await,
+        }
+    }
+}
+
+/// Forward one body from `from` to `to`, preceded by `lead`. `buf` holds bytes already read
+/// from `from` after the head; on return it holds only bytes past the body's end (a
+/// pipelined next message). `UntilClose` forwards until `from` closes.
 pub async fn forward_body(
     pump: &mut Pump,
     from: Leg<'_>,
@@ -65,13 +86,14 @@ pub async fn forward_body(
     buf: &mut Vec<u8>,
     framing: BodyFraming,
     idle: Duration,
+    mut lead: Lead<'_>,
 ) -> Result<(), BodyError> {
     match framing {
-        BodyFraming::None => Ok(()),
-        BodyFraming::ContentLength(n) => forward_sized(pump, from, to, buf, n, idle).await,
-        BodyFraming::Chunked => forward_chunked(pump, from, to, buf, idle).await,
+        BodyFraming::None => Ok(lead.write_with(to, &[], idle).await?),
+        BodyFraming::ContentLength(n) => forward_sized(pump, from, to, buf, n, idle, lead).await,
+        BodyFraming::Chunked => forward_chunked(pump, from, to, buf, idle, lead).await,
         BodyFraming::UntilClose => {
-            timed(idle, to.write_all(buf)).await?;
+            lead.write_with(to, buf, idle).await?;
             buf.clear();
             match (from, to) {
                 (Leg::Tcp(a), Leg::Tcp(b)) => pump.forward_to_eof(a, b, idle).await?,
@@ -89,12 +111,11 @@ async fn forward_sized(
     buf: &mut Vec<u8>,
     n: u64,
     idle: Duration,
+    mut lead: Lead<'_>,
 ) -> Result<(), BodyError> {
     let have = (buf.len() as u64).min(n) as usize;
-    if have > 0 {
-        timed(idle, to.write_all(&buf[..have])).await?;
-        buf.drain(..have);
-    }
+    lead.write_with(to, &buf[..have], idle).await?;
+    buf.drain(..have);
     let rest = n - have as u64;
     if rest > 0 {
         forward_exact(pump, from, to, rest, idle).await?;
@@ -108,17 +129,20 @@ async fn forward_chunked(
     to: Leg<'_>,
     buf: &mut Vec<u8>,
     idle: Duration,
+    mut lead: Lead<'_>,
 ) -> Result<(), BodyError> {
     let mut scanner = ChunkedScanner::new();
     loop {
         if !buf.is_empty() {
             let progress = scanner.scan(buf).map_err(BodyError::Framing)?;
-            timed(idle, to.write_all(&buf[..progress.consumed])).await?;
+            lead.write_with(to, &buf[..progress.consumed], idle).await?;
             buf.drain(..progress.consumed);
             if progress.done {
                 return Ok(());
             }
         }
+        // Nothing more buffered: the head must not wait for body bytes still to come.
+        lead.write_with(to, &[], idle).await?;
         let payload = scanner.payload_remaining();
         if payload >= SPLICE_PAYLOAD_MIN {
             forward_exact(pump, from, to, payload, idle).await?;

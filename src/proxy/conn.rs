@@ -14,7 +14,7 @@ use super::dispatch::serve_decided;
 use super::exchange::{exchange, run_tunnel, Next, Plan, Upstream};
 use super::worker::Worker;
 use crate::http::{answers, parse_request, HeadError, RequestHead, MAX_HEAD_BYTES};
-use crate::net::io::{read_some, set_nonblocking, write_all};
+use crate::net::io::{read_some, read_some_after_wait, set_nonblocking, write_all};
 
 /// Initial capacity of a connection's head buffer; grows up to MAX_HEAD_BYTES.
 pub const HEAD_BUF_BYTES: usize = 8 * 1024;
@@ -35,8 +35,9 @@ pub async fn serve_client(w: Rc<Worker>, client: TcpStream, peer: SocketAddr) {
         return;
     }
     let mut buf = Vec::with_capacity(HEAD_BUF_BYTES);
+    let mut answered = false;
     loop {
-        let head = match read_head(&client, &mut buf, w.cfg.timeout_client).await {
+        let head = match read_head(&client, &mut buf, w.cfg.timeout_client, answered).await {
             HeadRead::Head(h) => h,
             HeadRead::Closed => return,
             HeadRead::Reject(status) => {
@@ -50,7 +51,7 @@ pub async fn serve_client(w: Rc<Worker>, client: TcpStream, peer: SocketAddr) {
             None => serve_decided(&w, &client, &mut buf, head, peer).await,
         };
         match next {
-            Next::KeepAlive => continue,
+            Next::KeepAlive => answered = true,
             Next::Close => return,
             Next::Upgrade(up) => {
                 monoio::spawn(run_tunnel(w, client, up));
@@ -72,8 +73,16 @@ fn static_route(w: &Worker, head: &RequestHead) -> Option<Upstream> {
 }
 
 /// Read until `buf` starts with a complete request head; the head's bytes are removed from
-/// `buf`, anything after them (body, pipelined requests) stays.
-async fn read_head(client: &TcpStream, buf: &mut Vec<u8>, idle: Duration) -> HeadRead {
+/// `buf`, anything after them (body, pipelined requests) stays. `after_answer`: a response
+/// was just written on this connection, so the client's next request is most likely not
+/// there yet: wait for readiness before the first `recv`.
+async fn read_head(
+    client: &TcpStream,
+    buf: &mut Vec<u8>,
+    idle: Duration,
+    after_answer: bool,
+) -> HeadRead {
+    let mut wait_first = after_answer;
     loop {
         if !buf.is_empty() {
             match parse_request(buf) {
@@ -86,7 +95,15 @@ async fn read_head(client: &TcpStream, buf: &mut Vec<u8>, idle: Duration) -> Hea
             }
         }
         let room = (MAX_HEAD_BYTES + 1).saturating_sub(buf.len()).max(1);
-        match monoio::time::timeout(idle, read_some(client, buf, room.min(HEAD_BUF_BYTES))).await {
+        let spare = room.min(HEAD_BUF_BYTES);
+        let read = async {
+            if std::mem::take(&mut wait_first) {
+                read_some_after_wait(client, buf, spare).await
+            } else {
+                read_some(client, buf, spare).await
+            }
+        };
+        match monoio::time::timeout(idle, read).await {
             Ok(Ok(0)) if buf.is_empty() => return HeadRead::Closed,
             Ok(Ok(0)) => return HeadRead::Reject(400),
             Ok(Ok(_)) => {}

@@ -29,13 +29,25 @@ pub async fn serve_decided(
             let plan = exapp_plan(w, fwd, pick_upstream(w, addr, peer));
             exchange(w, client, buf, head, plan).await
         }
+        // Control and Docker requests are few and their futures large: boxed, so the
+        // forwarding path does not move their state around on every request.
         Decided::Control { path_and_query } => {
-            serve_control(w, client, buf, &head, &path_and_query).await
+            Box::pin(serve_control(w, client, buf, &head, &path_and_query)).await
         }
         Decided::Docker {
             port,
             path_and_query,
-        } => serve_passthrough(w, client, buf, &head, port, &path_and_query).await,
+        } => {
+            Box::pin(serve_passthrough(
+                w,
+                client,
+                buf,
+                &head,
+                port,
+                &path_and_query,
+            ))
+            .await
+        }
         Decided::Deny(status) => {
             reply_without_upstream(w, client, &head, answers::harp(status.code())).await
         }

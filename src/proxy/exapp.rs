@@ -62,15 +62,18 @@ async fn run_decision(w: &Rc<Worker>, head: &RequestHead, peer: IpAddr) -> Decid
             w.publish(effect.into_update(now_ms()));
         }
         match decision.verdict {
+            // Cache misses are rare and their futures large (a Nextcloud call, maybe over
+            // TLS): boxed, so every request's decision future stays small to move.
             Verdict::NeedMetadata { app_id_lc } => {
-                resume.meta = Some(fetch_meta(w, &app_id_lc).await);
+                resume.meta = Some(Box::pin(fetch_meta(w, &app_id_lc)).await);
             }
             Verdict::NeedUser {
                 app_id_lc,
                 pass_cookie,
             } => {
                 let headers = user_info_headers(head);
-                resume.user = Some(fetch_user(w, &app_id_lc, &pass_cookie, headers).await);
+                let fetch = fetch_user(w, &app_id_lc, &pass_cookie, headers);
+                resume.user = Some(Box::pin(fetch).await);
             }
             Verdict::ExApp(fwd) => return resolve_exapp(w, fwd).await,
             Verdict::Control { path_and_query } => return Decided::Control { path_and_query },
@@ -115,6 +118,10 @@ async fn resolve_exapp(w: &Rc<Worker>, fwd: Box<Forward>) -> Decided {
         let addr = SocketAddr::new(ip, fwd.port);
         return Decided::ExApp { fwd, addr };
     }
+    Box::pin(resolve_exapp_name(w, fwd)).await
+}
+
+async fn resolve_exapp_name(w: &Rc<Worker>, fwd: Box<Forward>) -> Decided {
     let name = fwd.host.clone();
     let lookup = monoio::spawn_blocking(move || resolve_ipv4_first(&name));
     let ip = match monoio::time::timeout(DNS_BUDGET, lookup).await {

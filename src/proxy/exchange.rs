@@ -13,15 +13,17 @@
 //! lives). See `upstream.rs` for why only that worker.
 
 use std::cell::Cell;
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::pin::{pin, Pin};
 use std::rc::Rc;
 use std::time::Duration;
 
 use monoio::net::TcpStream;
 use tracing::debug;
 
-use super::body::{forward_body, timed, timed_read_leg, BodyError};
+use super::body::{forward_body, timed, BodyError, Lead, FRAMING_READ_BYTES};
 use super::conn::answer;
 use super::upstream::{tunnel_frp, Leg, UpstreamConn};
 use super::worker::{now_ms, Worker};
@@ -122,19 +124,20 @@ pub async fn exchange(
     let started = Cell::new(false);
     let mut req_pump = w.pump();
     let mut resp_pump = w.pump();
-    let (req_done, end) = {
-        let req = forward_body(
-            &mut req_pump,
-            Leg::Tcp(client),
-            up.leg(),
-            buf,
-            head.framing,
-            w.cfg.timeout_client,
-        );
-        let check = plan.bruteforce.as_ref();
-        let resp = forward_response(w, &mut resp_pump, client, up.leg(), &head, &started, check);
-        run_both(req, resp).await
-    };
+    let req = forward_body(
+        &mut req_pump,
+        Leg::Tcp(client),
+        up.leg(),
+        buf,
+        head.framing,
+        w.cfg.timeout_client,
+        Lead::NONE,
+    );
+    let check = plan.bruteforce.as_ref();
+    let resp = forward_response(w, &mut resp_pump, client, up.leg(), &head, &started, check);
+    // Pinned here and driven through references: moving them into `run_both` by value
+    // would store both state machines twice in this (per-request) future.
+    let (req_done, end) = run_both(pin!(req), pin!(resp)).await;
     match (req_done, end) {
         (Ok(()), ResponseEnd::Done { keep_client, reuse }) => {
             match (reuse, plan.upstream, up) {
@@ -182,13 +185,14 @@ pub async fn exchange(
 /// Drive the request-body and response futures together. The response may finish first
 /// (the upstream answered without reading the whole body): then the request side is
 /// abandoned and reported as truncated, so the connection closes.
-async fn run_both<A, B>(req: A, resp: B) -> (Result<(), BodyError>, ResponseEnd)
+async fn run_both<A, B>(
+    mut req: Pin<&mut A>,
+    mut resp: Pin<&mut B>,
+) -> (Result<(), BodyError>, ResponseEnd)
 where
-    A: std::future::Future<Output = Result<(), BodyError>>,
-    B: std::future::Future<Output = ResponseEnd>,
+    A: Future<Output = Result<(), BodyError>>,
+    B: Future<Output = ResponseEnd>,
 {
-    let mut req = std::pin::pin!(req);
-    let mut resp = std::pin::pin!(resp);
     monoio::select! {
         biased;
         r = &mut req => {
@@ -206,30 +210,43 @@ where
 async fn open_upstream(w: &Worker, to: Upstream, head: &[u8]) -> Result<UpstreamConn, u16> {
     match to {
         Upstream::Tcp(addr) => send_head(w, addr, head).await.map(UpstreamConn::Tcp),
-        Upstream::Frp { port, src } => {
-            let pooled = w.pool.borrow_mut().checkout_frp(port);
-            if let Some(ws) = pooled {
-                if timed(w.cfg.timeout_server, ws.write_all(head))
-                    .await
-                    .is_ok()
-                {
-                    debug!(port, "frp fast path (pooled stream)");
-                    return Ok(UpstreamConn::Frp(ws));
-                }
-            }
-            let ctx = w.frp.borrow().clone().ok_or(503u16)?;
-            // open_work_stream bounds its own wait for a work connection (10 s).
-            let ws = open_work_stream(&ctx, port, src).await.map_err(|e| {
-                debug!(port, "frp fast path: no work stream: {e}");
-                503u16
-            })?;
-            debug!(port, %src, "frp fast path");
-            timed(w.cfg.timeout_server, ws.write_all(head))
-                .await
-                .map_err(|_| 503u16)?;
-            Ok(UpstreamConn::Frp(Box::new(ws)))
+        // Boxed: a work stream's write path is a large state machine, and this future is
+        // moved on every request.
+        Upstream::Frp { port, src } => Box::pin(open_frp(w, port, src, head)).await,
+    }
+}
+
+/// A pooled or new work stream to the tunnel on `port`, with the request head written.
+async fn open_frp(
+    w: &Worker,
+    port: u16,
+    src: SocketAddr,
+    head: &[u8],
+) -> Result<UpstreamConn, u16> {
+    let pooled = w.pool.borrow_mut().checkout_frp(port);
+    if let Some(ws) = pooled {
+        if timed(w.cfg.timeout_server, ws.write_all(head))
+            .await
+            .is_ok()
+        {
+            debug!(port, "frp fast path (pooled stream)");
+            return Ok(UpstreamConn::Frp(ws));
         }
     }
+    let ctx = w.frp.borrow().clone().ok_or(503u16)?;
+    // open_work_stream bounds its own wait for a work connection (10 s). Boxed: a
+    // new stream is the rare case, and its future is large.
+    let ws = Box::pin(open_work_stream(&ctx, port, src))
+        .await
+        .map_err(|e| {
+            debug!(port, "frp fast path: no work stream: {e}");
+            503u16
+        })?;
+    debug!(port, %src, "frp fast path");
+    timed(w.cfg.timeout_server, ws.write_all(head))
+        .await
+        .map_err(|_| 503u16)?;
+    Ok(UpstreamConn::Frp(Box::new(ws)))
 }
 
 /// Get a connection (pooled or new) and write the request head. A pooled connection that
@@ -272,7 +289,7 @@ async fn forward_response(
     started: &Cell<bool>,
     bruteforce: Option<&(Vec<u16>, String)>,
 ) -> ResponseEnd {
-    let mut rbuf = Vec::with_capacity(8 * 1024);
+    let mut rbuf = Vec::with_capacity(FRAMING_READ_BYTES);
     let head = match read_final_head(w, client, up, req, &mut rbuf, started).await {
         Ok(h) => h,
         Err(status) => {
@@ -292,24 +309,21 @@ async fn forward_response(
     let keep_client = req.keep_alive && head.framing != BodyFraming::UntilClose;
     let mut out = Vec::with_capacity(head.raw.len() + 64);
     write_response_to(&head, keep_client || upgrade, req.minor_version, &mut out);
-    if timed(w.cfg.timeout_client, write_all(client, &out))
-        .await
-        .is_err()
-    {
-        return ResponseEnd::Failed;
-    }
     if upgrade {
         // Bytes the upstream sent right after its 101 belong to the tunnel.
-        if timed(w.cfg.timeout_client, write_all(client, &rbuf))
-            .await
-            .is_err()
-        {
-            return ResponseEnd::Failed;
-        }
-        return ResponseEnd::Upgrade;
+        let sent = timed(
+            w.cfg.timeout_client,
+            Leg::Tcp(client).write_all2(&out, &rbuf),
+        )
+        .await;
+        return match sent {
+            Ok(()) => ResponseEnd::Upgrade,
+            Err(_) => ResponseEnd::Failed,
+        };
     }
     let idle = w.cfg.timeout_server;
-    match forward_body(pump, up, Leg::Tcp(client), &mut rbuf, head.framing, idle).await {
+    let to = Leg::Tcp(client);
+    match forward_body(pump, up, to, &mut rbuf, head.framing, idle, Lead(&out)).await {
         Ok(()) => ResponseEnd::Done {
             keep_client,
             reuse: head.keep_alive && head.framing != BodyFraming::UntilClose && rbuf.is_empty(),
@@ -349,7 +363,9 @@ async fn read_final_head(
                 Err(_) => return Err(502),
             }
         }
-        match timed_read_leg(w.cfg.timeout_server, up, rbuf).await {
+        // The request has just gone out: the answer is not there yet, so wait before reading.
+        let read = up.read_some_after_wait(rbuf, FRAMING_READ_BYTES);
+        match timed(w.cfg.timeout_server, read).await {
             Ok(0) => return Err(502),
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::TimedOut => return Err(504),

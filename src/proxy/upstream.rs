@@ -96,10 +96,34 @@ impl Leg<'_> {
         }
     }
 
+    /// Like [`Leg::read_some`], but on TCP waits for readiness before the first `recv`
+    /// (see [`nio::read_some_after_wait`]).
+    pub async fn read_some_after_wait(
+        self,
+        buf: &mut Vec<u8>,
+        min_spare: usize,
+    ) -> io::Result<usize> {
+        match self {
+            Leg::Tcp(s) => nio::read_some_after_wait(s, buf, min_spare).await,
+            Leg::Frp(_) => self.read_some(buf, min_spare).await,
+        }
+    }
+
     pub async fn write_all(self, data: &[u8]) -> io::Result<()> {
         match self {
             Leg::Tcp(s) => nio::write_all(s, data).await,
             Leg::Frp(ws) => ws.write_all(data).await,
+        }
+    }
+
+    /// `first` then `second`; on TCP gathered into one `sendmsg` (see [`nio::write_all2`]).
+    pub async fn write_all2(self, first: &[u8], second: &[u8]) -> io::Result<()> {
+        match self {
+            Leg::Tcp(s) => nio::write_all2(s, first, second).await,
+            Leg::Frp(ws) => {
+                ws.write_all(first).await?;
+                ws.write_all(second).await
+            }
         }
     }
 }

@@ -53,11 +53,21 @@ pub fn pick_driver(choice: DriverChoice) -> Result<Driver, String> {
 pub fn block_on<F: Future>(driver: Driver, fut: F) -> io::Result<F::Output> {
     match driver {
         Driver::IoUring => {
-            let mut rt = RuntimeBuilder::<IoUringDriver>::new()
-                .with_entries(DEFAULT_URING_ENTRIES)
-                .attach_thread_pool(Box::new(blocking_pool()))
-                .enable_timer()
-                .build()?;
+            let build = |urb: io_uring::Builder| {
+                RuntimeBuilder::<IoUringDriver>::new()
+                    .with_entries(DEFAULT_URING_ENTRIES)
+                    .uring_builder(urb)
+                    .attach_thread_pool(Box::new(blocking_pool()))
+                    .enable_timer()
+                    .build()
+            };
+            // Deferred task running (kernel 6.1+): completions are posted only when the
+            // worker enters the kernel to wait, so a peer's packet never interrupts a busy
+            // worker with an IPI to run io_uring task work. Older kernels: plain ring.
+            let mut rt = match build(deferred_taskrun_builder()) {
+                Ok(rt) => rt,
+                Err(_) => build(io_uring::IoUring::builder())?,
+            };
             Ok(rt.block_on(fut))
         }
         Driver::Epoll => {
@@ -69,6 +79,14 @@ pub fn block_on<F: Future>(driver: Driver, fut: F) -> io::Result<F::Output> {
             Ok(rt.block_on(fut))
         }
     }
+}
+
+fn deferred_taskrun_builder() -> io_uring::Builder {
+    let mut urb = io_uring::IoUring::builder();
+    urb.setup_coop_taskrun()
+        .setup_single_issuer()
+        .setup_defer_taskrun();
+    urb
 }
 
 /// Threads for blocking work (DNS lookups of ExApp hosts), shared by all workers.
