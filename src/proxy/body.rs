@@ -3,16 +3,14 @@
 //! Chunked bodies are forwarded byte-for-byte; the scanner only finds where they end, and
 //! chunk payloads larger than [`SPLICE_PAYLOAD_MIN`] go through the pump unscanned.
 //! Between two plain TCP legs the worker's pump moves the bulk (splice by default); when a
-//! leg is an FRP work stream (the fast path) the bulk is copied (`upstream::copy_legs`).
+//! leg is an FRP work stream (the fast path) or an HTTPS client (TLS), the bulk is copied
+//! (`upstream::copy_legs`).
 
 use std::io;
 use std::time::Duration;
 
-use monoio::net::TcpStream;
-
 use super::upstream::{copy_legs, Leg};
 use crate::http::{BodyFraming, ChunkedScanner, HeadError};
-use crate::net::io::read_some;
 use crate::net::pump::Pump;
 
 /// Chunk payloads at least this large are handed to the pump; smaller ones are copied with
@@ -157,7 +155,7 @@ async fn forward_chunked(
 }
 
 /// Exactly `n` bytes: through the pump between two TCP sockets (the measured default path,
-/// unchanged), else copied (a work stream cannot splice).
+/// unchanged), else copied (a work stream or TLS stream cannot splice).
 async fn forward_exact(
     pump: &mut Pump,
     from: Leg<'_>,
@@ -174,14 +172,6 @@ async fn forward_exact(
 /// [`Leg::read_some`] bounded by `idle`.
 pub async fn timed_read_leg(idle: Duration, from: Leg<'_>, buf: &mut Vec<u8>) -> io::Result<usize> {
     timed(idle, from.read_some(buf, FRAMING_READ_BYTES)).await
-}
-
-/// `read_some` bounded by `idle`.
-pub async fn timed_read(idle: Duration, from: &TcpStream, buf: &mut Vec<u8>) -> io::Result<usize> {
-    match monoio::time::timeout(idle, read_some(from, buf, FRAMING_READ_BYTES)).await {
-        Ok(r) => r,
-        Err(_) => Err(io::ErrorKind::TimedOut.into()),
-    }
 }
 
 /// Any socket future bounded by `idle`.

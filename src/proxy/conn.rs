@@ -1,20 +1,25 @@
 //! One client connection, start to end: read head -> route -> exchange -> keep-alive or
 //! close. Each stage is a function returning what happens next; the loop below is the whole
-//! lifecycle (docs/ARCHITECTURE.md draws it).
+//! lifecycle (docs/ARCHITECTURE.md draws it). The same loop serves plain TCP clients
+//! ([`serve_client`]) and HTTPS clients after their handshake ([`serve_tls_client`]): it
+//! sees the client as a [`ClientLeg`] (`client.rs`).
 
 use std::io;
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use monoio::net::TcpStream;
+use rustls::ServerConfig;
 use tracing::debug;
 
+use super::client::{accept_tls, ClientConn};
 use super::dispatch::serve_decided;
 use super::exchange::{exchange, run_tunnel, Next, Plan, Upstream};
 use super::worker::Worker;
 use crate::http::{answers, parse_request, HeadError, RequestHead, MAX_HEAD_BYTES};
-use crate::net::io::{read_some, read_some_after_wait, set_nonblocking, write_all};
+use crate::net::io::set_nonblocking;
 
 /// Initial capacity of a connection's head buffer; grows up to MAX_HEAD_BYTES.
 pub const HEAD_BUF_BYTES: usize = 8 * 1024;
@@ -28,11 +33,37 @@ enum HeadRead {
     Reject(u16),
 }
 
-pub async fn serve_client(w: Rc<Worker>, client: TcpStream, peer: SocketAddr) {
-    let _ = client.set_nodelay(true);
-    if let Err(e) = set_nonblocking(&client) {
-        debug!(%peer, "cannot make client socket nonblocking: {e}");
-        return;
+/// An HTTPS client (the `HP_EXAPPS_HTTPS_ADDRESS` listener): handshake, then the same
+/// lifecycle. A failed handshake (plaintext, garbage, timeout) only closes this connection.
+pub async fn serve_tls_client(
+    w: Rc<Worker>,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    tls: Arc<ServerConfig>,
+) {
+    let _ = tcp.set_nodelay(true);
+    // Boxed: the handshake's state is dead weight once the connection is serving.
+    let client = match Box::pin(accept_tls(tcp, &tls, w.cfg.timeout_client)).await {
+        Ok(c) => c,
+        Err(e) => {
+            debug!(%peer, "TLS handshake failed: {e}");
+            return;
+        }
+    };
+    drop(tls);
+    serve_client(w, client, peer).await
+}
+
+/// Serve requests until the connection ends. A plain TCP client (the `HP_EXAPPS_ADDRESS`
+/// listener) is spawned straight into this (no wrapper future around it: this future is
+/// per connection and its size is per-connection memory).
+pub async fn serve_client(w: Rc<Worker>, client: ClientConn, peer: SocketAddr) {
+    if let ClientConn::Tcp(tcp) = &client {
+        let _ = tcp.set_nodelay(true);
+        if let Err(e) = set_nonblocking(tcp) {
+            debug!(%peer, "cannot make client socket nonblocking: {e}");
+            return;
+        }
     }
     let mut buf = Vec::with_capacity(HEAD_BUF_BYTES);
     let mut answered = false;
@@ -77,7 +108,7 @@ fn static_route(w: &Worker, head: &RequestHead) -> Option<Upstream> {
 /// was just written on this connection, so the client's next request is most likely not
 /// there yet: wait for readiness before the first `recv`.
 async fn read_head(
-    client: &TcpStream,
+    client: &ClientConn,
     buf: &mut Vec<u8>,
     idle: Duration,
     after_answer: bool,
@@ -98,9 +129,9 @@ async fn read_head(
         let spare = room.min(HEAD_BUF_BYTES);
         let read = async {
             if std::mem::take(&mut wait_first) {
-                read_some_after_wait(client, buf, spare).await
+                client.read_some_after_wait(buf, spare).await
             } else {
-                read_some(client, buf, spare).await
+                client.read_some(buf, spare).await
             }
         };
         match monoio::time::timeout(idle, read).await {
@@ -119,8 +150,8 @@ fn head_error_status(e: &HeadError) -> u16 {
 }
 
 /// Write a canned answer, bounded by the client timeout.
-pub async fn answer(client: &TcpStream, bytes: &[u8], idle: Duration) -> io::Result<()> {
-    match monoio::time::timeout(idle, write_all(client, bytes)).await {
+pub async fn answer(client: &ClientConn, bytes: &[u8], idle: Duration) -> io::Result<()> {
+    match monoio::time::timeout(idle, client.write_all(bytes)).await {
         Ok(r) => r,
         Err(_) => Err(io::ErrorKind::TimedOut.into()),
     }

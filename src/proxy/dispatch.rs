@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 use std::rc::Rc;
 
+use super::client::ClientConn;
 use super::conn::answer;
 use super::exapp::{decide_request, Decided};
 use super::exchange::{exchange, Next, Plan, Upstream};
@@ -15,11 +16,10 @@ use crate::decide::Forward;
 use crate::docker;
 use crate::http::{answers, BodyFraming, RequestHead};
 use crate::net::io::set_linger_zero;
-use monoio::net::TcpStream;
 
 pub async fn serve_decided(
     w: &Rc<Worker>,
-    client: &TcpStream,
+    client: &ClientConn,
     buf: &mut Vec<u8>,
     head: RequestHead,
     peer: SocketAddr,
@@ -52,7 +52,8 @@ pub async fn serve_decided(
             reply_without_upstream(w, client, &head, answers::harp(status.code())).await
         }
         Decided::Drop => {
-            set_linger_zero(client);
+            // HTTPS: the reset is on the TCP socket under TLS, as HAProxy's `silent-drop`.
+            set_linger_zero(client.tcp());
             Next::Close
         }
     }
@@ -101,7 +102,7 @@ fn pick_upstream(w: &Worker, addr: SocketAddr, client: SocketAddr) -> Upstream {
 /// connection can only be kept when there is none.
 pub async fn reply_without_upstream(
     w: &Worker,
-    client: &TcpStream,
+    client: &ClientConn,
     head: &RequestHead,
     bytes: &'static [u8],
 ) -> Next {
@@ -120,7 +121,7 @@ pub async fn reply_without_upstream(
 /// Read the (small) body, run the endpoint, publish its state changes, answer.
 async fn serve_control(
     w: &Rc<Worker>,
-    client: &TcpStream,
+    client: &ClientConn,
     buf: &mut Vec<u8>,
     head: &RequestHead,
     path_and_query: &[u8],
@@ -196,7 +197,7 @@ async fn docker_wrapper(
 /// are refused with 411: AppAPI always sends a length.
 async fn read_small_body(
     w: &Worker,
-    client: &TcpStream,
+    client: &ClientConn,
     buf: &mut Vec<u8>,
     head: &RequestHead,
 ) -> Result<Vec<u8>, ControlReply> {
@@ -212,7 +213,7 @@ async fn read_small_body(
         BodyFraming::ContentLength(n) => n as usize,
     };
     while buf.len() < len {
-        match super::body::timed_read(w.cfg.timeout_client, client, buf).await {
+        match super::body::timed_read_leg(w.cfg.timeout_client, client.as_leg(), buf).await {
             Ok(0) | Err(_) => return Err(ControlReply::text(400, "400: Bad Request")),
             Ok(_) => {}
         }

@@ -24,8 +24,9 @@ use monoio::net::TcpStream;
 use tracing::debug;
 
 use super::body::{forward_body, timed, BodyError, Lead, FRAMING_READ_BYTES};
+use super::client::ClientConn;
 use super::conn::answer;
-use super::upstream::{tunnel_frp, Leg, UpstreamConn};
+use super::upstream::{tunnel_legs, Leg, UpstreamConn};
 use super::worker::{now_ms, Worker};
 use crate::decide::response_failure;
 use crate::frp::open_work_stream;
@@ -98,7 +99,7 @@ enum ResponseEnd {
 
 pub async fn exchange(
     w: &Worker,
-    client: &TcpStream,
+    client: &ClientConn,
     buf: &mut Vec<u8>,
     head: RequestHead,
     plan: Plan,
@@ -126,7 +127,7 @@ pub async fn exchange(
     let mut resp_pump = w.pump();
     let req = forward_body(
         &mut req_pump,
-        Leg::Tcp(client),
+        client.as_leg(),
         up.leg(),
         buf,
         head.framing,
@@ -283,7 +284,7 @@ async fn connect(addr: SocketAddr, limit: Duration) -> io::Result<TcpStream> {
 async fn forward_response(
     w: &Worker,
     pump: &mut Pump,
-    client: &TcpStream,
+    client: &ClientConn,
     up: Leg<'_>,
     req: &RequestHead,
     started: &Cell<bool>,
@@ -311,19 +312,24 @@ async fn forward_response(
     write_response_to(&head, keep_client || upgrade, req.minor_version, &mut out);
     if upgrade {
         // Bytes the upstream sent right after its 101 belong to the tunnel.
-        let sent = timed(
-            w.cfg.timeout_client,
-            Leg::Tcp(client).write_all2(&out, &rbuf),
-        )
-        .await;
+        let sent = timed(w.cfg.timeout_client, client.write_all2(&out, &rbuf)).await;
         return match sent {
             Ok(()) => ResponseEnd::Upgrade,
             Err(_) => ResponseEnd::Failed,
         };
     }
     let idle = w.cfg.timeout_server;
-    let to = Leg::Tcp(client);
-    match forward_body(pump, up, to, &mut rbuf, head.framing, idle, Lead(&out)).await {
+    match forward_body(
+        pump,
+        up,
+        client.as_leg(),
+        &mut rbuf,
+        head.framing,
+        idle,
+        Lead(&out),
+    )
+    .await
+    {
         Ok(()) => ResponseEnd::Done {
             keep_client,
             reuse: head.keep_alive && head.framing != BodyFraming::UntilClose && rbuf.is_empty(),
@@ -339,7 +345,7 @@ async fn forward_response(
 /// client as they come. Errors: 504 on timeout, 502 on an invalid or missing response.
 async fn read_final_head(
     w: &Worker,
-    client: &TcpStream,
+    client: &ClientConn,
     up: Leg<'_>,
     req: &RequestHead,
     rbuf: &mut Vec<u8>,
@@ -352,7 +358,7 @@ async fn read_final_head(
                     rbuf.drain(..len);
                     if (100..200).contains(&head.status) && head.status != 101 {
                         started.set(true);
-                        timed(w.cfg.timeout_client, write_all(client, &head.raw))
+                        timed(w.cfg.timeout_client, client.write_all(&head.raw))
                             .await
                             .map_err(|_| 502u16)?;
                         continue;
@@ -375,14 +381,15 @@ async fn read_final_head(
 }
 
 /// The tunnel after a 101, in its own task: both directions until both sides are done,
-/// `HP_TIMEOUT_TUNNEL` idle, 30 s after a half-close.
-pub async fn run_tunnel(w: Rc<Worker>, client: TcpStream, up: UpstreamConn) {
+/// `HP_TIMEOUT_TUNNEL` idle, 30 s after a half-close. Two plain TCP legs use the pump
+/// (splice); any other pair copies ([`tunnel_legs`]).
+pub async fn run_tunnel(w: Rc<Worker>, client: ClientConn, up: UpstreamConn) {
     let (idle, fin) = (w.cfg.timeout_tunnel, w.cfg.timeout_client_fin);
     let pump = w.cfg.pump;
     drop(w);
-    let r = match up.leg() {
-        Leg::Tcp(up) => tunnel_with(pump, &client, up, idle, fin).await,
-        Leg::Frp(ws) => tunnel_frp(&client, ws, idle, fin).await,
+    let r = match (client.as_leg(), up.leg()) {
+        (Leg::Tcp(c), Leg::Tcp(u)) => tunnel_with(pump, c, u, idle, fin).await,
+        (c, u) => tunnel_legs(c, u, idle, fin).await,
     };
     match r {
         Ok((a, b)) => debug!(up_bytes = a, down_bytes = b, "tunnel closed"),

@@ -1,6 +1,7 @@
 //! The data plane: accept -> parse head -> decide -> connect -> forward.
 //!
 //! - `conn`     one client connection's lifecycle (the loop over requests).
+//! - `client`   the client leg: plain TCP or TLS (the HTTPS frontend).
 //! - `exchange` one request/response with an upstream, both bodies streamed concurrently.
 //! - `body`     body forwarding by framing, through the pump.
 //! - `pool`     per-worker keep-alive upstream connections.
@@ -8,6 +9,7 @@
 
 mod body;
 pub mod bus;
+mod client;
 mod conn;
 mod dispatch;
 mod exapp;
@@ -19,23 +21,44 @@ mod tunnels;
 mod upstream;
 mod worker;
 
+use std::net::SocketAddr;
 use std::rc::Rc;
+use std::sync::Arc;
 
-use monoio::net::TcpListener;
+use monoio::net::{TcpListener, TcpStream};
+use rustls::ServerConfig;
 use tracing::debug;
 
-pub use conn::serve_client;
+pub use client::ClientConn;
+pub use conn::{serve_client, serve_tls_client};
 pub use flight::run_bus;
 pub use tunnels::run_frp;
 pub use worker::{now_ms, Worker};
 
 /// Accept loop of one worker's public listener.
 pub async fn accept_loop(w: Rc<Worker>, listener: TcpListener) {
+    accept_each(&w, &listener, |stream, peer| {
+        monoio::spawn(serve_client(w.clone(), ClientConn::Tcp(stream), peer));
+    })
+    .await
+}
+
+/// Accept loop of one worker's HTTPS listener (H-20): same routing after the handshake.
+pub async fn accept_loop_https(w: Rc<Worker>, listener: TcpListener, tls: Arc<ServerConfig>) {
+    accept_each(&w, &listener, |stream, peer| {
+        monoio::spawn(serve_tls_client(w.clone(), stream, peer, tls.clone()));
+    })
+    .await
+}
+
+async fn accept_each(
+    w: &Worker,
+    listener: &TcpListener,
+    mut on: impl FnMut(TcpStream, SocketAddr),
+) {
     loop {
         match listener.accept().await {
-            Ok((stream, peer)) => {
-                monoio::spawn(serve_client(w.clone(), stream, peer));
-            }
+            Ok((stream, peer)) => on(stream, peer),
             Err(e) => {
                 // EMFILE and friends: back off briefly instead of spinning.
                 debug!(worker = w.id, "accept failed: {e}");

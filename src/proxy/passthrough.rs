@@ -9,24 +9,23 @@
 use std::io;
 use std::rc::Rc;
 
-use monoio::net::TcpStream;
 use tracing::debug;
 
 use super::body::timed;
+use super::client::ClientConn;
 use super::conn::answer;
 use super::dispatch::reply_without_upstream;
 use super::exchange::Next;
 use super::worker::Worker;
 use crate::docker::{connect_engine, passthrough_allowed, EngineStream};
 use crate::http::{answers, write_request, BodyFraming, HeadEdits, RequestHead};
-use crate::net::io::{read_some, write_all};
 
 /// Relay read size for engine answers.
 pub const RELAY_BYTES: usize = 64 * 1024;
 
 pub async fn serve_passthrough(
     w: &Rc<Worker>,
-    client: &TcpStream,
+    client: &ClientConn,
     buf: &mut Vec<u8>,
     head: &RequestHead,
     port: u16,
@@ -64,7 +63,7 @@ pub async fn serve_passthrough(
 /// Request head (stripped target, `Connection: close`) and a Content-Length body.
 async fn send_request(
     w: &Worker,
-    client: &TcpStream,
+    client: &ClientConn,
     buf: &mut Vec<u8>,
     head: &RequestHead,
     path_and_query: &[u8],
@@ -89,7 +88,7 @@ async fn send_request(
         .map_err(|_| 502u16)?;
     while left > 0 {
         if buf.is_empty() {
-            let n = timed(w.cfg.timeout_client, read_some(client, buf, RELAY_BYTES))
+            let n = timed(w.cfg.timeout_client, client.read_some(buf, RELAY_BYTES))
                 .await
                 .map_err(|_| 400u16)?;
             if n == 0 {
@@ -107,7 +106,7 @@ async fn send_request(
 }
 
 /// Engine -> client until the engine closes, each gap bounded by `HP_TIMEOUT_SERVER`.
-async fn relay_answer(w: &Worker, client: &TcpStream, engine: &EngineStream) {
+async fn relay_answer(w: &Worker, client: &ClientConn, engine: &EngineStream) {
     let mut chunk = Vec::with_capacity(RELAY_BYTES);
     let mut sent_any = false;
     loop {
@@ -134,7 +133,7 @@ async fn relay_answer(w: &Worker, client: &TcpStream, engine: &EngineStream) {
             }
         }
         sent_any = true;
-        if timed(w.cfg.timeout_client, write_all(client, &chunk))
+        if timed(w.cfg.timeout_client, client.write_all(&chunk))
             .await
             .is_err()
         {

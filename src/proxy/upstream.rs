@@ -3,9 +3,10 @@
 //! that owns the FRP server, an in-process FRP work stream (the "fast path").
 //!
 //! Owns: [`UpstreamConn`] (what an exchange holds), [`Leg`] (a borrowed side that body code
-//! reads from / writes to), the copy forwarder used whenever a leg is a work stream, and the
-//! 101 tunnel between a client socket and a work stream. Not owned: the splice pump (plain
-//! TCP legs keep using `net::pump` unchanged), FRP wire details (`frp::work`).
+//! reads from / writes to: TCP, FRP work stream, or an HTTPS client's TLS stream), the copy
+//! forwarder used whenever a leg is not plain TCP, and the 101 tunnel when a leg is not
+//! plain TCP ([`tunnel_legs`]). Not owned: the splice pump (two plain TCP legs keep using
+//! `net::pump` unchanged), FRP wire details (`frp::work`), TLS records (`tls::Transport`).
 //!
 //! # Why the fast path exists only on the FRP worker
 //! A tunnel (its control connection, yamux session and parked work connections) lives on
@@ -18,10 +19,11 @@
 //! # Budget
 //! A work stream cannot splice (its bytes live in yamux/TLS buffers): bodies copy through a
 //! [`FRP_COPY_BUF_BYTES`] buffer allocated per body, framing reads zero-fill at most
-//! `FRAMING_READ_BYTES` of spare room per read. An idle 101 tunnel holds one
-//! [`FRP_TUNNEL_IDLE_BUF_BYTES`] buffer (stream->client waits inside the stream read); a
-//! direction grows to [`FRP_TUNNEL_BUF_BYTES`] while a burst fills its buffer, and the
-//! client->stream direction holds none while the client socket is not readable.
+//! `FRAMING_READ_BYTES` of spare room per read; TLS legs copy the same way. An idle 101
+//! tunnel holds one [`FRP_TUNNEL_IDLE_BUF_BYTES`] buffer per direction whose source is not
+//! plain TCP (it waits inside the stream read); a direction grows to
+//! [`FRP_TUNNEL_BUF_BYTES`] while a burst fills its buffer, and a direction reading a plain
+//! TCP socket holds none while that socket is not readable.
 
 use std::cell::Cell;
 use std::future::Future;
@@ -35,9 +37,13 @@ use monoio::time::Instant;
 
 use crate::frp::WorkStream;
 use crate::net::io as nio;
+use crate::tls::Transport;
 
 /// Copy buffer per body forwarded to or from a work stream (the pump's copy size).
 pub const FRP_COPY_BUF_BYTES: usize = 256 * 1024;
+/// Largest pair of writes a TLS leg gathers into one buffer (one TLS record) before
+/// encrypting, so a small response leaves as one record and one segment.
+pub const TLS_GATHER_MAX_BYTES: usize = 16 * 1024;
 /// Tunnel buffer per direction during a burst (a read filled the idle-size buffer).
 pub const FRP_TUNNEL_BUF_BYTES: usize = 64 * 1024;
 /// Tunnel buffer while idle or trickling (WebSocket messages are mostly small).
@@ -59,12 +65,16 @@ impl UpstreamConn {
     }
 }
 
-/// One side of a forwarding step, borrowed. Both variants take `&self` for reads and
-/// writes, so the request and response directions run at once on one task.
+/// One side of a forwarding step, borrowed. Every variant takes `&self` for reads and
+/// writes, so the request and response directions run at once on one task. TLS futures
+/// are boxed (one small allocation next to rustls's own work): inline, their state would
+/// enlarge every plain TCP request's future too.
 #[derive(Clone, Copy)]
 pub enum Leg<'a> {
     Tcp(&'a TcpStream),
     Frp(&'a WorkStream),
+    /// An HTTPS client (`proxy::client`): plaintext in and out of rustls.
+    Tls(&'a Transport),
 }
 
 impl Leg<'_> {
@@ -80,6 +90,7 @@ impl Leg<'_> {
                 g.commit(n);
                 Ok(n)
             }
+            Leg::Tls(t) => Box::pin(tls_read_some(t, buf, min_spare)).await,
         }
     }
 
@@ -93,6 +104,7 @@ impl Leg<'_> {
                 s.readable(false).await?;
             },
             Leg::Frp(ws) => ws.read(buf).await,
+            Leg::Tls(t) => Box::pin(t.read(buf)).await,
         }
     }
 
@@ -105,7 +117,7 @@ impl Leg<'_> {
     ) -> io::Result<usize> {
         match self {
             Leg::Tcp(s) => nio::read_some_after_wait(s, buf, min_spare).await,
-            Leg::Frp(_) => self.read_some(buf, min_spare).await,
+            Leg::Frp(_) | Leg::Tls(_) => self.read_some(buf, min_spare).await,
         }
     }
 
@@ -113,6 +125,7 @@ impl Leg<'_> {
         match self {
             Leg::Tcp(s) => nio::write_all(s, data).await,
             Leg::Frp(ws) => ws.write_all(data).await,
+            Leg::Tls(t) => Box::pin(t.write_all(data)).await,
         }
     }
 
@@ -124,8 +137,40 @@ impl Leg<'_> {
                 ws.write_all(first).await?;
                 ws.write_all(second).await
             }
+            Leg::Tls(t) => Box::pin(tls_write_all2(t, first, second)).await,
         }
     }
+
+    /// Pass on an EOF: FIN on TCP, close_notify + FIN on TLS, close on a work stream (frp
+    /// closes both ways together; frpc then ends its side).
+    pub async fn shutdown_write(self) {
+        match self {
+            Leg::Tcp(s) => nio::shutdown_write(s),
+            Leg::Frp(ws) => ws.close(),
+            Leg::Tls(t) => Box::pin(t.shutdown_write()).await,
+        }
+    }
+}
+
+/// [`Leg::read_some`] on TLS (see the `Leg::Frp` arm).
+pub(super) async fn tls_read_some(
+    t: &Transport,
+    buf: &mut Vec<u8>,
+    min_spare: usize,
+) -> io::Result<usize> {
+    let mut g = Extend::new(buf, min_spare);
+    let n = t.read(g.spare()).await?;
+    g.commit(n);
+    Ok(n)
+}
+
+/// [`Leg::write_all2`] on TLS: small pairs gathered into one record.
+pub(super) async fn tls_write_all2(t: &Transport, first: &[u8], second: &[u8]) -> io::Result<()> {
+    if first.len() + second.len() <= TLS_GATHER_MAX_BYTES {
+        return t.write_all(&[first, second].concat()).await;
+    }
+    t.write_all(first).await?;
+    t.write_all(second).await
 }
 
 /// `buf` grown by `extra` zeroed bytes; truncated back on drop unless committed.
@@ -194,35 +239,34 @@ pub async fn copy_legs(
     Ok(moved)
 }
 
-/// After a 101 on the fast path: tunnel between the client socket and the work stream until
-/// both directions ended. Returns bytes (client->stream, stream->client).
+/// After a 101 when a leg is not plain TCP (FRP fast path, HTTPS client): tunnel between
+/// `client` and `up` until both directions ended. Returns bytes (client->up, up->client).
 ///
 /// Same rules as `net::pump::tunnel`: `idle` without a byte either way ends it
-/// (HP_TIMEOUT_TUNNEL); after one side's EOF the limit becomes `min(idle, fin)`. Client EOF
-/// ends the stream (frp closes both ways together, so frpc then ends its side); stream EOF
-/// is passed on as a FIN to the client. Any error ends both.
-pub async fn tunnel_frp(
-    client: &TcpStream,
-    ws: &WorkStream,
+/// (HP_TIMEOUT_TUNNEL); after one side's EOF the limit becomes `min(idle, fin)`. An EOF is
+/// passed on with [`Leg::shutdown_write`]. Any error ends both.
+pub async fn tunnel_legs(
+    client: Leg<'_>,
+    up: Leg<'_>,
     idle: Duration,
     fin: Duration,
 ) -> io::Result<(u64, u64)> {
     let last = Cell::new(Instant::now());
     let (up_bytes, down_bytes) = (Cell::new(0u64), Cell::new(0u64));
-    let mut up = pin!(client_to_stream(client, ws, &last, &up_bytes));
-    let mut down = pin!(stream_to_client(ws, client, &last, &down_bytes));
+    let mut up_dir = pin!(one_way(client, up, &last, &up_bytes));
+    let mut down_dir = pin!(one_way(up, client, &last, &down_bytes));
     let (mut up_open, mut down_open) = (true, true);
     let mut limit = idle;
     let mut timer = pin!(monoio::time::sleep_until(last.get() + limit));
     while up_open || down_open {
         let event = std::future::poll_fn(|cx| {
             if up_open {
-                if let Poll::Ready(r) = up.as_mut().poll(cx) {
+                if let Poll::Ready(r) = up_dir.as_mut().poll(cx) {
                     return Poll::Ready(Event::Up(r));
                 }
             }
             if down_open {
-                if let Poll::Ready(r) = down.as_mut().poll(cx) {
+                if let Poll::Ready(r) = down_dir.as_mut().poll(cx) {
                     return Poll::Ready(Event::Down(r));
                 }
             }
@@ -256,28 +300,60 @@ enum Event {
     Timer,
 }
 
-/// Client -> stream until client EOF (then the stream is closed). The buffer exists only
-/// while the client socket has bytes.
-async fn client_to_stream(
-    client: &TcpStream,
-    ws: &WorkStream,
+/// `from` -> `to` until `from` ends (then `to` is shut for writing). From a plain TCP
+/// socket the buffer exists only while the socket has bytes (readiness first); from a
+/// work stream or TLS stream the read waits inside the stream, holding an idle-size
+/// buffer. One flat loop: this state is per idle WebSocket.
+async fn one_way(
+    from: Leg<'_>,
+    to: Leg<'_>,
     last: &Cell<Instant>,
     bytes: &Cell<u64>,
 ) -> io::Result<()> {
+    let mut buf = Vec::new();
     loop {
-        client.readable(false).await?;
-        let mut buf = vec![0u8; FRP_TUNNEL_IDLE_BUF_BYTES];
-        while let Some(got) = nio::try_recv(client, &mut buf)? {
-            if got == 0 {
-                ws.close();
-                return Ok(());
+        let got = match from {
+            Leg::Tcp(s) => {
+                if buf.is_empty() {
+                    s.readable(false).await?;
+                    buf = vec![0u8; FRP_TUNNEL_IDLE_BUF_BYTES];
+                }
+                match nio::try_recv(s, &mut buf)? {
+                    Some(n) => n,
+                    None => {
+                        buf = Vec::new();
+                        continue;
+                    }
+                }
             }
-            bytes.set(bytes.get() + got as u64);
-            last.set(Instant::now());
-            ws.write_all(&buf[..got]).await?;
-            last.set(Instant::now());
-            resize_for(&mut buf, got);
+            Leg::Frp(ws) => {
+                if buf.is_empty() {
+                    buf = vec![0u8; FRP_TUNNEL_IDLE_BUF_BYTES];
+                }
+                ws.read(&mut buf).await?
+            }
+            Leg::Tls(t) => {
+                if buf.is_empty() {
+                    buf = vec![0u8; FRP_TUNNEL_IDLE_BUF_BYTES];
+                }
+                Box::pin(t.read(&mut buf)).await?
+            }
+        };
+        if got == 0 {
+            to.shutdown_write().await;
+            return Ok(());
         }
+        bytes.set(bytes.get() + got as u64);
+        last.set(Instant::now());
+        // Stamped again after the write: a slow receiver is not idleness. Matched here, not
+        // through `Leg::write_all`, to keep this (per idle WebSocket) state flat.
+        match to {
+            Leg::Tcp(s) => nio::write_all(s, &buf[..got]).await?,
+            Leg::Frp(ws) => ws.write_all(&buf[..got]).await?,
+            Leg::Tls(t) => Box::pin(t.write_all(&buf[..got])).await?,
+        }
+        last.set(Instant::now());
+        resize_for(&mut buf, got);
     }
 }
 
@@ -291,28 +367,6 @@ fn resize_for(buf: &mut Vec<u8>, got: usize) {
     };
     if buf.len() != want {
         *buf = vec![0u8; want];
-    }
-}
-
-/// Stream -> client until the stream ends (then FIN to the client).
-async fn stream_to_client(
-    ws: &WorkStream,
-    client: &TcpStream,
-    last: &Cell<Instant>,
-    bytes: &Cell<u64>,
-) -> io::Result<()> {
-    let mut buf = vec![0u8; FRP_TUNNEL_IDLE_BUF_BYTES];
-    loop {
-        let got = ws.read(&mut buf).await?;
-        if got == 0 {
-            nio::shutdown_write(client);
-            return Ok(());
-        }
-        bytes.set(bytes.get() + got as u64);
-        last.set(Instant::now());
-        nio::write_all(client, &buf[..got]).await?;
-        last.set(Instant::now());
-        resize_for(&mut buf, got);
     }
 }
 

@@ -186,6 +186,8 @@ pub fn run(cfg: crate::config::Config, warnings: Vec<String>) -> Result<(), Stri
     }
     let driver = pick_driver(cfg.driver)?;
     let frp_tls = frp_tls_config(&cfg)?;
+    let https = https_config(&cfg)?;
+    let https_on = https.is_some();
     let cfg = Arc::new(cfg);
     block_stop_signals();
     let (bus, receivers) = crate::proxy::bus::Bus::new(cfg.workers)
@@ -199,10 +201,13 @@ pub fn run(cfg: crate::config::Config, warnings: Vec<String>) -> Result<(), Stri
         let cfg = worker_cfg.clone();
         let ready = ready_tx.clone();
         let bus = bus.clone();
-        let frp_tls = frp_tls.clone();
+        let tls = WorkerTls {
+            frp: frp_tls.clone(),
+            https: https.clone(),
+        };
         // invariant: each worker id takes its own receiver exactly once.
         let rx = receivers.lock().map(|mut v| v[id].take()).ok().flatten();
-        async move { worker_main(id, cfg, bus, rx, frp_tls, ready).await }
+        async move { worker_main(id, cfg, bus, rx, tls, ready).await }
     });
     for _ in 0..cfg.workers {
         match ready_rx.recv() {
@@ -218,9 +223,18 @@ pub fn run(cfg: crate::config::Config, warnings: Vec<String>) -> Result<(), Stri
         address = %cfg.exapps_address,
         "lyre ready"
     );
+    log_https(&cfg, https_on);
     let sig = wait_for_stop_signal();
     info!(signal = sig, "stopping");
     Ok(())
+}
+
+/// The TLS configs a worker serves with, loaded once at start and shared by all workers.
+struct WorkerTls {
+    /// FRP listener (worker 0); `None` when `HP_FRP_DISABLE_TLS=true`.
+    frp: Option<Arc<rustls::ServerConfig>>,
+    /// HTTPS frontend; `None` when `$LYRE_CERTS_DIR/cert.pem` is absent.
+    https: Option<Arc<rustls::ServerConfig>>,
 }
 
 /// One worker: bind its listeners, report readiness, serve until the process exits.
@@ -229,13 +243,25 @@ async fn worker_main(
     cfg: Arc<crate::config::Config>,
     bus: Arc<crate::proxy::bus::Bus>,
     rx: Option<crate::proxy::bus::BusReceiver>,
-    frp_tls: Option<Arc<rustls::ServerConfig>>,
+    tls: WorkerTls,
     ready: std::sync::mpsc::Sender<Result<(), String>>,
 ) {
     let nc = match crate::nextcloud::NcClient::new(&cfg) {
         Ok(nc) => nc,
         Err(e) => {
             let _ = ready.send(Err(e.to_string()));
+            return;
+        }
+    };
+    // Bound before the HTTP listener: once HTTP accepts, this worker's HTTPS does too.
+    let https = match tls
+        .https
+        .map(|t| bind_https(&cfg).map(|l| (l, t)))
+        .transpose()
+    {
+        Ok(h) => h,
+        Err(msg) => {
+            let _ = ready.send(Err(msg));
             return;
         }
     };
@@ -265,7 +291,14 @@ async fn worker_main(
     let worker = crate::proxy::Worker::new(id, cfg, bus, nc);
     if let Some((admin, frp)) = owned {
         monoio::spawn(crate::control::serve_admin(admin));
-        monoio::spawn(crate::proxy::run_frp(worker.clone(), frp, frp_tls));
+        monoio::spawn(crate::proxy::run_frp(worker.clone(), frp, tls.frp));
+    }
+    if let Some((listener, tls)) = https {
+        monoio::spawn(crate::proxy::accept_loop_https(
+            worker.clone(),
+            listener,
+            tls,
+        ));
     }
     if let Some(rx) = rx {
         monoio::spawn(crate::proxy::run_bus(worker.clone(), rx));
@@ -291,6 +324,45 @@ fn bind_worker0_listeners(
         )
     })?;
     Ok((admin, frp))
+}
+
+/// This worker's SO_REUSEPORT socket on `HP_EXAPPS_HTTPS_ADDRESS`.
+fn bind_https(cfg: &crate::config::Config) -> Result<monoio::net::TcpListener, String> {
+    crate::net::listener::bind_reuseport(cfg.exapps_https_address).map_err(|e| {
+        format!(
+            "HP_EXAPPS_HTTPS_ADDRESS: cannot listen on {}: {e} (set HP_EXAPPS_HTTPS_ADDRESS to \
+             a free host:port, or remove {} to turn HTTPS off)",
+            cfg.exapps_https_address,
+            cfg.https_cert_path().display()
+        )
+    })
+}
+
+/// The HTTPS frontend (harp-compat.md §6.2, H-20): on when `$LYRE_CERTS_DIR/cert.pem`
+/// exists at start (loaded once here; SIGHUP does not reload it yet). A file that exists
+/// but is unusable stops the start: serving plain HTTP only would hide the mistake.
+fn https_config(cfg: &crate::config::Config) -> Result<Option<Arc<rustls::ServerConfig>>, String> {
+    let path = cfg.https_cert_path();
+    if !path.exists() {
+        return Ok(None);
+    }
+    crate::tls::https_config(&path)
+        .map(Some)
+        .map_err(|e| format!("LYRE_CERTS_DIR: HTTPS certificate unusable: {e}"))
+}
+
+fn log_https(cfg: &crate::config::Config, on: bool) {
+    let cert = cfg.https_cert_path();
+    if on {
+        info!(
+            address = %cfg.exapps_https_address,
+            cert = %cert.display(),
+            alpn = "http/1.1",
+            "HTTPS frontend on"
+        );
+    } else {
+        info!(cert = %cert.display(), "HTTPS frontend off: no certificate file");
+    }
 }
 
 /// FRP TLS: HaRP's PKI under `$LYRE_CERTS_DIR/frp` (generated when the directory is

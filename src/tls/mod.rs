@@ -1,11 +1,14 @@
-//! TLS for the FRP listener (frp-protocol.md §1.3-1.5, harp-compat.md §5.1-5.2).
+//! TLS for the FRP listener (frp-protocol.md §1.3-1.5, harp-compat.md §5.1-5.2) and the
+//! HTTPS frontend (harp-compat.md §6.2).
 //!
 //! Owns: the first-byte sniff (0x16 TLS, 0x17 marker + TLS, else plaintext), the rustls
-//! server config with mutual TLS against the Lyre/HaRP CA, HaRP-style PKI generation, and
-//! [`Transport`], the plain-or-TLS stream the FRP server reads and writes. Knows nothing
-//! about frp messages or yamux.
+//! server config with mutual TLS against the Lyre/HaRP CA, HaRP-style PKI generation, the
+//! HTTPS frontend's config from `cert.pem` (`frontend`), and [`Transport`], the plain-or-TLS
+//! stream the FRP server and HTTPS clients are read and written through. Knows nothing
+//! about frp messages, yamux or HTTP.
 
 pub mod config;
+pub mod frontend;
 pub mod pki;
 pub mod sniff;
 pub mod stream;
@@ -13,6 +16,7 @@ pub mod stream;
 use std::path::PathBuf;
 
 pub use config::server_config;
+pub use frontend::https_config;
 pub use pki::{ensure_frp_pki, PkiPaths};
 pub use sniff::{accept, FirstByte};
 pub use stream::Transport;
@@ -23,6 +27,8 @@ pub enum TlsError {
     Io { path: PathBuf, err: std::io::Error },
     /// A PEM file holds no usable certificate / key.
     Pem { path: PathBuf, reason: String },
+    /// The HTTPS frontend's `cert.pem` is unusable (no chain, no key, key does not match).
+    HttpsCert { path: PathBuf, reason: String },
     /// Certificate generation failed (rcgen).
     Generate(String),
     /// rustls refused the certificate material.
@@ -42,6 +48,12 @@ impl std::fmt::Display for TlsError {
             TlsError::Pem { path, reason } => write!(
                 f,
                 "{}: {reason} (delete the frp certificates directory to regenerate)",
+                path.display()
+            ),
+            TlsError::HttpsCert { path, reason } => write!(
+                f,
+                "{}: {reason} (the HTTPS frontend needs this file to hold the PEM certificate \
+                 chain and its private key; fix it, or remove it to turn HTTPS off)",
                 path.display()
             ),
             TlsError::Generate(r) => write!(f, "generating the FRP certificates failed: {r}"),

@@ -4,7 +4,9 @@
 //! Owns: the handshake, plaintext reads and writes, and the rule that only one task at a
 //! time writes to the socket (an async write lock), so that a reader that must flush TLS
 //! records (alerts, key updates) never interleaves with a writer's records.
-//! Budget per read: one `recv` of up to [`TLS_READ_CHUNK_BYTES`] plus rustls's own copy.
+//! Budget per read: one `recv` of up to [`TLS_READ_CHUNK_BYTES`] plus rustls's own copy; the
+//! read buffer is released while the socket has nothing (idle connections hold none).
+//! Used by the FRP server and by the HTTPS frontend's client leg (`proxy::client`).
 
 use std::cell::{Cell, RefCell};
 use std::future::poll_fn;
@@ -99,11 +101,7 @@ impl Transport {
     /// for up to `linger` so that late peer bytes do not make the kernel answer with RST,
     /// which would destroy our final bytes (a refused LoginResp) still in flight.
     pub async fn close_gracefully(&self, linger: std::time::Duration) {
-        if let Transport::Tls { conn, .. } = self {
-            conn.borrow_mut().send_close_notify();
-            let _ = self.flush_tls().await;
-        }
-        crate::net::io::shutdown_write(self.tcp());
+        self.shutdown_write().await;
         let drain = async {
             let mut buf = vec![0u8; 16 * 1024];
             loop {
@@ -119,6 +117,16 @@ impl Transport {
             }
         };
         let _ = monoio::time::timeout(linger, drain).await;
+    }
+
+    /// End our direction only (a tunnel passing on its peer's EOF): TLS close_notify, then
+    /// FIN. Reads stay open.
+    pub async fn shutdown_write(&self) {
+        if let Transport::Tls { conn, .. } = self {
+            conn.borrow_mut().send_close_notify();
+            let _ = self.flush_tls().await;
+        }
+        crate::net::io::shutdown_write(self.tcp());
     }
 
     fn tls_state(&self) -> (bool, bool) {
@@ -209,7 +217,12 @@ impl Transport {
             };
             match got {
                 Some(open) => return Ok(open),
-                None => tcp.readable(false).await?,
+                None => {
+                    // Nothing pending: an idle connection (keep-alive client, WebSocket,
+                    // parked frpc) holds no read buffer while it waits.
+                    *rbuf.borrow_mut() = Vec::new();
+                    tcp.readable(false).await?
+                }
             }
         }
     }
