@@ -51,18 +51,28 @@ pub async fn serve_tls_client(
         }
     };
     drop(tls);
-    serve_client(w, client, peer).await
+    let idle = w.cfg.timeout_client;
+    if let Some(ClientConn::Tls(t)) = serve_client(w, client, peer).await {
+        // A clean end: close_notify, so an answer framed by the close is complete (OpenSSL
+        // 3 clients report a close without it as truncation).
+        let _ = monoio::time::timeout(idle, t.shutdown_write()).await;
+    }
 }
 
-/// Serve requests until the connection ends. A plain TCP client (the `HP_EXAPPS_ADDRESS`
-/// listener) is spawned straight into this (no wrapper future around it: this future is
-/// per connection and its size is per-connection memory).
-pub async fn serve_client(w: Rc<Worker>, client: ClientConn, peer: SocketAddr) {
+/// Serve requests until the connection ends; returns the connection when it ended
+/// cleanly (not after a failure mid-answer, a drop or an upgrade), for a TLS close. A plain
+/// TCP client (the `HP_EXAPPS_ADDRESS` listener) is spawned straight into this (no wrapper
+/// future around it: this future is per connection and its size is per-connection memory).
+pub async fn serve_client(
+    w: Rc<Worker>,
+    client: ClientConn,
+    peer: SocketAddr,
+) -> Option<ClientConn> {
     if let ClientConn::Tcp(tcp) = &client {
         let _ = tcp.set_nodelay(true);
         if let Err(e) = set_nonblocking(tcp) {
             debug!(%peer, "cannot make client socket nonblocking: {e}");
-            return;
+            return None;
         }
     }
     let mut buf = Vec::with_capacity(HEAD_BUF_BYTES);
@@ -70,11 +80,11 @@ pub async fn serve_client(w: Rc<Worker>, client: ClientConn, peer: SocketAddr) {
     loop {
         let head = match read_head(&client, &mut buf, w.cfg.timeout_client, answered).await {
             HeadRead::Head(h) => h,
-            HeadRead::Closed => return,
+            HeadRead::Closed => return Some(client),
             HeadRead::Reject(status) => {
                 debug!(%peer, status, "rejecting request head");
                 let _ = answer(&client, answers::proxy_error(status), w.cfg.timeout_client).await;
-                return;
+                return Some(client);
             }
         };
         let next = match static_route(&w, &head) {
@@ -83,10 +93,11 @@ pub async fn serve_client(w: Rc<Worker>, client: ClientConn, peer: SocketAddr) {
         };
         match next {
             Next::KeepAlive => answered = true,
-            Next::Close => return,
+            Next::Close => return Some(client),
+            Next::Abort => return None,
             Next::Upgrade(up) => {
                 monoio::spawn(run_tunnel(w, client, up));
-                return;
+                return None;
             }
         }
     }

@@ -80,7 +80,12 @@ impl Plan {
 /// What the connection loop does after an exchange.
 pub enum Next {
     KeepAlive,
+    /// Close after a complete answer (an HTTPS client gets TLS close_notify first, so a
+    /// body framed by the close is complete for strict clients such as OpenSSL 3).
     Close,
+    /// Close after a failure mid-answer, or a silent drop: no close_notify, so a response
+    /// cut short is never mistaken for a complete one. (Plain TCP: same as `Close`.)
+    Abort,
     /// A 101 was relayed: the connection becomes a tunnel to this upstream. The loop hands
     /// both sockets to a new, small task ([`run_tunnel`]) and ends, so an idle WebSocket
     /// does not keep the (much larger) request-processing task allocated.
@@ -166,20 +171,24 @@ pub async fn exchange(
             if flushed {
                 Next::Upgrade(up)
             } else {
-                Next::Close
+                Next::Abort
             }
         }
         (Err(e), _) if !started.get() => {
             let status = match e {
                 BodyError::Framing(_) => 400,
                 BodyError::Timeout => 408,
-                BodyError::Truncated | BodyError::Io(_) => return Next::Close,
+                BodyError::Truncated | BodyError::Io(_) => return Next::Abort,
             };
             debug!(status, "request body failed: {e}");
             let _ = answer(client, answers::proxy_error(status), w.cfg.timeout_client).await;
             Next::Close
         }
-        _ => Next::Close,
+        // The response is complete; the unread request body only forbids keep-alive.
+        (Err(_), ResponseEnd::Done { .. }) => Next::Close,
+        // Nothing was relayed: forward_response answered 502/503/504 itself.
+        (_, ResponseEnd::Failed) if !started.get() => Next::Close,
+        _ => Next::Abort,
     }
 }
 

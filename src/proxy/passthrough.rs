@@ -56,8 +56,7 @@ pub async fn serve_passthrough(
         let _ = answer(client, answers::proxy_error(status), w.cfg.timeout_client).await;
         return Next::Close;
     }
-    relay_answer(w, client, &stream).await;
-    Next::Close
+    relay_answer(w, client, &stream).await
 }
 
 /// Request head (stripped target, `Connection: close`) and a Content-Length body.
@@ -106,7 +105,9 @@ async fn send_request(
 }
 
 /// Engine -> client until the engine closes, each gap bounded by `HP_TIMEOUT_SERVER`.
-async fn relay_answer(w: &Worker, client: &ClientConn, engine: &EngineStream) {
+/// The close ends the answer, so only the engine's EOF (or an error answered before any
+/// byte) is a clean [`Next::Close`].
+async fn relay_answer(w: &Worker, client: &ClientConn, engine: &EngineStream) -> Next {
     let mut chunk = Vec::with_capacity(RELAY_BYTES);
     let mut sent_any = false;
     loop {
@@ -117,19 +118,17 @@ async fn relay_answer(w: &Worker, client: &ClientConn, engine: &EngineStream) {
         )
         .await
         {
-            Ok(0) => return,
+            Ok(0) => return Next::Close,
             Ok(_) => {}
+            Err(_) if sent_any => return Next::Abort,
             Err(e) => {
-                if !sent_any {
-                    let status = if e.kind() == io::ErrorKind::TimedOut {
-                        504
-                    } else {
-                        502
-                    };
-                    let _ =
-                        answer(client, answers::proxy_error(status), w.cfg.timeout_client).await;
-                }
-                return;
+                let status = if e.kind() == io::ErrorKind::TimedOut {
+                    504
+                } else {
+                    502
+                };
+                let _ = answer(client, answers::proxy_error(status), w.cfg.timeout_client).await;
+                return Next::Close;
             }
         }
         sent_any = true;
@@ -137,7 +136,7 @@ async fn relay_answer(w: &Worker, client: &ClientConn, engine: &EngineStream) {
             .await
             .is_err()
         {
-            return;
+            return Next::Abort;
         }
     }
 }
