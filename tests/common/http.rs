@@ -1,9 +1,11 @@
-//! A minimal, strict HTTP/1.1 client over `std::net::TcpStream` for byte-exact assertions:
-//! send raw bytes, read one response head, then its body by its framing (Content-Length,
-//! chunked, or to EOF). Strict on purpose: a malformed response from the proxy fails the test.
+//! A minimal, strict HTTP/1.1 client over `std::net::TcpStream` (optionally through a
+//! rustls client, for the HTTPS frontend) for byte-exact assertions: send raw bytes, read
+//! one response head, then its body by its framing (Content-Length, chunked, or to EOF).
+//! Strict on purpose: a malformed response from the proxy fails the test.
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Socket read/write timeout unless a test sets another: a hung proxy fails, never hangs.
@@ -74,6 +76,8 @@ impl Response {
 /// buffered for the next one: pipelining).
 pub struct Conn {
     pub stream: TcpStream,
+    /// Set for HTTPS: every byte then goes through this client session.
+    tls: Option<Box<rustls::ClientConnection>>,
     buf: Vec<u8>,
 }
 
@@ -85,10 +89,54 @@ impl Conn {
         stream.set_nodelay(true).expect("nodelay");
         let c = Conn {
             stream,
+            tls: None,
             buf: Vec::new(),
         };
         c.set_timeout(DEFAULT_IO_TIMEOUT);
         c
+    }
+
+    /// HTTPS to 127.0.0.1:port (server name `localhost`), handshake completed.
+    pub fn connect_tls(port: u16, cfg: &Arc<rustls::ClientConfig>) -> Conn {
+        Self::try_connect_tls(port, cfg)
+            .unwrap_or_else(|e| panic!("TLS handshake with 127.0.0.1:{port}: {e}"))
+    }
+
+    /// [`Conn::connect_tls`], returning a failed handshake as an error.
+    pub fn try_connect_tls(port: u16, cfg: &Arc<rustls::ClientConfig>) -> io::Result<Conn> {
+        let mut c = Conn::connect(port);
+        let name = rustls::pki_types::ServerName::try_from("localhost").expect("server name");
+        let mut tls = rustls::ClientConnection::new(cfg.clone(), name).map_err(io::Error::other)?;
+        while tls.is_handshaking() {
+            tls.complete_io(&mut c.stream)?;
+        }
+        c.tls = Some(Box::new(tls));
+        Ok(c)
+    }
+
+    /// The ALPN protocol the server picked (HTTPS only).
+    pub fn alpn(&self) -> Option<Vec<u8>> {
+        self.tls
+            .as_ref()
+            .and_then(|t| t.alpn_protocol().map(<[u8]>::to_vec))
+    }
+
+    fn raw_read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match &mut self.tls {
+            Some(t) => rustls::Stream::new(&mut **t, &mut self.stream).read(buf),
+            None => self.stream.read(buf),
+        }
+    }
+
+    fn raw_write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
+        match &mut self.tls {
+            Some(t) => {
+                let mut s = rustls::Stream::new(&mut **t, &mut self.stream);
+                s.write_all(bytes)?;
+                s.flush()
+            }
+            None => self.stream.write_all(bytes),
+        }
     }
 
     pub fn set_timeout(&self, t: Duration) {
@@ -99,25 +147,35 @@ impl Conn {
     }
 
     pub fn send(&mut self, bytes: &[u8]) {
-        self.stream
-            .write_all(bytes)
+        self.raw_write_all(bytes)
             .unwrap_or_else(|e| panic!("send {} bytes: {e}", bytes.len()));
     }
 
     /// Sends, ignoring errors (the peer may answer and close before reading everything).
     pub fn send_lenient(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.stream.write_all(bytes)
+        self.raw_write_all(bytes)
     }
 
     pub fn shutdown_write(&self) {
         let _ = self.stream.shutdown(Shutdown::Write);
     }
 
+    /// HTTPS: TLS close_notify (our end of the stream), then FIN.
+    pub fn close_notify(&mut self) {
+        if let Some(t) = &mut self.tls {
+            t.send_close_notify();
+            let _ = t.complete_io(&mut self.stream);
+        }
+        self.shutdown_write();
+    }
+
     /// Reads more bytes into the buffer; Ok(0) on EOF.
     fn fill(&mut self) -> io::Result<usize> {
         let old = self.buf.len();
         self.buf.resize(old + READ_CHUNK, 0);
-        let r = self.stream.read(&mut self.buf[old..]);
+        let mut chunk = std::mem::take(&mut self.buf);
+        let r = self.raw_read(&mut chunk[old..]);
+        self.buf = chunk;
         let n = *r.as_ref().unwrap_or(&0);
         self.buf.truncate(old + n);
         r

@@ -8,13 +8,15 @@
 //!
 //! Submodules: `http` (raw HTTP/1.1 client), `ws` (RFC 6455 client), `pattern` (the
 //! deterministic byte stream shared with upstream.py, sha256 helpers), `appapi` (AppAPI's
-//! Docker control-plane requests, engine stand-ins, network namespaces).
+//! Docker control-plane requests, engine stand-ins, network namespaces), `tls` (test CA and
+//! `cert.pem` for the HTTPS frontend, rustls client configs).
 #![allow(dead_code)]
 
 pub mod appapi;
 pub mod exapp;
 pub mod http;
 pub mod pattern;
+pub mod tls;
 pub mod ws;
 
 use std::fs::File;
@@ -338,6 +340,25 @@ pub struct Nginx {
 
 impl Nginx {
     pub fn start(backend_port: u16) -> Nginx {
+        Self::start_with(backend_port, |conf| conf)
+    }
+
+    /// nginx proxying `/exapps/` to `https://127.0.0.1:backend_port` (Lyre's HTTPS
+    /// frontend), verifying the certificate against `ca_pem` for the name `localhost`.
+    pub fn start_tls(backend_port: u16, ca_pem: &Path) -> Nginx {
+        let ca = ca_pem.to_str().expect("utf-8 CA path").to_string();
+        Self::start_with(backend_port, move |conf| {
+            let tls = format!(
+                "proxy_pass https://lyre;\n            proxy_ssl_verify on;\n            \
+                 proxy_ssl_trusted_certificate {ca};\n            proxy_ssl_name localhost;\n            \
+                 proxy_ssl_session_reuse on;"
+            );
+            assert!(conf.contains("proxy_pass http://lyre;"), "template changed");
+            conf.replace("proxy_pass http://lyre;", &tls)
+        })
+    }
+
+    fn start_with(backend_port: u16, edit: impl FnOnce(String) -> String) -> Nginx {
         let bin = nginx_bin();
         let dir = TempDir::new("nginx");
         let port = free_port();
@@ -348,6 +369,7 @@ impl Nginx {
             .replace("@DIR@", d)
             .replace("@LISTEN@", &port.to_string())
             .replace("@BACKEND@", &format!("127.0.0.1:{backend_port}"));
+        let conf = edit(conf);
         let conf_path = dir.path().join("nginx.conf");
         std::fs::write(&conf_path, conf).expect("write nginx.conf");
         let mut cmd = Command::new(bin);
@@ -434,6 +456,8 @@ pub struct Lyre {
     pub port: u16,
     pub control_port: u16,
     pub frp_port: u16,
+    /// `HP_EXAPPS_HTTPS_ADDRESS`'s port (served only when the certs dir has `cert.pem`).
+    pub https_port: u16,
     proc: Proc,
     _dir: TempDir,
 }
@@ -451,20 +475,48 @@ impl Lyre {
             .find(|(k, _)| k == "HP_EXAPPS_ADDRESS")
             .and_then(|(_, v)| v.parse().ok())
             .expect("HP_EXAPPS_ADDRESS is host:port");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_lyre"));
-        cmd.env_clear().arg("serve").args(args);
-        cmd.env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("RUST_BACKTRACE", "1");
-        cmd.envs(e.pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-        let mut proc = Proc::spawn("lyre", cmd, dir.path().join("lyre.log"));
+        let https: SocketAddr = e
+            .pairs
+            .iter()
+            .find(|(k, _)| k == "HP_EXAPPS_HTTPS_ADDRESS")
+            .and_then(|(_, v)| v.parse().ok())
+            .expect("HP_EXAPPS_HTTPS_ADDRESS is host:port");
+        let mut proc = Proc::spawn("lyre", serve_command(&e, args), dir.path().join("lyre.log"));
         proc.wait_listening(exapps.port());
         Lyre {
             port: exapps.port(),
             control_port: e.control_port,
             frp_port: e.frp_port,
+            https_port: https.port(),
             proc,
             _dir: dir,
         }
+    }
+
+    /// Runs `lyre serve ARGS` expecting it to refuse to start: returns its exit status and
+    /// log once it exits; fails the test if it is still running after [`START_DEADLINE`].
+    pub fn start_failure(
+        env: &[(&str, &str)],
+        args: &[&str],
+    ) -> (std::process::ExitStatus, String) {
+        let dir = TempDir::new("lyre-fail");
+        let mut e = LyreEnv::new(dir.path());
+        for (k, v) in env {
+            e.set(k, v);
+        }
+        let mut proc = Proc::spawn("lyre", serve_command(&e, args), dir.path().join("lyre.log"));
+        let mut status = None;
+        poll_until(START_DEADLINE, || {
+            status = proc.exited();
+            status.is_some()
+        });
+        let status = status.unwrap_or_else(|| {
+            panic!(
+                "lyre is still running after {START_DEADLINE:?}; expected a start failure\n{}",
+                proc.log_tail()
+            )
+        });
+        (status, proc.log())
     }
 
     /// `lyre serve --route PREFIX=127.0.0.1:PORT ...` for each `(prefix, port)`.
@@ -492,6 +544,16 @@ impl Lyre {
             panic!("lyre exited: {st}\n--- log ---\n{}", self.proc.log_tail());
         }
     }
+}
+
+/// `lyre serve ARGS` with exactly the variables of `e` (nothing inherited but PATH).
+fn serve_command(e: &LyreEnv, args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_lyre"));
+    cmd.env_clear().arg("serve").args(args);
+    cmd.env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("RUST_BACKTRACE", "1");
+    cmd.envs(e.pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    cmd
 }
 
 /// A tiny raw TCP upstream: for every connection it reads the request head (up to the

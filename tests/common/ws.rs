@@ -58,7 +58,12 @@ impl WsClient {
     /// Opens `path` on 127.0.0.1:port and performs the upgrade; panics unless 101 with the
     /// right Sec-WebSocket-Accept.
     pub fn connect(port: u16, path: &str) -> WsClient {
-        let mut ws = Self::try_connect(port, path);
+        Self::upgrade(Conn::connect(port), port, path)
+    }
+
+    /// [`WsClient::connect`] over an open connection (e.g. HTTPS, [`Conn::connect_tls`]).
+    pub fn upgrade(conn: Conn, port: u16, path: &str) -> WsClient {
+        let mut ws = Self::handshake_over(conn, port, path, &[]);
         let h = &ws.handshake;
         assert_eq!(
             h.status,
@@ -82,7 +87,10 @@ impl WsClient {
 
     /// [`WsClient::try_connect`] with extra request headers (e.g. a session cookie).
     pub fn try_connect_with(port: u16, path: &str, extra: &[(&str, &str)]) -> WsClient {
-        let mut conn = Conn::connect(port);
+        Self::handshake_over(Conn::connect(port), port, path, extra)
+    }
+
+    fn handshake_over(mut conn: Conn, port: u16, path: &str, extra: &[(&str, &str)]) -> WsClient {
         let key = base64(b"lyre-test-nonce!");
         let extra: String = extra.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect();
         let req = format!(
