@@ -15,7 +15,7 @@ use common::http::{get_req, Conn, Response};
 use common::pattern::HashSink;
 use common::tls::{make_certs, TestCerts};
 use common::ws::{WsClient, OP_BINARY};
-use common::{poll_until, Lyre, Nginx, Pattern, TempDir, Upstream};
+use common::{poll_until, Lyre, Nginx, Pattern, RawUpstream, TempDir, Upstream};
 
 const BIG: u64 = 256 * 1024 * 1024;
 
@@ -108,6 +108,33 @@ fn h20_static_route_over_https_matches_http_with_keepalive() {
         log.contains("HTTPS frontend on") && log.contains("cert.pem"),
         "info line naming the certificate: {log}"
     );
+}
+
+/// A response framed by the upstream's close reaches an HTTPS client whole and ends with
+/// TLS close_notify: the rustls client reports a bare TCP close as truncation
+/// (`UnexpectedEof`), as OpenSSL 3 clients (curl, PHP) do.
+#[test]
+fn h20_close_delimited_response_ends_with_close_notify() {
+    let (_d, certs) = certs();
+    let body = "x".repeat(200_000);
+    let raw = RawUpstream::start(
+        format!("HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n{body}").as_bytes(),
+    );
+    let (k, v) = certs_env(&certs);
+    let lyre = Lyre::routed(&[("/raw/", raw.port)], &[(k, v.as_str())]);
+    wait_https(&lyre);
+    let mut c = Conn::connect_tls(lyre.https_port, &certs.http11_client());
+    c.send(&get_req("/raw/x"));
+    let r = c
+        .try_read_response(false)
+        .unwrap_or_else(|e| panic!("close-delimited response over TLS: {e}"));
+    assert_eq!(r.head.status, 200);
+    assert!(
+        r.head.content_length().is_none() && !r.head.is_chunked(),
+        "{:?}",
+        r.head
+    );
+    assert_eq!(r.body.len(), body.len(), "body framed by the close");
 }
 
 /// H-20 with the ExApp path: HaRP's decision (session, level, header injection) works the
