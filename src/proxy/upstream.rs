@@ -20,10 +20,10 @@
 //! A work stream cannot splice (its bytes live in yamux/TLS buffers): bodies copy through a
 //! [`FRP_COPY_BUF_BYTES`] buffer allocated per body, framing reads zero-fill at most
 //! `FRAMING_READ_BYTES` of spare room per read; TLS legs copy the same way. An idle 101
-//! tunnel holds one [`FRP_TUNNEL_IDLE_BUF_BYTES`] buffer per direction whose source is not
-//! plain TCP (it waits inside the stream read); a direction grows to
-//! [`FRP_TUNNEL_BUF_BYTES`] while a burst fills its buffer, and a direction reading a plain
-//! TCP socket holds none while that socket is not readable.
+//! tunnel holds one [`FRP_TUNNEL_IDLE_BUF_BYTES`] buffer per direction reading a work
+//! stream (it waits inside the stream read); a direction grows to [`FRP_TUNNEL_BUF_BYTES`]
+//! while a burst fills its buffer, and a direction reading a plain TCP socket or a TLS
+//! stream holds none while its source has nothing to read.
 
 use std::cell::Cell;
 use std::future::Future;
@@ -301,9 +301,9 @@ enum Event {
 }
 
 /// `from` -> `to` until `from` ends (then `to` is shut for writing). From a plain TCP
-/// socket the buffer exists only while the socket has bytes (readiness first); from a
-/// work stream or TLS stream the read waits inside the stream, holding an idle-size
-/// buffer. One flat loop: this state is per idle WebSocket.
+/// socket or a TLS stream the buffer exists only while there are bytes (readiness first);
+/// from a work stream the read waits inside the stream, holding an idle-size buffer. One
+/// flat loop: this state is per idle WebSocket.
 async fn one_way(
     from: Leg<'_>,
     to: Leg<'_>,
@@ -334,6 +334,8 @@ async fn one_way(
             }
             Leg::Tls(t) => {
                 if buf.is_empty() {
+                    // Like TCP: no buffer while the client is quiet.
+                    t.readable().await?;
                     buf = vec![0u8; FRP_TUNNEL_IDLE_BUF_BYTES];
                 }
                 Box::pin(t.read(&mut buf)).await?
@@ -353,7 +355,11 @@ async fn one_way(
             Leg::Tls(t) => Box::pin(t.write_all(&buf[..got])).await?,
         }
         last.set(Instant::now());
-        resize_for(&mut buf, got);
+        match from {
+            // Drained (a short read): wait for the next message without a buffer.
+            Leg::Tls(_) if got < buf.len() => buf = Vec::new(),
+            _ => resize_for(&mut buf, got),
+        }
     }
 }
 

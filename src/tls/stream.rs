@@ -179,6 +179,32 @@ impl Transport {
         }
     }
 
+    /// Wait until a [`Transport::read`] has something to return (plaintext, EOF or an
+    /// error) or at least new bytes to process, without holding a read buffer: an idle
+    /// tunnel waits here (`proxy::upstream::tunnel_legs`).
+    pub async fn readable(&self) -> io::Result<()> {
+        let (tcp, pending) = match self {
+            Transport::Plain { tcp, prefix, .. } => (tcp, !prefix.borrow().is_empty()),
+            Transport::Tls {
+                tcp, conn, rbuf, ..
+            } => {
+                let ready = !rbuf.borrow().is_empty()
+                    || match conn.borrow_mut().process_new_packets() {
+                        Ok(st) => st.plaintext_bytes_to_read() > 0 || st.peer_has_closed(),
+                        Err(_) => true, // the next read reports it
+                    };
+                (tcp, ready)
+            }
+        };
+        if !pending {
+            if let Transport::Tls { rbuf, .. } = self {
+                *rbuf.borrow_mut() = Vec::new(); // empty: nothing to keep while idle
+            }
+            tcp.readable(false).await?;
+        }
+        Ok(())
+    }
+
     /// Give rustls more TLS bytes: first those left over from an earlier socket read, else
     /// one new socket read. Returns `false` at TCP EOF.
     async fn recv_tls(&self) -> io::Result<bool> {
