@@ -242,12 +242,17 @@ fn h20_256mib_up_and_down_over_https() {
     assert_eq!(r.json()["query"], "after=bodies");
 }
 
-/// WebSocket over TLS through the upgrade path: text and a 300 kB binary echo, then close.
+/// WebSocket over TLS through the upgrade path: text and a 300 kB binary echo, an idle
+/// period longer than HP_TIMEOUT_CLIENT (H-60: the tunnel timeout applies), then close.
 #[test]
 fn h20_websocket_echo_over_https() {
     let (_d, certs) = certs();
     let up = Upstream::start();
-    let lyre = routed_https(&up, &certs, &[]);
+    let lyre = routed_https(
+        &up,
+        &certs,
+        &[("HP_TIMEOUT_CLIENT", "1s"), ("HP_TIMEOUT_TUNNEL", "60s")],
+    );
     let conn = Conn::connect_tls(lyre.https_port, &certs.http11_client());
     let mut ws = WsClient::upgrade(conn, lyre.https_port, "/exapps/up/ws");
     for i in 0..20 {
@@ -258,6 +263,8 @@ fn h20_websocket_echo_over_https() {
     let m = ws.recv().expect("binary echo");
     assert_eq!(m.opcode, OP_BINARY);
     assert!(m.payload == big, "300 kB binary echo differs");
+    std::thread::sleep(Duration::from_secs(3)); // the behaviour under test is idle time
+    ws.assert_echo("after 3 s idle (client timeout 1 s)");
     ws.close();
 }
 
