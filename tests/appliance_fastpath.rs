@@ -4,7 +4,8 @@
 //! 127.0.0.1:<remotePort>. Requests must be answered through an in-process work stream
 //! (Lyre logs "frp fast path" at debug level for each one), byte-exact: a page, a 64 MiB
 //! download (sha256), a 64 MiB upload, a WebSocket echo. Once with plaintext FRP
-//! (HP_FRP_DISABLE_TLS=true, tcpMux on) and once with mTLS (certificates generated here).
+//! (HP_FRP_DISABLE_TLS=true, tcpMux on), once with mTLS (certificates generated here), and
+//! once with the client on the HTTPS frontend (TLS client leg <-> work stream: both copy).
 
 mod common;
 mod frp_harness;
@@ -16,6 +17,7 @@ use std::time::Duration;
 use common::appapi::{AppApi, SHARED_KEY};
 use common::http::{get_req, Conn};
 use common::pattern::HashSink;
+use common::tls::make_certs;
 use common::ws::WsClient;
 use common::{Lyre, Pattern, TempDir, Upstream};
 use frp_harness::{pick_remote_port, Frpc, FrpcOpts, ProxyOpts, Server};
@@ -30,13 +32,38 @@ struct Setup {
     _upstream: Upstream,
     frpc: Frpc,
     _certs: TempDir,
+    /// Clients connect over HTTPS with this config (else plain HTTP).
+    https: Option<Arc<rustls::ClientConfig>>,
+}
+
+impl Setup {
+    /// A client connection to Lyre's HTTP or (with `https`) HTTPS listener.
+    fn conn(&self) -> Conn {
+        match &self.https {
+            Some(cfg) => Conn::connect_tls(self.lyre.https_port, cfg),
+            None => Conn::connect(self.lyre.port),
+        }
+    }
+
+    fn client_port(&self) -> u16 {
+        match self.https {
+            Some(_) => self.lyre.https_port,
+            None => self.lyre.port,
+        }
+    }
 }
 
 /// Lyre (1 worker, debug log), frpc with one proxy to upstream.py, the ExApp record.
 fn setup(tls: bool, tcp_mux: bool) -> Setup {
+    setup_with(tls, tcp_mux, false)
+}
+
+/// [`setup`]; `https`: a `cert.pem` in the certs dir, clients use the HTTPS frontend.
+fn setup_with(tls: bool, tcp_mux: bool, https: bool) -> Setup {
     let upstream = Upstream::start();
     let certs = TempDir::new("fastpath-certs");
     let pki = tls.then(|| lyre::tls::ensure_frp_pki(certs.path(), 30).expect("generate PKI"));
+    let https = https.then(|| make_certs(certs.path()).http11_client());
     let certs_dir = certs.path().to_str().expect("utf-8 temp path").to_string();
     let mut env = vec![
         ("LYRE_WORKERS", "1"),
@@ -68,11 +95,20 @@ fn setup(tls: bool, tcp_mux: bool) -> Setup {
     let path = format!("/exapps/app_api/exapp_storage/{APP}");
     let r = api.call("POST", &path, record.to_string().as_bytes());
     assert_eq!(r.head.status, 204, "storing the record: {}", r.body_str());
+    if https.is_some() {
+        let port = lyre.https_port;
+        let open = || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok();
+        assert!(
+            common::poll_until(Duration::from_secs(10), open),
+            "no HTTPS listener"
+        );
+    }
     Setup {
         lyre,
         _upstream: upstream,
         frpc,
         _certs: certs,
+        https,
     }
 }
 
@@ -94,7 +130,7 @@ fn assert_fast_path_used(s: &Setup, n: usize, what: &str) {
 
 fn page(s: &Setup) {
     let before = fast_path_count(&s.lyre);
-    let mut c = Conn::connect(s.lyre.port);
+    let mut c = s.conn();
     c.send(&get_req(&format!("/exapps/{APP}/echo-headers?q=1")));
     let r = c.read_response();
     assert_eq!(r.head.status, 200, "page: {}", r.body_str());
@@ -112,7 +148,7 @@ fn page(s: &Setup) {
 
 fn download(s: &Setup, query: &str) {
     let before = fast_path_count(&s.lyre);
-    let mut c = Conn::connect(s.lyre.port);
+    let mut c = s.conn();
     c.set_timeout(Duration::from_secs(60));
     c.send(&get_req(&format!("/exapps/{APP}/bytes/{BIG}{query}")));
     let head = c.read_head();
@@ -127,7 +163,7 @@ fn download(s: &Setup, query: &str) {
 
 fn upload(s: &Setup) {
     let before = fast_path_count(&s.lyre);
-    let mut c = Conn::connect(s.lyre.port);
+    let mut c = s.conn();
     c.set_timeout(Duration::from_secs(60));
     let head =
         format!("POST /exapps/{APP}/upload HTTP/1.1\r\nHost: t\r\nContent-Length: {BIG}\r\n\r\n");
@@ -143,7 +179,7 @@ fn upload(s: &Setup) {
 
 fn websocket(s: &Setup) {
     let before = fast_path_count(&s.lyre);
-    let mut ws = WsClient::connect(s.lyre.port, &format!("/exapps/{APP}/ws"));
+    let mut ws = WsClient::upgrade(s.conn(), s.client_port(), &format!("/exapps/{APP}/ws"));
     ws.assert_echo("hello over the fast path");
     let blob: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
     ws.send_binary(&blob);
@@ -181,6 +217,18 @@ fn fast_path_tls_frp() {
     page(&s);
     assert_streams_reused(&s);
     download(&s, "");
+    upload(&s);
+    websocket(&s);
+}
+
+/// H-20 on the fast path: an HTTPS client's requests, bodies and WebSocket go into the
+/// in-process work stream (a TLS leg and a work-stream leg: copied both ways).
+#[test]
+fn fast_path_https_client() {
+    let s = setup_with(true, true, true);
+    page(&s);
+    download(&s, "");
+    download(&s, "?cl=1");
     upload(&s);
     websocket(&s);
 }
