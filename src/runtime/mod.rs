@@ -346,9 +346,25 @@ fn https_config(cfg: &crate::config::Config) -> Result<Option<Arc<rustls::Server
     if !path.exists() {
         return Ok(None);
     }
+    if overlaps(cfg.exapps_https_address, cfg.exapps_address) {
+        // SO_REUSEPORT would let both bind and split connections between HTTP and TLS.
+        return Err(format!(
+            "HP_EXAPPS_HTTPS_ADDRESS: {} overlaps HP_EXAPPS_ADDRESS {} (HTTPS is on because {} \
+             exists); give HTTPS its own port",
+            cfg.exapps_https_address,
+            cfg.exapps_address,
+            path.display()
+        ));
+    }
     crate::tls::https_config(&path)
         .map(Some)
         .map_err(|e| format!("LYRE_CERTS_DIR: HTTPS certificate unusable: {e}"))
+}
+
+/// Two listen addresses that would receive each other's connections (same port, and the
+/// same IP or either one a wildcard).
+fn overlaps(a: std::net::SocketAddr, b: std::net::SocketAddr) -> bool {
+    a.port() == b.port() && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
 }
 
 fn log_https(cfg: &crate::config::Config, on: bool) {
@@ -406,4 +422,26 @@ fn init_logging(level: crate::config::LogLevel) {
         .with_writer(std::io::stderr)
         .with_ansi(false)
         .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn https_and_http_listeners_must_not_overlap() {
+        let rows = [
+            ("0.0.0.0:8781", "0.0.0.0:8780", false),
+            ("0.0.0.0:8780", "0.0.0.0:8780", true),
+            ("127.0.0.1:8780", "0.0.0.0:8780", true),
+            ("0.0.0.0:8780", "10.0.0.1:8780", true),
+            ("127.0.0.1:8780", "10.0.0.1:8780", false),
+            ("[::]:8780", "127.0.0.1:8780", true),
+        ];
+        for (a, b, want) in rows {
+            assert_eq!(
+                super::overlaps(a.parse().unwrap(), b.parse().unwrap()),
+                want,
+                "{a} vs {b}"
+            );
+        }
+    }
 }
