@@ -74,6 +74,16 @@ fn run() -> Result<bool, String> {
     );
     let direct = load(&format!("http://{upstream}/hello"), RUN_SECS)?;
 
+    // Reference: nginx as a plain reverse proxy (no decision) to the same upstream,
+    // keep-alive both sides: what a mature C proxy costs per request on this machine.
+    let nginx = match start_nginx(upstream, &dir) {
+        Ok((peer, port)) => Some(measured(&peer, &format!("http://127.0.0.1:{port}/hello"))?),
+        Err(e) => {
+            println!("  (nginx reference skipped: {e})");
+            None
+        }
+    };
+
     // Baseline: the same forwarding through a static route, no decision at all.
     let route = format!("/hello={upstream}");
     let (lyre, port) = start_lyre(nc_port, &workers, &dir, &["--route", &route])?;
@@ -94,6 +104,7 @@ fn run() -> Result<bool, String> {
     let ok_statuses = [&direct, &plain, &decided].iter().all(|r| only_200(r));
     print_report(
         &direct,
+        nginx.as_ref().map(|(r, c)| (r, *c)),
         (&plain, plain_cpu),
         (&decided, decided_cpu),
         user_info,
@@ -116,10 +127,16 @@ fn measured(lyre: &Peer, url: &str) -> Result<(Report, f64), String> {
     Ok((report, cpu_us))
 }
 
-fn print_report(direct: &Report, plain: (&Report, f64), decided: (&Report, f64), user_info: u64) {
+fn print_report(
+    direct: &Report,
+    nginx: Option<(&Report, f64)>,
+    plain: (&Report, f64),
+    decided: (&Report, f64),
+    user_info: u64,
+) {
     let row = |name: &str, r: &Report, cpu: Option<f64>| {
         let h = &r.tally.latency;
-        let cpu = cpu.map_or(String::new(), |c| format!("  lyre CPU {c:.2} us/req"));
+        let cpu = cpu.map_or(String::new(), |c| format!("  proxy CPU {c:.2} us/req"));
         println!(
             "  {name:<28} {:>8.0} req/s  p50 {:.3} ms  p99 {:.3} ms{cpu}  statuses {}",
             r.requests_per_sec(),
@@ -129,6 +146,9 @@ fn print_report(direct: &Report, plain: (&Report, f64), decided: (&Report, f64),
         );
     };
     row("direct upstream", direct, None);
+    if let Some((r, cpu)) = nginx {
+        row("nginx proxy_pass (reference)", r, Some(cpu));
+    }
     row("lyre static route", plain.0, Some(plain.1));
     row("lyre USER route (decision)", decided.0, Some(decided.1));
     let ratio = decided.0.requests_per_sec() / direct.requests_per_sec().max(1e-9);
@@ -144,6 +164,12 @@ fn print_report(direct: &Report, plain: (&Report, f64), decided: (&Report, f64),
         decided.1,
         decided.1 - plain.1
     );
+    if let Some((_, nginx_cpu)) = nginx {
+        println!(
+            "  lyre CPU vs nginx             {:.2}x (Lyre with HaRP's decision / nginx proxying only)",
+            decided.1 / nginx_cpu
+        );
+    }
     let verdict = if user_info == 1 { "ok" } else { "WRONG" };
     println!(
         "  user-info calls              {user_info} for 1 cookie, {} requests on {CONNECTIONS} \
@@ -290,6 +316,62 @@ fn start_lyre(
     }
     let _ = peer.0.kill();
     Err("lyre serve did not listen in time".into())
+}
+
+/// nginx (`master_process off`: one process, so its /proc CPU is all of it) proxying to
+/// `upstream` with keep-alive on both sides; returns it and its port.
+fn start_nginx(upstream: SocketAddr, dir: &std::path::Path) -> Result<(Peer, u16), String> {
+    let bin = ["/usr/sbin/nginx", "/usr/bin/nginx"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).is_file())
+        .ok_or("no nginx binary (apt-get install nginx-light)")?;
+    let port = free_port()?;
+    let d = dir.join("nginx");
+    std::fs::create_dir_all(&d).map_err(|e| e.to_string())?;
+    let d = d.display();
+    // One process: CPU per request does not depend on the worker count, and one process
+    // is what /proc can attribute without summing children.
+    let conf = format!(
+        "daemon off; master_process off; worker_processes 1; pid {d}/nginx.pid;
+error_log {d}/error.log error;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  client_body_temp_path {d}/body; proxy_temp_path {d}/proxy;
+  fastcgi_temp_path {d}/fcgi; uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;
+  upstream up {{ server {upstream}; keepalive 128; }}
+  server {{
+    listen 127.0.0.1:{port};
+    keepalive_requests 1000000;
+    location / {{ proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection \"\"; }}
+  }}
+}}
+"
+    );
+    let conf_path = format!("{d}/nginx.conf");
+    std::fs::write(&conf_path, conf).map_err(|e| e.to_string())?;
+    let child = Command::new(bin)
+        .args(["-c", &conf_path, "-e", &format!("{d}/error.log")])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("spawn {bin}: {e}"))?;
+    let mut peer = Peer(child);
+    let end = Instant::now() + START_TIMEOUT;
+    while Instant::now() < end {
+        if let Ok(Some(status)) = peer.0.try_wait() {
+            return Err(format!(
+                "nginx exited at start ({status}), see {d}/error.log"
+            ));
+        }
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Ok((peer, port));
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    let _ = peer.0.kill();
+    Err("nginx did not listen in time".into())
 }
 
 /// A fake_nc.py control call; returns its JSON answer.

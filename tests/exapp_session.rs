@@ -122,3 +122,35 @@ fn h48_authorization_only_is_never_cached() {
     }
     assert_eq!(nc.user_calls(APP_ID), 3);
 }
+
+/// H-70: a decision that needs longer than 30 s in all gets `503 Service Unavailable
+/// (HaRP)`. Each Nextcloud call here stays under its own 25 s limit (20 s for exapp-meta,
+/// 20 s for user-info), so only the overall budget can end it, at 30 s; no ExApp is
+/// contacted (the record's port is closed).
+#[test]
+fn h70_decision_over_30_s_answers_503() {
+    let mut cfg = nc_config(common::free_port());
+    cfg["delay"] = json!({"exapp-meta": 20, "user-info": 20});
+    let nc = FakeNc::start(&cfg);
+    let lyre = lyre_for(&nc, &[]);
+    let mut c = common::http::Conn::connect(lyre.port);
+    c.set_timeout(Duration::from_secs(60));
+    let started = Instant::now();
+    c.send(&request(
+        "GET",
+        "/exapps/testapp/user/slow",
+        &[("Cookie", &session_cookie(ALICE_COOKIE))],
+    ));
+    let r = match read_outcome(&mut c) {
+        Outcome::Answered(r) => r,
+        Outcome::Dropped => panic!("H-70: dropped instead of 503"),
+    };
+    let waited = started.elapsed();
+    assert_eq!(r.head.status, 503, "H-70: {}", r.body_str());
+    assert_eq!(r.body_str(), "503 Service Unavailable (HaRP)");
+    assert!(
+        waited >= Duration::from_secs(29),
+        "answered after {waited:?}: something other than the 30 s budget ended it"
+    );
+    assert_eq!(nc.meta_calls(APP_ID), 1);
+}

@@ -154,18 +154,17 @@ fn t10_port_outside_allow_list_and_second_port_per_client_are_refused() {
     let server = start_server(false);
     let backend = tcp_echo();
     let ok_port = pick_remote_port();
-    let opts = FrpcOpts::new(
-        &server,
-        vec![
-            ProxyOpts::tcp("outside", 22999, backend),
-            ProxyOpts::tcp("inside", ok_port, backend),
-        ],
-    );
-    let frpc = Frpc::start(&opts);
-    frpc.wait_log(
+    // Alone on its client: with a second proxy, frpc's unordered NewProxy messages could
+    // let the other one take the client's only port first, and frps (like Lyre) then
+    // answers "exceed the max_ports_per_client" before checking the allow-list.
+    let outside = FrpcOpts::new(&server, vec![ProxyOpts::tcp("outside", 22999, backend)]);
+    let frpc_outside = Frpc::start(&outside);
+    frpc_outside.wait_log(
         "[outside] start error: port not allowed",
         Duration::from_secs(20),
     );
+    let opts = FrpcOpts::new(&server, vec![ProxyOpts::tcp("inside", ok_port, backend)]);
+    let frpc = Frpc::start(&opts);
     wait_tunnel_echo(&frpc, ok_port);
     // A second port for the same client (frpc sends both NewProxy at login).
     let p2 = pick_remote_port();

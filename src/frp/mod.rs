@@ -18,7 +18,6 @@ pub mod crypto;
 pub mod msg;
 pub mod registry;
 pub mod server;
-pub mod signal;
 pub mod snappy;
 pub mod work;
 pub mod yamux;

@@ -16,8 +16,8 @@ use serde::Serialize;
 use super::channel::Channel;
 use super::crypto::CfbWriter;
 use super::msg::{self, MsgType};
-use super::signal::{Latch, Notify, WakerList};
 use super::yamux::Session;
+use crate::runtime::signal::{Latch, Notify, WakerList};
 use crate::tls::Transport;
 
 /// frps's `transport.maxPoolCount`: ReqWorkConn sent right after login.

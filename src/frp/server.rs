@@ -121,8 +121,14 @@ async fn serve_stream(ctx: Rc<FrpContext>, stream: Stream, peer: SocketAddr, ses
         Ok((MsgType::Login, body, rest)) => {
             let r =
                 serve_control(ctx, ch, body, rest, peer, Killer::Session(session.clone())).await;
-            // The control is the session's reason to exist; frpc reconnects anyway.
-            session.close();
+            // The control is the session's reason to exist; frpc reconnects anyway. A
+            // refused login closes only its stream, as frps does: frpc reads the LoginResp
+            // error and closes the session itself (closing it here raced that read, and frpc
+            // then reported "session shutdown" instead of the reason). The login deadline
+            // still ends a session whose peer never leaves.
+            if session.is_authenticated() {
+                session.close();
+            }
             r
         }
         Ok((MsgType::NewWorkConn, body, rest)) => park_work_conn(&ctx, ch, &body, rest),

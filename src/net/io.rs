@@ -100,6 +100,28 @@ pub fn retry_nonblocking(mut call: impl FnMut() -> isize) -> io::Result<Option<u
     }
 }
 
+/// One nonblocking `recv` appended to `buf`, into its spare capacity (grown to at least
+/// `min_spare` first; nothing is zero-filled). `Ok(None)` = would block, `Ok(Some(0))` = EOF.
+pub fn try_recv_spare(
+    s: &impl AsRawFd,
+    buf: &mut Vec<u8>,
+    min_spare: usize,
+) -> io::Result<Option<usize>> {
+    if buf.capacity() - buf.len() < min_spare {
+        buf.reserve(min_spare);
+    }
+    let len = buf.len();
+    let spare = buf.capacity() - len;
+    // SAFETY: recv writes into the uninitialised tail; len grows only by what it wrote.
+    let tail = unsafe { std::slice::from_raw_parts_mut(buf.as_mut_ptr().add(len), spare) };
+    let got = try_recv(s, tail)?;
+    if let Some(n) = got {
+        // SAFETY: recv initialised n bytes of the tail.
+        unsafe { buf.set_len(len + n) };
+    }
+    Ok(got)
+}
+
 /// Read at least one byte into the spare capacity of `buf` (grown to `min_spare` if
 /// needed). `Ok(0)` = peer closed its write side.
 pub async fn read_some<S: Readiness>(
@@ -107,17 +129,8 @@ pub async fn read_some<S: Readiness>(
     buf: &mut Vec<u8>,
     min_spare: usize,
 ) -> io::Result<usize> {
-    if buf.capacity() - buf.len() < min_spare {
-        buf.reserve(min_spare);
-    }
     loop {
-        let len = buf.len();
-        let spare = buf.capacity() - len;
-        // SAFETY: we hand recv the uninitialised tail and only extend len by what it wrote.
-        let tail = unsafe { std::slice::from_raw_parts_mut(buf.as_mut_ptr().add(len), spare) };
-        if let Some(n) = try_recv(s, tail)? {
-            // SAFETY: recv initialised n bytes of the tail.
-            unsafe { buf.set_len(len + n) };
+        if let Some(n) = try_recv_spare(s, buf, min_spare)? {
             return Ok(n);
         }
         s.wait_readable().await?;

@@ -11,6 +11,8 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
+use crate::runtime::signal::same_task;
+
 /// How long a resolved address list is reused (aiohttp `ttl_dns_cache` default).
 pub const DEFAULT_DNS_TTL: Duration = Duration::from_secs(10);
 /// Addresses kept from one answer (connect tries them in order).
@@ -126,7 +128,7 @@ impl Future for Wait {
         if let Some(answer) = &f.answer {
             return Poll::Ready(answer.clone());
         }
-        if !f.wakers.iter().any(|w| w.will_wake(cx.waker())) {
+        if !f.wakers.iter().any(|w| same_task(w, cx.waker())) {
             f.wakers.push(cx.waker().clone());
         }
         Poll::Pending

@@ -8,10 +8,11 @@
 use std::cell::{Cell, RefCell};
 use std::future::poll_fn;
 use std::rc::Rc;
-use std::task::{Poll, Waker};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use super::conn::Conn;
+use crate::runtime::signal::WakerList;
 
 /// Connections (in use + idle) per worker (aiohttp `TCPConnector(limit=100)`).
 pub const DEFAULT_MAX_CONNECTIONS: usize = 100;
@@ -22,13 +23,12 @@ struct Budget {
     open: Cell<usize>,
     max: usize,
     /// Tasks waiting for a slot or an idle connection; at most one entry per waiting task.
-    waiters: RefCell<Vec<Waker>>,
+    waiters: WakerList,
 }
 
 impl Budget {
     fn wake_all(&self) {
-        let waiters = std::mem::take(&mut *self.waiters.borrow_mut());
-        waiters.into_iter().for_each(Waker::wake);
+        self.waiters.wake_all();
     }
 }
 
@@ -66,7 +66,7 @@ impl Pool {
             budget: Rc::new(Budget {
                 open: Cell::new(0),
                 max: max_connections.max(1),
-                waiters: RefCell::new(Vec::new()),
+                waiters: WakerList::default(),
             }),
             idle: RefCell::new(Vec::new()),
         }
@@ -83,10 +83,7 @@ impl Pool {
                 b.open.set(b.open.get() + 1);
                 return Poll::Ready(Acquired::Fresh(Slot(b.clone())));
             }
-            let mut waiters = b.waiters.borrow_mut();
-            if !waiters.iter().any(|w| w.will_wake(cx.waker())) {
-                waiters.push(cx.waker().clone());
-            }
+            b.waiters.register(cx.waker());
             Poll::Pending
         })
         .await

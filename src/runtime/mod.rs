@@ -5,6 +5,8 @@
 //! The driver is picked once at start (`LYRE_DRIVER`): io_uring when the kernel allows it
 //! (Docker's default seccomp profile blocks it), else epoll; the choice is logged.
 
+pub mod signal;
+
 use std::future::Future;
 use std::io;
 use std::sync::Arc;

@@ -12,15 +12,16 @@ use std::cell::{Cell, RefCell};
 use std::future::poll_fn;
 use std::io::{self, Read, Write};
 use std::os::fd::AsRawFd;
-use std::task::{Poll, Waker};
+use std::task::Poll;
 
 use monoio::net::TcpStream;
 use rustls::ServerConnection;
 
 use crate::net::io as nio;
+use crate::runtime::signal::WakerList;
 
-/// Size of one TLS socket read (one or a few TLS records).
-pub const TLS_READ_CHUNK_BYTES: usize = 32 * 1024;
+/// Size of one TLS socket read (several 16 KiB records: fewer syscalls on bulk streams).
+pub const TLS_READ_CHUNK_BYTES: usize = 64 * 1024;
 
 pub enum Transport {
     Plain {
@@ -33,7 +34,7 @@ pub enum Transport {
         tcp: TcpStream,
         conn: RefCell<Box<ServerConnection>>,
         /// Raw TLS bytes read from the socket and not yet accepted by rustls.
-        rbuf: RefCell<Vec<u8>>,
+        rbuf: RefCell<RawTls>,
         lock: WriteLock,
     },
 }
@@ -56,11 +57,11 @@ impl Transport {
         let t = Transport::Tls {
             tcp,
             conn: RefCell::new(Box::new(conn)),
-            rbuf: RefCell::new(Vec::with_capacity(TLS_READ_CHUNK_BYTES)),
+            rbuf: RefCell::new(RawTls::default()),
             lock: WriteLock::default(),
         };
         if let Transport::Tls { rbuf, .. } = &t {
-            rbuf.borrow_mut().extend_from_slice(initial);
+            rbuf.borrow_mut().buf.extend_from_slice(initial);
         }
         loop {
             let (handshaking, wants_write) = t.tls_state();
@@ -188,7 +189,7 @@ impl Transport {
             Transport::Tls {
                 tcp, conn, rbuf, ..
             } => {
-                let ready = !rbuf.borrow().is_empty()
+                let ready = rbuf.borrow().pending()
                     || match conn.borrow_mut().process_new_packets() {
                         Ok(st) => st.plaintext_bytes_to_read() > 0 || st.peer_has_closed(),
                         Err(_) => true, // the next read reports it
@@ -198,7 +199,7 @@ impl Transport {
         };
         if !pending {
             if let Transport::Tls { rbuf, .. } = self {
-                *rbuf.borrow_mut() = Vec::new(); // empty: nothing to keep while idle
+                *rbuf.borrow_mut() = RawTls::default(); // empty: nothing to keep while idle
             }
             tcp.readable(false).await?;
         }
@@ -212,53 +213,43 @@ impl Transport {
             return Ok(false);
         };
         loop {
-            let got = {
-                let mut b = rbuf.borrow_mut();
-                if !b.is_empty() {
-                    self.feed_tls(&mut b)?;
+            {
+                let mut raw = rbuf.borrow_mut();
+                if raw.start < raw.buf.len() {
+                    let used = self.feed_tls(&raw.buf[raw.start..])?;
+                    raw.start += used;
                     return Ok(true);
                 }
-                b.resize(TLS_READ_CHUNK_BYTES, 0);
-                let r = nio::try_recv(tcp, &mut b);
-                let n = match r {
-                    Ok(Some(n)) => n,
-                    Ok(None) => 0,
-                    Err(e) => {
-                        b.clear();
-                        return Err(e);
+                // Everything was accepted: refill from offset 0 (no bytes to move).
+                raw.buf.clear();
+                raw.start = 0;
+                match nio::try_recv_spare(tcp, &mut raw.buf, TLS_READ_CHUNK_BYTES)? {
+                    Some(0) => {
+                        self.feed_tls(&[])?; // empty = EOF for rustls
+                        return Ok(false);
                     }
-                };
-                b.truncate(n);
-                match r {
-                    Ok(Some(0)) => {
-                        self.feed_tls(&mut b)?; // empty = EOF for rustls
-                        Some(false)
+                    Some(_) => {
+                        let used = self.feed_tls(&raw.buf)?;
+                        raw.start = used;
+                        return Ok(true);
                     }
-                    Ok(Some(_)) => {
-                        self.feed_tls(&mut b)?;
-                        Some(true)
+                    None => {
+                        // Nothing pending: an idle connection (keep-alive client, WebSocket,
+                        // parked frpc) holds no read buffer while it waits.
+                        *raw = RawTls::default();
                     }
-                    _ => None,
-                }
-            };
-            match got {
-                Some(open) => return Ok(open),
-                None => {
-                    // Nothing pending: an idle connection (keep-alive client, WebSocket,
-                    // parked frpc) holds no read buffer while it waits.
-                    *rbuf.borrow_mut() = Vec::new();
-                    tcp.readable(false).await?
                 }
             }
+            tcp.readable(false).await?;
         }
     }
 
-    /// Hand raw TLS bytes from `pending` to rustls (empty = TCP EOF) and process them. Stops
-    /// as soon as decrypted plaintext is waiting: rustls refuses more input while its
-    /// plaintext buffer is over its limit, so the rest stays in `pending` for later.
-    fn feed_tls(&self, pending: &mut Vec<u8>) -> io::Result<()> {
+    /// Hand raw TLS bytes to rustls (empty = TCP EOF) and process them; returns how many
+    /// were accepted. Stops as soon as decrypted plaintext is waiting: rustls refuses more
+    /// input while its plaintext buffer is over its limit, so the rest waits for later.
+    fn feed_tls(&self, pending: &[u8]) -> io::Result<usize> {
         let Transport::Tls { conn, .. } = self else {
-            return Ok(());
+            return Ok(0);
         };
         let mut c = conn.borrow_mut();
         let eof = pending.is_empty();
@@ -272,9 +263,7 @@ impl Transport {
                 break;
             }
         }
-        let used = pending.len() - data.len();
-        pending.drain(..used);
-        Ok(())
+        Ok(pending.len() - data.len())
     }
 
     /// Write TLS records rustls has queued.
@@ -325,11 +314,26 @@ impl Transport {
     }
 }
 
+/// Raw TLS bytes from the socket: `buf[start..]` not yet accepted by rustls. Consumed by
+/// moving `start`, refilled only when empty, so bytes are never shifted.
+#[derive(Default)]
+pub struct RawTls {
+    buf: Vec<u8>,
+    start: usize,
+}
+
+impl RawTls {
+    /// Bytes read from the socket that rustls has not taken yet.
+    fn pending(&self) -> bool {
+        self.start < self.buf.len()
+    }
+}
+
 /// Async mutual exclusion for one task-local writer at a time.
 #[derive(Default)]
 pub struct WriteLock {
     held: Cell<bool>,
-    waiters: RefCell<Vec<Waker>>,
+    waiters: WakerList,
 }
 
 pub struct WriteGuard<'a>(&'a WriteLock);
@@ -341,10 +345,7 @@ impl WriteLock {
                 self.held.set(true);
                 return Poll::Ready(WriteGuard(self));
             }
-            let mut w = self.waiters.borrow_mut();
-            if !w.iter().any(|x| x.will_wake(cx.waker())) {
-                w.push(cx.waker().clone());
-            }
+            self.waiters.register(cx.waker());
             Poll::Pending
         })
         .await
@@ -354,9 +355,6 @@ impl WriteLock {
 impl Drop for WriteGuard<'_> {
     fn drop(&mut self) {
         self.0.held.set(false);
-        let list = std::mem::take(&mut *self.0.waiters.borrow_mut());
-        for w in list {
-            w.wake();
-        }
+        self.0.waiters.wake_all();
     }
 }

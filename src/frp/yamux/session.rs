@@ -29,7 +29,7 @@ use std::time::Duration;
 use bytes::{Buf, BytesMut};
 
 use super::frame::*;
-use crate::frp::signal::{Latch, Notify, WakerList};
+use crate::runtime::signal::{Latch, Notify, WakerList};
 use crate::tls::Transport;
 
 /// Window every stream starts with in each direction (fixed by the protocol).
@@ -294,22 +294,32 @@ impl Session {
         .await
     }
 
+    /// Frames from the transport. The buffer is zero-filled once and used as a window
+    /// `[start, end)`: bytes move only when a partial frame sits near its end, and it grows
+    /// only for a frame larger than itself (bounded by the window check in `try_frame`).
     async fn read_loop(&self, t: &Transport, initial: Vec<u8>) -> Result<(), YamuxError> {
+        let mut end = initial.len();
         let mut buf = initial;
-        buf.reserve(2 * READ_CHUNK_BYTES);
+        buf.resize(end.max(2 * READ_CHUNK_BYTES), 0);
+        let mut start = 0;
         loop {
-            let mut start = 0;
-            while let Some(used) = self.try_frame(&buf[start..])? {
+            while let Some(used) = self.try_frame(&buf[start..end])? {
                 start += used;
             }
-            buf.drain(..start);
-            let len = buf.len();
-            buf.resize(len + READ_CHUNK_BYTES, 0);
-            let n = t.read(&mut buf[len..]).await?;
-            buf.truncate(len + n);
+            if start == end {
+                (start, end) = (0, 0);
+            } else if buf.len() - end < READ_CHUNK_BYTES {
+                buf.copy_within(start..end, 0);
+                (start, end) = (0, end - start);
+                if buf.len() - end < READ_CHUNK_BYTES {
+                    buf.resize(end + READ_CHUNK_BYTES, 0);
+                }
+            }
+            let n = t.read(&mut buf[end..]).await?;
             if n == 0 {
                 return Ok(());
             }
+            end += n;
         }
     }
 
