@@ -307,6 +307,7 @@ fn roles_share_the_volume_and_in_use_is_409() {
 /// H-82 against the engine: untag-only, real delete with bytes, not found, in use.
 #[test]
 fn image_remove_shapes() {
+    let _store = docker_peer::image_store_lock();
     let podman = Podman::start("images");
     let frp = frp_certs_dir("images", false);
     let ctx = podman.ctx(&frp);
@@ -441,6 +442,7 @@ fn logs_through_passthrough_are_multiplexed() {
 /// lines with status 200, pull errors as an `error` line with status 200 (Docker semantics).
 #[test]
 fn image_pull_through_passthrough() {
+    let _store = docker_peer::image_store_lock();
     let podman = Podman::start("pull");
     let registry = docker_peer::Registry::start("pull");
     podman.forget_image(&registry.image());

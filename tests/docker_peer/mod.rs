@@ -228,6 +228,14 @@ pub fn run_legacy<F: Future>(f: F) -> F::Output {
         .block_on(f)
 }
 
+/// Held by tests of this binary that change the shared image store (pull, tag, commit,
+/// remove): podman serialises those on one storage lock, and a pull racing another test's
+/// image changes was seen to finish its stream before its image could be inspected.
+pub fn image_store_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Forward one request through an engine stream the way the proxy's passthrough does
 /// (connect, write the head, read to close) and return status and body.
 pub async fn passthrough(engine: &Engine, method: &str, path: &str) -> (u16, Vec<u8>) {
