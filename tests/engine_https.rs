@@ -422,3 +422,62 @@ fn h20_invalid_cert_pem_stops_the_start() {
         );
     }
 }
+
+/// H-102: SIGHUP reloads `cert.pem` without dropping the process or open connections: new
+/// handshakes present the new certificate, a connection made before keeps working, and an
+/// unusable file on a later SIGHUP leaves the last good certificate in use.
+#[test]
+fn h102_sighup_reloads_the_certificate() {
+    let (dir, old) = certs();
+    let up = Upstream::start();
+    let mut lyre = routed_https(&up, &old, &[]);
+    let mut before = Conn::connect_tls(lyre.https_port, &old.http11_client());
+    let path = "/exapps/up/echo-headers";
+    assert_eq!(request_on(&mut before, &get_req(path)).head.status, 200);
+
+    // A new CA and certificate, written over the served cert.pem.
+    let new = make_certs(&dir.path().join("new"));
+    std::fs::copy(&new.cert_pem, &old.cert_pem).expect("replace cert.pem");
+    let hup = |lyre: &Lyre| {
+        // SAFETY: kill(2) with a signal number on our own child's pid.
+        assert_eq!(unsafe { libc::kill(lyre.pid() as i32, libc::SIGHUP) }, 0);
+    };
+    hup(&lyre);
+    assert!(
+        poll_until(Duration::from_secs(10), || {
+            Conn::try_connect_tls(lyre.https_port, &new.http11_client()).is_ok()
+        }),
+        "the new certificate is never presented\n{}",
+        lyre.log()
+    );
+    assert!(
+        Conn::try_connect_tls(lyre.https_port, &old.http11_client()).is_err(),
+        "a client trusting only the old CA must now fail the handshake"
+    );
+    let mut after = Conn::connect_tls(lyre.https_port, &new.http11_client());
+    assert_eq!(request_on(&mut after, &get_req(path)).head.status, 200);
+    assert_eq!(
+        request_on(&mut before, &get_req(path)).head.status,
+        200,
+        "a connection made before the reload keeps working"
+    );
+    assert!(
+        lyre.log().contains("HTTPS certificate reloaded"),
+        "{}",
+        lyre.log()
+    );
+
+    // A broken file: the reload is refused and the last good certificate stays.
+    std::fs::write(&old.cert_pem, b"not a certificate\n").expect("break cert.pem");
+    hup(&lyre);
+    assert!(
+        poll_until(Duration::from_secs(10), || lyre
+            .log()
+            .contains("HTTPS certificate not reloaded")),
+        "no warning for the broken file\n{}",
+        lyre.log()
+    );
+    let mut still = Conn::connect_tls(lyre.https_port, &new.http11_client());
+    assert_eq!(request_on(&mut still, &get_req(path)).head.status, 200);
+    lyre.assert_alive();
+}

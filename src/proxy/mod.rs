@@ -25,8 +25,8 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 
+use crate::tls::frontend::HttpsCert;
 use monoio::net::{TcpListener, TcpStream};
-use rustls::ServerConfig;
 use tracing::debug;
 
 pub use client::ClientConn;
@@ -44,9 +44,10 @@ pub async fn accept_loop(w: Rc<Worker>, listener: TcpListener) {
 }
 
 /// Accept loop of one worker's HTTPS listener (H-20): same routing after the handshake.
-pub async fn accept_loop_https(w: Rc<Worker>, listener: TcpListener, tls: Arc<ServerConfig>) {
+pub async fn accept_loop_https(w: Rc<Worker>, listener: TcpListener, tls: Arc<HttpsCert>) {
     accept_each(&w, &listener, |stream, peer| {
-        monoio::spawn(serve_tls_client(w.clone(), stream, peer, tls.clone()));
+        // The current certificate: a SIGHUP reload applies from the next connection on.
+        monoio::spawn(serve_tls_client(w.clone(), stream, peer, tls.current()));
     })
     .await
 }

@@ -16,6 +16,7 @@ use monoio::{IoUringDriver, LegacyDriver, RuntimeBuilder};
 use tracing::{error, info};
 
 use crate::config::{Config, DriverChoice};
+use crate::tls::frontend::HttpsCert;
 
 /// io_uring submission queue size per worker.
 pub const DEFAULT_URING_ENTRIES: u32 = 4096;
@@ -143,8 +144,10 @@ where
 }
 
 /// Block SIGTERM/SIGINT/SIGUSR1/SIGHUP in this thread (call before spawning workers so they
-/// inherit the mask), then wait for one of them. SIGHUP is logged and ignored for now.
-pub fn wait_for_stop_signal() -> i32 {
+/// inherit the mask), then wait for a stop signal. SIGHUP reloads the HTTPS certificate
+/// (HaRP: HAProxy's live reload of its certs, H-102) and never stops the process; the
+/// configuration itself is not re-read (HaRP does not re-render it either).
+pub fn wait_for_stop_signal(https: Option<&HttpsCert>) -> i32 {
     // SAFETY: plain libc signal-set manipulation on a stack-allocated sigset_t.
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
@@ -158,11 +161,22 @@ pub fn wait_for_stop_signal() -> i32 {
                 continue;
             }
             if sig == libc::SIGHUP {
-                info!("SIGHUP received: nothing to reload yet");
+                reload_https(https);
                 continue;
             }
             return sig;
         }
+    }
+}
+
+fn reload_https(https: Option<&HttpsCert>) {
+    match https.map(|c| (c.reload(), c.path())) {
+        None => info!("SIGHUP: HTTPS is off (no certificate at start), nothing to reload"),
+        Some((Ok(()), path)) => info!(cert = %path.display(), "SIGHUP: HTTPS certificate reloaded"),
+        Some((Err(e), path)) => tracing::warn!(
+            cert = %path.display(),
+            "SIGHUP: HTTPS certificate not reloaded, the previous one stays in use: {e}"
+        ),
     }
 }
 
@@ -190,6 +204,7 @@ pub fn run(cfg: crate::config::Config, warnings: Vec<String>) -> Result<(), Stri
     let frp_tls = frp_tls_config(&cfg)?;
     let https = https_config(&cfg)?;
     let https_on = https.is_some();
+    let https_reload = https.clone();
     let cfg = Arc::new(cfg);
     block_stop_signals();
     let (bus, receivers) = crate::proxy::bus::Bus::new(cfg.workers)
@@ -226,7 +241,7 @@ pub fn run(cfg: crate::config::Config, warnings: Vec<String>) -> Result<(), Stri
         "lyre ready"
     );
     log_https(&cfg, https_on);
-    let sig = wait_for_stop_signal();
+    let sig = wait_for_stop_signal(https_reload.as_deref());
     info!(signal = sig, "stopping");
     Ok(())
 }
@@ -236,7 +251,7 @@ struct WorkerTls {
     /// FRP listener (worker 0); `None` when `HP_FRP_DISABLE_TLS=true`.
     frp: Option<Arc<rustls::ServerConfig>>,
     /// HTTPS frontend; `None` when `$LYRE_CERTS_DIR/cert.pem` is absent.
-    https: Option<Arc<rustls::ServerConfig>>,
+    https: Option<Arc<HttpsCert>>,
 }
 
 /// One worker: bind its listeners, report readiness, serve until the process exits.
@@ -341,9 +356,9 @@ fn bind_https(cfg: &crate::config::Config) -> Result<monoio::net::TcpListener, S
 }
 
 /// The HTTPS frontend (harp-compat.md §6.2, H-20): on when `$LYRE_CERTS_DIR/cert.pem`
-/// exists at start (loaded once here; SIGHUP does not reload it yet). A file that exists
+/// exists at start (SIGHUP re-reads it, see [`wait_for_stop_signal`]). A file that exists
 /// but is unusable stops the start: serving plain HTTP only would hide the mistake.
-fn https_config(cfg: &crate::config::Config) -> Result<Option<Arc<rustls::ServerConfig>>, String> {
+fn https_config(cfg: &crate::config::Config) -> Result<Option<Arc<HttpsCert>>, String> {
     let path = cfg.https_cert_path();
     if !path.exists() {
         return Ok(None);
@@ -358,8 +373,8 @@ fn https_config(cfg: &crate::config::Config) -> Result<Option<Arc<rustls::Server
             path.display()
         ));
     }
-    crate::tls::https_config(&path)
-        .map(Some)
+    HttpsCert::load(&path)
+        .map(|c| Some(Arc::new(c)))
         .map_err(|e| format!("LYRE_CERTS_DIR: HTTPS certificate unusable: {e}"))
 }
 

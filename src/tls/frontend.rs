@@ -62,6 +62,45 @@ pub fn https_config(path: &Path) -> Result<Arc<ServerConfig>, TlsError> {
     https_config_from_pem(path, &pem)
 }
 
+/// The HTTPS server config, replaceable at run time (SIGHUP, H-102): each new TLS
+/// connection takes the current one; connections already up keep theirs.
+pub struct HttpsCert {
+    path: std::path::PathBuf,
+    current: std::sync::RwLock<Arc<ServerConfig>>,
+}
+
+impl HttpsCert {
+    /// Load `path` (chain + key); fails as [`https_config`] does.
+    pub fn load(path: &Path) -> Result<HttpsCert, TlsError> {
+        Ok(HttpsCert {
+            path: path.to_path_buf(),
+            current: std::sync::RwLock::new(https_config(path)?),
+        })
+    }
+
+    /// The config for the next handshake (one uncontended read lock per connection).
+    pub fn current(&self) -> Arc<ServerConfig> {
+        match self.current.read() {
+            Ok(c) => c.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Re-read the file. On error the previous certificate stays in use.
+    pub fn reload(&self) -> Result<(), TlsError> {
+        let fresh = https_config(&self.path)?;
+        match self.current.write() {
+            Ok(mut c) => *c = fresh,
+            Err(poisoned) => *poisoned.into_inner() = fresh,
+        }
+        Ok(())
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
