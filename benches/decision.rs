@@ -303,19 +303,24 @@ fn start_lyre(
         .spawn()
         .map_err(|e| format!("spawn {LYRE}: {e}"))?;
     let mut peer = Peer(child);
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    wait_listening(&mut peer, port, "lyre serve")?;
+    Ok((peer, port))
+}
+
+/// Wait until `port` accepts (the child may still be starting); fails if it exits first
+/// or takes longer than [`START_TIMEOUT`].
+fn wait_listening(peer: &mut Peer, port: u16, what: &str) -> Result<(), String> {
     let end = Instant::now() + START_TIMEOUT;
     while Instant::now() < end {
         if let Ok(Some(status)) = peer.0.try_wait() {
-            return Err(format!("lyre serve exited at start ({status})"));
+            return Err(format!("{what} exited at start ({status})"));
         }
-        if TcpStream::connect(addr).is_ok() {
-            return Ok((peer, port));
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Ok(());
         }
         thread::sleep(Duration::from_millis(20));
     }
-    let _ = peer.0.kill();
-    Err("lyre serve did not listen in time".into())
+    Err(format!("{what} did not listen in time"))
 }
 
 /// nginx (`master_process off`: one process, so its /proc CPU is all of it) proxying to
@@ -358,20 +363,8 @@ http {{
         .spawn()
         .map_err(|e| format!("spawn {bin}: {e}"))?;
     let mut peer = Peer(child);
-    let end = Instant::now() + START_TIMEOUT;
-    while Instant::now() < end {
-        if let Ok(Some(status)) = peer.0.try_wait() {
-            return Err(format!(
-                "nginx exited at start ({status}), see {d}/error.log"
-            ));
-        }
-        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return Ok((peer, port));
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
-    let _ = peer.0.kill();
-    Err("nginx did not listen in time".into())
+    wait_listening(&mut peer, port, "nginx").map_err(|e| format!("{e}, see {d}/error.log"))?;
+    Ok((peer, port))
 }
 
 /// A fake_nc.py control call; returns its JSON answer.

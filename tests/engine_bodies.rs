@@ -7,7 +7,7 @@ mod common;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use common::http::{get_req, Conn};
+use common::http::{get_req, send_chunked_pattern, Conn};
 use common::pattern::HashSink;
 use common::{Lyre, Nginx, Pattern, Upstream};
 
@@ -121,32 +121,6 @@ fn download_256mib_through_nginx() {
     let lyre = Lyre::routed(&[("/exapps/up/", up.port)], &[]);
     let ngx = Nginx::start(lyre.port);
     download(ngx.port, "/exapps/up/bytes/268435456", BIG, big_sha());
-}
-
-/// Odd chunk sizes on purpose: 1-byte chunks, chunk extensions, blocks split mid-way.
-fn send_chunked_pattern(c: &mut Conn, n: u64) {
-    let mut i = 0u64;
-    let mut out = Vec::with_capacity(70 * 1024);
-    Pattern::new().for_each_block(n, |b| {
-        out.clear();
-        let parts: Vec<&[u8]> = match i % 3 {
-            0 => vec![b],
-            1 if b.len() > 1 => vec![&b[..1], &b[1..]],
-            _ => b.chunks(b.len().div_ceil(4).max(1)).collect(),
-        };
-        for (k, p) in parts.iter().enumerate() {
-            if k == 1 && i % 3 == 2 {
-                out.extend_from_slice(format!("{:x};ext=\"v\"\r\n", p.len()).as_bytes());
-            } else {
-                out.extend_from_slice(format!("{:x}\r\n", p.len()).as_bytes());
-            }
-            out.extend_from_slice(p);
-            out.extend_from_slice(b"\r\n");
-        }
-        c.send(&out);
-        i += 1;
-    });
-    c.send(b"0\r\n\r\n");
 }
 
 fn assert_upload_result(c: &mut Conn, n: u64, want: &str) {

@@ -11,7 +11,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 use common::exapp::{self, FakeNc, NcPyExApp, ALICE_COOKIE, APP_ID, SECRET};
-use common::http::{get_req, Conn, Response};
+use common::http::{get_req, send_chunked_pattern, Conn, Response};
 use common::pattern::HashSink;
 use common::tls::{make_certs, TestCerts};
 use common::ws::{WsClient, OP_BINARY};
@@ -189,24 +189,7 @@ fn download_tls(c: &mut Conn, path: &str, n: u64, want: &str) -> bool {
 /// Chunked upload with odd chunk sizes (the framing Lyre scans goes through rustls).
 fn upload_chunked_tls(c: &mut Conn, n: u64) {
     c.send(b"POST /exapps/up/upload HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n");
-    let mut i = 0u64;
-    let mut out = Vec::with_capacity(70 * 1024);
-    Pattern::new().for_each_block(n, |b| {
-        out.clear();
-        let parts: Vec<&[u8]> = if i % 2 == 0 {
-            vec![b]
-        } else {
-            b.chunks(b.len().div_ceil(3).max(1)).collect()
-        };
-        for p in parts {
-            out.extend_from_slice(format!("{:x}\r\n", p.len()).as_bytes());
-            out.extend_from_slice(p);
-            out.extend_from_slice(b"\r\n");
-        }
-        c.send(&out);
-        i += 1;
-    });
-    c.send(b"0\r\n\r\n");
+    send_chunked_pattern(c, n);
 }
 
 /// 256 MiB both ways over one TLS connection, byte-exact: chunked download, Content-Length

@@ -405,3 +405,29 @@ pub fn get(port: u16, path: &str) -> Response {
 pub fn get_req(path: &str) -> Vec<u8> {
     format!("GET {path} HTTP/1.1\r\nHost: lyre.test\r\n\r\n").into_bytes()
 }
+
+/// Odd chunk sizes on purpose: 1-byte chunks, chunk extensions, blocks split mid-way.
+pub fn send_chunked_pattern(c: &mut Conn, n: u64) {
+    let mut i = 0u64;
+    let mut out = Vec::with_capacity(70 * 1024);
+    super::Pattern::new().for_each_block(n, |b| {
+        out.clear();
+        let parts: Vec<&[u8]> = match i % 3 {
+            0 => vec![b],
+            1 if b.len() > 1 => vec![&b[..1], &b[1..]],
+            _ => b.chunks(b.len().div_ceil(4).max(1)).collect(),
+        };
+        for (k, p) in parts.iter().enumerate() {
+            if k == 1 && i % 3 == 2 {
+                out.extend_from_slice(format!("{:x};ext=\"v\"\r\n", p.len()).as_bytes());
+            } else {
+                out.extend_from_slice(format!("{:x}\r\n", p.len()).as_bytes());
+            }
+            out.extend_from_slice(p);
+            out.extend_from_slice(b"\r\n");
+        }
+        c.send(&out);
+        i += 1;
+    });
+    c.send(b"0\r\n\r\n");
+}
