@@ -60,13 +60,18 @@ fn setup(tls: bool, tcp_mux: bool) -> Setup {
 
 /// [`setup`]; `https`: a `cert.pem` in the certs dir, clients use the HTTPS frontend.
 fn setup_with(tls: bool, tcp_mux: bool, https: bool) -> Setup {
+    setup_workers(tls, tcp_mux, https, "1")
+}
+
+/// [`setup_with`] on `workers` workers (`LYRE_WORKERS`).
+fn setup_workers(tls: bool, tcp_mux: bool, https: bool, workers: &str) -> Setup {
     let upstream = Upstream::start();
     let certs = TempDir::new("fastpath-certs");
     let pki = tls.then(|| lyre::tls::ensure_frp_pki(certs.path(), 30).expect("generate PKI"));
     let https = https.then(|| make_certs(certs.path()).http11_client());
     let certs_dir = certs.path().to_str().expect("utf-8 temp path").to_string();
     let mut env = vec![
-        ("LYRE_WORKERS", "1"),
+        ("LYRE_WORKERS", workers),
         ("HP_LOG_LEVEL", "debug"),
         ("LYRE_CERTS_DIR", certs_dir.as_str()),
     ];
@@ -239,6 +244,49 @@ fn fast_path_without_tcp_mux() {
     page(&s);
     download(&s, "?cl=1");
     websocket(&s);
+}
+
+/// Two workers: a connection accepted by the worker that does not run the FRP server is
+/// handed over to the one that does. Every request still takes the in-process fast path
+/// (none goes through the tunnel's loopback listener, which would log no fast-path line),
+/// keep-alive continues on the new worker, and bodies and a WebSocket work after it.
+#[test]
+fn fast_path_from_every_worker() {
+    let s = setup_workers(false, true, false, "2");
+    let before = fast_path_count(&s.lyre);
+    // SO_REUSEPORT spreads new connections by their ports: with 32 of them, the chance that
+    // none lands on worker 1 is 2^-32.
+    const CONNS: usize = 32;
+    for i in 0..CONNS {
+        let mut c = s.conn();
+        for q in 0..2 {
+            c.send(&get_req(&format!("/exapps/{APP}/echo-headers?c={i}&q={q}")));
+            let r = c.read_response();
+            assert_eq!(
+                r.head.status,
+                200,
+                "connection {i}, request {q}: {}",
+                r.body_str()
+            );
+            assert_eq!(r.json()["query"], format!("c={i}&q={q}"));
+        }
+    }
+    assert_fast_path_used(&s, before + 2 * CONNS, "requests from both workers");
+    let handed = s
+        .lyre
+        .log()
+        .matches("connection handed over to the FRP worker")
+        .count();
+    assert!(
+        handed >= 1,
+        "no connection was handed over\n{}",
+        s.lyre.log()
+    );
+    for _ in 0..4 {
+        download(&s, "?cl=1");
+        upload(&s);
+        websocket(&s);
+    }
 }
 
 /// A tunnel that goes away: the record still points at its port, nothing listens there

@@ -15,6 +15,7 @@
 pub mod channel;
 pub mod control;
 pub mod crypto;
+pub mod live;
 pub mod msg;
 pub mod registry;
 pub mod server;
@@ -29,6 +30,7 @@ use std::sync::Arc;
 
 use crate::config::Secret;
 
+pub use live::LiveTunnels;
 pub use server::serve_frp;
 pub use work::{open_work_stream, WorkStream};
 
@@ -89,6 +91,12 @@ impl FrpContext {
 
     pub fn with_bans(mut self, bans: Box<dyn BanHook>) -> FrpContext {
         self.bans = bans;
+        self
+    }
+
+    /// Publish registered ports here (shared with the other workers).
+    pub fn with_live_tunnels(self, live: Arc<LiveTunnels>) -> FrpContext {
+        self.registry.borrow_mut().live = live;
         self
     }
 

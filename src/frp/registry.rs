@@ -234,6 +234,8 @@ pub struct Registry {
     controls: HashMap<String, Rc<Control>>,
     ports: HashMap<u16, Rc<Proxy>>,
     names: HashSet<String>,
+    /// `ports`' keys, as other workers see them.
+    pub(crate) live: std::sync::Arc<super::LiveTunnels>,
 }
 
 impl Registry {
@@ -271,6 +273,7 @@ impl Registry {
 
     pub fn insert_proxy(&mut self, p: Rc<Proxy>) {
         self.names.insert(p.name.clone());
+        self.live.set(p.port, true);
         self.ports.insert(p.port, p);
     }
 
@@ -278,6 +281,7 @@ impl Registry {
         if self.ports.get(&p.port).is_some_and(|x| Rc::ptr_eq(x, p)) {
             self.ports.remove(&p.port);
             self.names.remove(&p.name);
+            self.live.set(p.port, false);
         }
         if p.closed.is_fired() {
             return;

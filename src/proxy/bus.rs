@@ -13,6 +13,7 @@ use std::os::unix::net::UnixStream as StdUnixStream;
 use std::sync::mpsc;
 use std::sync::Arc;
 
+use super::conn::HandedClient;
 use crate::exapps::{MetaFetch, StateUpdate, UserAnswer};
 
 /// A message between workers.
@@ -36,6 +37,8 @@ pub enum BusMsg {
     },
     /// The outcome of a `FetchUser` you asked for.
     UserDone { cookie: Vec<u8>, result: UserAnswer },
+    /// You run the FRP server: take over this client connection (see `conn::hand_over`).
+    HandOver(Box<HandedClient>),
 }
 
 struct Inbox {

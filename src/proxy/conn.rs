@@ -6,6 +6,7 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,10 +15,11 @@ use monoio::net::TcpStream;
 use rustls::ServerConfig;
 use tracing::debug;
 
+use super::bus::BusMsg;
 use super::client::{accept_tls, ClientConn};
-use super::dispatch::serve_decided;
+use super::dispatch::{pick_upstream, serve_decided};
 use super::exchange::{exchange, run_tunnel, Next, Plan, Upstream};
-use super::worker::Worker;
+use super::worker::{Worker, FRP_WORKER};
 use crate::http::{answers, parse_request, HeadError, RequestHead, MAX_HEAD_BYTES};
 use crate::net::io::set_nonblocking;
 
@@ -75,21 +77,39 @@ pub async fn serve_client(
             return None;
         }
     }
-    let mut buf = Vec::with_capacity(HEAD_BUF_BYTES);
-    let mut answered = false;
+    serve_from(w, client, peer, Vec::with_capacity(HEAD_BUF_BYTES), None).await
+}
+
+/// The request loop. `first`: what the first request's exchange already returned (a
+/// connection handed over from another worker); `None` starts by reading a head.
+async fn serve_from(
+    w: Rc<Worker>,
+    mut client: ClientConn,
+    peer: SocketAddr,
+    mut buf: Vec<u8>,
+    mut first: Option<Next>,
+) -> Option<ClientConn> {
+    let mut answered = first.is_some();
     loop {
-        let head = match read_head(&client, &mut buf, w.cfg.timeout_client, answered).await {
-            HeadRead::Head(h) => h,
-            HeadRead::Closed => return Some(client),
-            HeadRead::Reject(status) => {
-                debug!(%peer, status, "rejecting request head");
-                let _ = answer(&client, answers::proxy_error(status), w.cfg.timeout_client).await;
-                return Some(client);
+        let next = match first.take() {
+            Some(next) => next,
+            None => {
+                let head = match read_head(&client, &mut buf, w.cfg.timeout_client, answered).await
+                {
+                    HeadRead::Head(h) => h,
+                    HeadRead::Closed => return Some(client),
+                    HeadRead::Reject(status) => {
+                        debug!(%peer, status, "rejecting request head");
+                        let _ = answer(&client, answers::proxy_error(status), w.cfg.timeout_client)
+                            .await;
+                        return Some(client);
+                    }
+                };
+                match static_route(&w, &head) {
+                    Some(up) => exchange(&w, &client, &mut buf, head, Plan::plain(up)).await,
+                    None => serve_decided(&w, &client, &mut buf, head, peer).await,
+                }
             }
-        };
-        let next = match static_route(&w, &head) {
-            Some(up) => exchange(&w, &client, &mut buf, head, Plan::plain(up)).await,
-            None => serve_decided(&w, &client, &mut buf, head, peer).await,
         };
         match next {
             Next::KeepAlive => answered = true,
@@ -99,8 +119,86 @@ pub async fn serve_client(
                 monoio::spawn(run_tunnel(w, client, up));
                 return None;
             }
+            Next::HandOver(pending) => match hand_over(&w, client, peer, buf, pending) {
+                Ok(()) => return None,
+                // Could not move it: forward here, through the tunnel's loopback listener.
+                Err((c, b, pending)) => {
+                    (client, buf) = (c, b);
+                    let (head, plan) = *pending;
+                    first = Some(exchange(&w, &client, &mut buf, head, plan).await);
+                }
+            },
         }
     }
+}
+
+/// A client connection on its way to the FRP worker, with the request it sent (not yet
+/// forwarded) and any bytes read behind it.
+#[derive(Debug)]
+pub struct HandedClient {
+    fd: OwnedFd,
+    peer: SocketAddr,
+    buf: Vec<u8>,
+    pending: Box<(RequestHead, Plan)>,
+}
+
+type NotHandedOver = (ClientConn, Vec<u8>, Box<(RequestHead, Plan)>);
+
+/// Send the connection to [`FRP_WORKER`] over the bus. The socket travels as a duplicate
+/// fd; this worker's copy closes (and leaves its driver) when `client` drops here.
+fn hand_over(
+    w: &Worker,
+    client: ClientConn,
+    peer: SocketAddr,
+    buf: Vec<u8>,
+    pending: Box<(RequestHead, Plan)>,
+) -> Result<(), NotHandedOver> {
+    let ClientConn::Tcp(tcp) = &client else {
+        return Err((client, buf, pending));
+    };
+    // SAFETY: the fd is open for as long as `tcp` lives, which outlasts this borrow.
+    let borrowed = unsafe { BorrowedFd::borrow_raw(tcp.as_raw_fd()) };
+    let fd = match borrowed.try_clone_to_owned() {
+        Ok(fd) => fd,
+        Err(e) => {
+            debug!(%peer, "cannot hand the connection over: {e}");
+            return Err((client, buf, pending));
+        }
+    };
+    debug!(%peer, from = w.id, "connection handed over to the FRP worker");
+    let handed = HandedClient {
+        fd,
+        peer,
+        buf,
+        pending,
+    };
+    w.bus.send(FRP_WORKER, BusMsg::HandOver(Box::new(handed)));
+    Ok(())
+}
+
+/// On the FRP worker: serve a connection handed over by another worker, starting with the
+/// request it already read (now forwarded in-process when its tunnel is still live).
+pub async fn adopt_client(w: Rc<Worker>, handed: Box<HandedClient>) {
+    let HandedClient {
+        fd,
+        peer,
+        mut buf,
+        pending,
+    } = *handed;
+    let tcp = match TcpStream::from_std(std::net::TcpStream::from(fd)) {
+        Ok(t) => t,
+        Err(e) => {
+            debug!(%peer, "cannot adopt a handed-over connection: {e}");
+            return;
+        }
+    };
+    let client = ClientConn::Tcp(tcp);
+    let (head, mut plan) = *pending;
+    if let Upstream::Tcp(addr) = plan.upstream {
+        plan.upstream = pick_upstream(&w, addr, peer);
+    }
+    let first = exchange(&w, &client, &mut buf, head, plan).await;
+    let _ = Box::pin(serve_from(w, client, peer, buf, Some(first))).await;
 }
 
 /// Operator-configured static routes (`--route`) win; everything else goes through HaRP's

@@ -2,7 +2,7 @@
 //! injection, control requests are served in-process, denials get HaRP's exact pages and a
 //! DROP closes with a reset.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::rc::Rc;
 
 use super::client::ClientConn;
@@ -10,7 +10,7 @@ use super::conn::answer;
 use super::exapp::{decide_request, Decided};
 use super::exchange::{exchange, Next, Plan, Upstream};
 use super::passthrough::serve_passthrough;
-use super::worker::{now_ms, Worker};
+use super::worker::{now_ms, Worker, FRP_WORKER};
 use crate::control::api::{self, ControlCtx, ControlReply, ControlRequest, MAX_CONTROL_BODY_BYTES};
 use crate::decide::Forward;
 use crate::docker;
@@ -27,6 +27,9 @@ pub async fn serve_decided(
     match decide_request(w, &head, peer.ip()).await {
         Decided::ExApp { fwd, addr } => {
             let plan = exapp_plan(w, fwd, pick_upstream(w, addr, peer));
+            if hand_over_to_frp_worker(w, client, &plan) {
+                return Next::HandOver(Box::new((head, plan)));
+            }
             exchange(w, client, buf, head, plan).await
         }
         // Control and Docker requests are few and their futures large: boxed, so the
@@ -83,11 +86,26 @@ fn exapp_plan(w: &Worker, fwd: Box<Forward>, upstream: Upstream) -> Plan {
     }
 }
 
+/// A plain TCP client whose ExApp sits behind a live tunnel, on a worker that does not run
+/// the FRP server: cheaper to move the connection to that worker (one fd over the bus,
+/// once per connection) than to relay every byte through the tunnel port's loopback
+/// listener (a second TCP connection, crossing cores both ways, for its whole life).
+/// HTTPS clients keep the loopback path: their TLS state is not moved.
+fn hand_over_to_frp_worker(w: &Worker, client: &ClientConn, plan: &Plan) -> bool {
+    let Upstream::Tcp(addr) = plan.upstream else {
+        return false;
+    };
+    w.id != FRP_WORKER
+        && matches!(client, ClientConn::Tcp(_))
+        && addr.ip() == IpAddr::V4(Ipv4Addr::LOCALHOST)
+        && w.live_tunnels.is_live(addr.port())
+}
+
 /// FRP fast path: on the worker that runs the FRP server, an ExApp at the tunnels' bind
 /// address (127.0.0.1) whose port is a live tunnel is reached through an in-process work
 /// stream instead of the loopback listener. Other workers (no FRP context) and ports
 /// without a tunnel go over TCP as before (`upstream.rs` explains why).
-fn pick_upstream(w: &Worker, addr: SocketAddr, client: SocketAddr) -> Upstream {
+pub(super) fn pick_upstream(w: &Worker, addr: SocketAddr, client: SocketAddr) -> Upstream {
     let frp = w.frp.borrow();
     match frp.as_ref() {
         Some(ctx) if addr.ip() == ctx.proxy_bind_ip && ctx.has_port(addr.port()) => Upstream::Frp {

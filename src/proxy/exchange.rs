@@ -90,6 +90,10 @@ pub enum Next {
     /// both sockets to a new, small task ([`run_tunnel`]) and ends, so an idle WebSocket
     /// does not keep the (much larger) request-processing task allocated.
     Upgrade(UpstreamConn),
+    /// Not forwarded yet: the request is for a live FRP tunnel and this worker does not run
+    /// the FRP server. The connection moves to the worker that does (`conn::hand_over`),
+    /// which forwards this request in-process and serves the connection from then on.
+    HandOver(Box<(RequestHead, Plan)>),
 }
 
 /// How the response side ended.

@@ -170,6 +170,9 @@ fn handle_msg(w: &Rc<Worker>, msg: BusMsg) {
                 slot.fill(result);
             }
         }
+        BusMsg::HandOver(h) => {
+            monoio::spawn(super::conn::adopt_client(w.clone(), h));
+        }
     }
 }
 

@@ -33,7 +33,7 @@ pub use client::ClientConn;
 pub use conn::{serve_client, serve_tls_client};
 pub use flight::run_bus;
 pub use tunnels::run_frp;
-pub use worker::{now_ms, Worker};
+pub use worker::{now_ms, Worker, FRP_WORKER};
 
 /// Accept loop of one worker's public listener.
 pub async fn accept_loop(w: Rc<Worker>, listener: TcpListener) {

@@ -44,7 +44,11 @@ impl BanHook for WorkerBans {
 /// Run the FRP server on this worker until the process exits.
 pub async fn run_frp(w: Rc<Worker>, listener: TcpListener, tls: Option<Arc<rustls::ServerConfig>>) {
     let bans = Box::new(WorkerBans(Rc::downgrade(&w)));
-    let ctx = Rc::new(FrpContext::new(w.cfg.shared_key.clone(), tls).with_bans(bans));
+    let ctx = Rc::new(
+        FrpContext::new(w.cfg.shared_key.clone(), tls)
+            .with_bans(bans)
+            .with_live_tunnels(w.live_tunnels.clone()),
+    );
     w.frp.replace(Some(ctx.clone()));
     serve_frp(listener, ctx).await;
 }

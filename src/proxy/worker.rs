@@ -15,7 +15,7 @@ use super::pool::Pool;
 use crate::config::{Config, PumpChoice};
 use crate::docker::DockerCtx;
 use crate::exapps::{MetaFetch, State, StateUpdate, UserAnswer};
-use crate::frp::FrpContext;
+use crate::frp::{FrpContext, LiveTunnels};
 use crate::net::pump::Pump;
 use crate::nextcloud::NcClient;
 
@@ -25,6 +25,9 @@ pub fn now_ms() -> u64 {
     static START: OnceLock<Instant> = OnceLock::new();
     START.get_or_init(Instant::now).elapsed().as_millis() as u64
 }
+
+/// The worker that owns the admin listener and the FRP server (every tunnel lives there).
+pub const FRP_WORKER: usize = 0;
 
 pub struct Worker {
     pub id: usize,
@@ -44,10 +47,19 @@ pub struct Worker {
     /// The FRP server's state, on the one worker that runs it (set by `run_frp`); `None`
     /// elsewhere. Requests for a live tunnel's port use it for the in-process fast path.
     pub frp: RefCell<Option<Rc<FrpContext>>>,
+    /// Ports with a live tunnel on the FRP worker (shared by all workers): a request for
+    /// one of them that lands elsewhere hands its connection over (`conn::hand_over`).
+    pub live_tunnels: Arc<LiveTunnels>,
 }
 
 impl Worker {
-    pub fn new(id: usize, cfg: Arc<Config>, bus: Arc<Bus>, nc: NcClient) -> Rc<Worker> {
+    pub fn new(
+        id: usize,
+        cfg: Arc<Config>,
+        bus: Arc<Bus>,
+        nc: NcClient,
+        live_tunnels: Arc<LiveTunnels>,
+    ) -> Rc<Worker> {
         Rc::new(Worker {
             id,
             state: RefCell::new(State::from_config(&cfg)),
@@ -59,6 +71,7 @@ impl Worker {
             pending_meta: RefCell::new(HashMap::new()),
             pending_user: RefCell::new(HashMap::new()),
             frp: RefCell::new(None),
+            live_tunnels,
             cfg,
         })
     }

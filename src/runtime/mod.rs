@@ -213,18 +213,20 @@ pub fn run(cfg: crate::config::Config, warnings: Vec<String>) -> Result<(), Stri
         std::sync::Mutex::new(receivers.into_iter().map(Some).collect()),
     );
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
+    let live_tunnels = Arc::new(crate::frp::LiveTunnels::default());
     let worker_cfg = cfg.clone();
     let _workers = spawn_workers(&cfg, driver, move |id| {
         let cfg = worker_cfg.clone();
         let ready = ready_tx.clone();
         let bus = bus.clone();
+        let live = live_tunnels.clone();
         let tls = WorkerTls {
             frp: frp_tls.clone(),
             https: https.clone(),
         };
         // invariant: each worker id takes its own receiver exactly once.
         let rx = receivers.lock().map(|mut v| v[id].take()).ok().flatten();
-        async move { worker_main(id, cfg, bus, rx, tls, ready).await }
+        async move { worker_main(id, cfg, (bus, live), rx, tls, ready).await }
     });
     for _ in 0..cfg.workers {
         match ready_rx.recv() {
@@ -258,7 +260,7 @@ struct WorkerTls {
 async fn worker_main(
     id: usize,
     cfg: Arc<crate::config::Config>,
-    bus: Arc<crate::proxy::bus::Bus>,
+    (bus, live): (Arc<crate::proxy::bus::Bus>, Arc<crate::frp::LiveTunnels>),
     rx: Option<crate::proxy::bus::BusReceiver>,
     tls: WorkerTls,
     ready: std::sync::mpsc::Sender<Result<(), String>>,
@@ -293,7 +295,7 @@ async fn worker_main(
             return;
         }
     };
-    let owned = if id == 0 {
+    let owned = if id == crate::proxy::FRP_WORKER {
         match bind_worker0_listeners(&cfg) {
             Ok(l) => Some(l),
             Err(msg) => {
@@ -305,7 +307,7 @@ async fn worker_main(
         None
     };
     let _ = ready.send(Ok(()));
-    let worker = crate::proxy::Worker::new(id, cfg, bus, nc);
+    let worker = crate::proxy::Worker::new(id, cfg, bus, nc, live);
     if let Some((admin, frp)) = owned {
         monoio::spawn(crate::control::serve_admin(admin));
         monoio::spawn(crate::proxy::run_frp(worker.clone(), frp, tls.frp));
