@@ -11,10 +11,9 @@
 //! # Why the fast path exists only on the FRP worker
 //! A tunnel (its control connection, yamux session and parked work connections) lives on
 //! the one worker that runs the FRP server; its state is `Rc` and cannot be touched from
-//! another core. A request accepted by another worker would have to hand its client socket
-//! (and its parsed head and buffered bytes) to worker 0 over the bus and give up its own
-//! keep-alive loop; instead it keeps using the loopback listener, which costs one local TCP
-//! hop. With `LYRE_WORKERS=1` (the usual small appliance) every request takes the fast path.
+//! another core. A plain HTTP connection accepted by another worker is handed over to the
+//! FRP worker (`conn::hand_over`) with its first tunnel-bound request; an HTTPS one keeps
+//! using the tunnel's loopback listener (one local TCP hop).
 //!
 //! # Budget
 //! A work stream cannot splice (its bytes live in yamux/TLS buffers): bodies copy through a
