@@ -12,6 +12,11 @@
 //! requests) against the target, and the number of user-info calls (must be 1).
 //! Every phase is bounded in time; the bench exits non-zero on a correctness failure
 //! (non-200 answers, user-info count != 1), not on a missed performance target.
+//!
+//! `BENCH_PIN=1`: the proxy under test (Lyre with one worker, and the nginx reference) runs
+//! on the last CPU, this process (load generator, upstream) and fake_nc.py on the others,
+//! so the proxy's CPU per request is measured without sharing its core. The default run
+//! does not pin: everything competes for the same cores, as on a small appliance.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -64,19 +69,30 @@ fn main() -> ExitCode {
 }
 
 fn run() -> Result<bool, String> {
+    let pin = std::env::var("BENCH_PIN").is_ok_and(|v| v == "1");
+    if pin {
+        pin_self_away_from_proxy_cpu()?;
+    }
     let upstream = lyre::demo::start_upstream().map_err(|e| format!("upstream: {e}"))?;
     let (nc, nc_port) = start_fake_nc(upstream.port())?;
-    let workers = std::env::var("BENCH_LYRE_WORKERS").unwrap_or_else(|_| "2".into());
+    let default_workers = if pin { "1" } else { "2" };
+    let workers =
+        std::env::var("BENCH_LYRE_WORKERS").unwrap_or_else(|_| default_workers.into());
     let dir = scratch_dir()?;
     println!(
         "decision bench: USER route, cached session (HP_SESSION_LIFETIME={SESSION_LIFETIME_SECS}), \
-         {CONNECTIONS} connections, {RUN_SECS} s per run, lyre workers {workers}"
+         {CONNECTIONS} connections, {RUN_SECS} s per run, lyre workers {workers}{}",
+        if pin {
+            ", proxies pinned to their own CPU (BENCH_PIN=1)"
+        } else {
+            ""
+        }
     );
     let direct = load(&format!("http://{upstream}/hello"), RUN_SECS)?;
 
     // Reference: nginx as a plain reverse proxy (no decision) to the same upstream,
     // keep-alive both sides: what a mature C proxy costs per request on this machine.
-    let nginx = match start_nginx(upstream, &dir) {
+    let nginx = match start_nginx(upstream, &dir, pin) {
         Ok((peer, port)) => Some(measured(&peer, &format!("http://127.0.0.1:{port}/hello"))?),
         Err(e) => {
             println!("  (nginx reference skipped: {e})");
@@ -276,7 +292,11 @@ fn start_lyre(
     args: &[&str],
 ) -> Result<(Peer, u16), String> {
     let port = free_port()?;
-    let child = Command::new(LYRE)
+    let mut cmd = Command::new(LYRE);
+    if std::env::var("BENCH_PIN").is_ok_and(|v| v == "1") {
+        on_proxy_cpu(&mut cmd);
+    }
+    let child = cmd
         .arg("serve")
         .args(args)
         .env_clear()
@@ -325,7 +345,11 @@ fn wait_listening(peer: &mut Peer, port: u16, what: &str) -> Result<(), String> 
 
 /// nginx (`master_process off`: one process, so its /proc CPU is all of it) proxying to
 /// `upstream` with keep-alive on both sides; returns it and its port.
-fn start_nginx(upstream: SocketAddr, dir: &std::path::Path) -> Result<(Peer, u16), String> {
+fn start_nginx(
+    upstream: SocketAddr,
+    dir: &std::path::Path,
+    pin: bool,
+) -> Result<(Peer, u16), String> {
     let bin = ["/usr/sbin/nginx", "/usr/bin/nginx"]
         .into_iter()
         .find(|p| std::path::Path::new(p).is_file())
@@ -355,7 +379,11 @@ http {{
     );
     let conf_path = format!("{d}/nginx.conf");
     std::fs::write(&conf_path, conf).map_err(|e| e.to_string())?;
-    let child = Command::new(bin)
+    let mut cmd = Command::new(bin);
+    if pin {
+        on_proxy_cpu(&mut cmd);
+    }
+    let child = cmd
         .args(["-c", &conf_path, "-e", &format!("{d}/error.log")])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -365,6 +393,47 @@ http {{
     let mut peer = Peer(child);
     wait_listening(&mut peer, port, "nginx").map_err(|e| format!("{e}, see {d}/error.log"))?;
     Ok((peer, port))
+}
+
+/// The CPU the proxies get with `BENCH_PIN=1`: the last one.
+fn proxy_cpu() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get()) - 1
+}
+
+/// Keep this process (and what it spawns from now on) off the proxy's CPU.
+fn pin_self_away_from_proxy_cpu() -> Result<(), String> {
+    let cpu = proxy_cpu();
+    if cpu == 0 {
+        return Err("BENCH_PIN=1 needs at least two CPUs".into());
+    }
+    // SAFETY: a zeroed cpu_set_t is empty; CPU_SET writes bits inside it.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    for c in 0..cpu {
+        unsafe { libc::CPU_SET(c, &mut set) };
+    }
+    // SAFETY: pid 0 = the calling thread; set is a valid cpu_set_t of the given size.
+    let r = unsafe { libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set) };
+    if r != 0 {
+        return Err(format!("sched_setaffinity: {}", std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+/// Run the child on the proxy's CPU only.
+fn on_proxy_cpu(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    let cpu = proxy_cpu();
+    // SAFETY: only async-signal-safe calls (sched_setaffinity) between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(cpu, &mut set);
+            if libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
 }
 
 /// A fake_nc.py control call; returns its JSON answer.
