@@ -76,8 +76,7 @@ fn run() -> Result<bool, String> {
     let upstream = lyre::demo::start_upstream().map_err(|e| format!("upstream: {e}"))?;
     let (nc, nc_port) = start_fake_nc(upstream.port())?;
     let default_workers = if pin { "1" } else { "2" };
-    let workers =
-        std::env::var("BENCH_LYRE_WORKERS").unwrap_or_else(|_| default_workers.into());
+    let workers = std::env::var("BENCH_LYRE_WORKERS").unwrap_or_else(|_| default_workers.into());
     let dir = scratch_dir()?;
     println!(
         "decision bench: USER route, cached session (HP_SESSION_LIFETIME={SESSION_LIFETIME_SECS}), \
@@ -414,7 +413,10 @@ fn pin_self_away_from_proxy_cpu() -> Result<(), String> {
     // SAFETY: pid 0 = the calling thread; set is a valid cpu_set_t of the given size.
     let r = unsafe { libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set) };
     if r != 0 {
-        return Err(format!("sched_setaffinity: {}", std::io::Error::last_os_error()));
+        return Err(format!(
+            "sched_setaffinity: {}",
+            std::io::Error::last_os_error()
+        ));
     }
     Ok(())
 }

@@ -60,21 +60,21 @@ fn setup(tls: bool, tcp_mux: bool) -> Setup {
 
 /// [`setup`]; `https`: a `cert.pem` in the certs dir, clients use the HTTPS frontend.
 fn setup_with(tls: bool, tcp_mux: bool, https: bool) -> Setup {
-    setup_workers(tls, tcp_mux, https, "1")
+    setup_workers(tls, tcp_mux, https, &[("LYRE_WORKERS", "1")])
 }
 
-/// [`setup_with`] on `workers` workers (`LYRE_WORKERS`).
-fn setup_workers(tls: bool, tcp_mux: bool, https: bool, workers: &str) -> Setup {
+/// [`setup_with`] with extra Lyre variables (`LYRE_WORKERS` must be among them).
+fn setup_workers(tls: bool, tcp_mux: bool, https: bool, extra: &[(&str, &str)]) -> Setup {
     let upstream = Upstream::start();
     let certs = TempDir::new("fastpath-certs");
     let pki = tls.then(|| lyre::tls::ensure_frp_pki(certs.path(), 30).expect("generate PKI"));
     let https = https.then(|| make_certs(certs.path()).http11_client());
     let certs_dir = certs.path().to_str().expect("utf-8 temp path").to_string();
-    let mut env = vec![
-        ("LYRE_WORKERS", workers),
+    let mut env = extra.to_vec();
+    env.extend([
         ("HP_LOG_LEVEL", "debug"),
         ("LYRE_CERTS_DIR", certs_dir.as_str()),
-    ];
+    ]);
     if !tls {
         env.push(("HP_FRP_DISABLE_TLS", "true"));
     }
@@ -252,7 +252,23 @@ fn fast_path_without_tcp_mux() {
 /// keep-alive continues on the new worker, and bodies and a WebSocket work after it.
 #[test]
 fn fast_path_from_every_worker() {
-    let s = setup_workers(false, true, false, "2");
+    from_every_worker("io_uring");
+}
+
+/// The same on the epoll driver: the handed-over fd leaves one worker's epoll set and
+/// joins the other's.
+#[test]
+fn fast_path_from_every_worker_epoll() {
+    from_every_worker("epoll");
+}
+
+fn from_every_worker(driver: &str) {
+    let s = setup_workers(
+        false,
+        true,
+        false,
+        &[("LYRE_WORKERS", "2"), ("LYRE_DRIVER", driver)],
+    );
     let before = fast_path_count(&s.lyre);
     // SO_REUSEPORT spreads new connections by their ports: with 32 of them, the chance that
     // none lands on worker 1 is 2^-32.
