@@ -90,7 +90,9 @@ use crate::config::PumpChoice;
 pub use lease::{pooled, MAX_POOLED_BUFS, MAX_POOLED_PIPES};
 use lease::{BufLease, PipeLease};
 pub use pipe::{Fill, Pipe};
-pub use tunnel::{tunnel, tunnel_with, DEFAULT_TUNNEL_COPY_BUF_BYTES, DEFAULT_TUNNEL_PIPE_BYTES};
+pub use tunnel::{
+    supervise, tunnel, tunnel_with, DEFAULT_TUNNEL_COPY_BUF_BYTES, DEFAULT_TUNNEL_PIPE_BYTES,
+};
 
 /// Pipe size for the per-worker splice pump (F_SETPIPE_SZ; capped by pipe-max-size).
 pub const DEFAULT_PIPE_BYTES: usize = 1 << 20;

@@ -28,7 +28,6 @@ use std::cell::Cell;
 use std::future::Future;
 use std::io;
 use std::pin::pin;
-use std::task::Poll;
 use std::time::Duration;
 
 use monoio::net::TcpStream;
@@ -36,6 +35,7 @@ use monoio::time::Instant;
 
 use crate::frp::WorkStream;
 use crate::net::io as nio;
+use crate::net::pump::supervise;
 use crate::tls::Transport;
 
 /// Copy buffer per body forwarded to or from a work stream (the pump's copy size).
@@ -252,51 +252,10 @@ pub async fn tunnel_legs(
 ) -> io::Result<(u64, u64)> {
     let last = Cell::new(Instant::now());
     let (up_bytes, down_bytes) = (Cell::new(0u64), Cell::new(0u64));
-    let mut up_dir = pin!(one_way(client, up, &last, &up_bytes));
-    let mut down_dir = pin!(one_way(up, client, &last, &down_bytes));
-    let (mut up_open, mut down_open) = (true, true);
-    let mut limit = idle;
-    let mut timer = pin!(monoio::time::sleep_until(last.get() + limit));
-    while up_open || down_open {
-        let event = std::future::poll_fn(|cx| {
-            if up_open {
-                if let Poll::Ready(r) = up_dir.as_mut().poll(cx) {
-                    return Poll::Ready(Event::Up(r));
-                }
-            }
-            if down_open {
-                if let Poll::Ready(r) = down_dir.as_mut().poll(cx) {
-                    return Poll::Ready(Event::Down(r));
-                }
-            }
-            timer.as_mut().poll(cx).map(|()| Event::Timer)
-        })
-        .await;
-        match event {
-            Event::Up(r) => {
-                r?;
-                up_open = false;
-                limit = limit.min(fin);
-            }
-            Event::Down(r) => {
-                r?;
-                down_open = false;
-                limit = limit.min(fin);
-            }
-            Event::Timer if Instant::now() >= last.get() + limit => {
-                return Err(io::ErrorKind::TimedOut.into());
-            }
-            Event::Timer => {}
-        }
-        timer.as_mut().reset(last.get() + limit);
-    }
+    let up_dir = pin!(one_way(client, up, &last, &up_bytes));
+    let down_dir = pin!(one_way(up, client, &last, &down_bytes));
+    supervise(up_dir, down_dir, &last, idle, fin).await?;
     Ok((up_bytes.get(), down_bytes.get()))
-}
-
-enum Event {
-    Up(io::Result<()>),
-    Down(io::Result<()>),
-    Timer,
 }
 
 /// `from` -> `to` until `from` ends (then `to` is shut for writing). From a plain TCP

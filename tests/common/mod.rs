@@ -308,6 +308,16 @@ impl Upstream {
 /// A child whose first stdout line is `PORT <n>` (upstream.py, fake_nc.py, ...); the rest of
 /// stdout is drained so the child never blocks on (or dies of) a closed pipe.
 pub fn port_from_stdout(stdout: std::process::ChildStdout, what: &str, proc: &Proc) -> u16 {
+    read_port_line(stdout, START_DEADLINE)
+        .unwrap_or_else(|e| panic!("{what} {e}\n{}", proc.log_tail()))
+}
+
+/// The `PORT <n>` first line of a child's stdout, within `deadline`; the rest is drained
+/// on a thread. Errors say what was (not) printed.
+pub fn read_port_line(
+    stdout: std::process::ChildStdout,
+    deadline: Duration,
+) -> Result<u16, String> {
     let (tx, rx) = mpsc::channel();
     thread::spawn(move || {
         let mut r = BufReader::new(stdout);
@@ -318,17 +328,12 @@ pub fn port_from_stdout(stdout: std::process::ChildStdout, what: &str, proc: &Pr
         let _ = r.read_to_end(&mut sink);
     });
     let line = rx
-        .recv_timeout(START_DEADLINE)
-        .unwrap_or_else(|_| panic!("{what} printed no PORT line\n{}", proc.log_tail()));
+        .recv_timeout(deadline)
+        .map_err(|_| "printed no PORT line".to_string())?;
     line.trim()
         .strip_prefix("PORT ")
         .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| {
-            panic!(
-                "{what} first line {line:?} is not `PORT n`\n{}",
-                proc.log_tail()
-            )
-        })
+        .ok_or_else(|| format!("first line {line:?} is not `PORT n`"))
 }
 
 /// nginx from tests/peers/nginx.conf.template, proxying `/exapps/` to `backend_port`.

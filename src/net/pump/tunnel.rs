@@ -10,7 +10,7 @@ use std::cell::Cell;
 use std::future::Future;
 use std::io;
 use std::os::fd::AsRawFd;
-use std::pin::pin;
+use std::pin::{pin, Pin};
 use std::task::Poll;
 use std::time::Duration;
 
@@ -63,8 +63,29 @@ pub async fn tunnel_with(
     nio::set_nonblocking(b)?;
     let last = Cell::new(Instant::now());
     let (ab_bytes, ba_bytes) = (Cell::new(0u64), Cell::new(0u64));
-    let mut ab = pin!(pass(choice, a, b, &last, &ab_bytes));
-    let mut ba = pin!(pass(choice, b, a, &last, &ba_bytes));
+    let ab = pin!(async { end_or_abort(pass(choice, a, b, &last, &ab_bytes).await, b) });
+    let ba = pin!(async { end_or_abort(pass(choice, b, a, &last, &ba_bytes).await, a) });
+    supervise(ab, ba, &last, idle, fin).await?;
+    Ok((ab_bytes.get(), ba_bytes.get()))
+}
+
+/// Drive both directions of a tunnel until both ended, on one shared idle clock: `last`
+/// is stamped by the directions whenever a byte moves; no byte for `idle` ends the tunnel
+/// with `TimedOut`, and after one direction's end the limit becomes `min(idle, fin)`.
+/// A direction's error ends both. The directions are pinned by the caller and driven
+/// through references, so their state is not stored twice in this future. Shared by
+/// every tunnel (TCP pumps here, TLS and FRP legs in `proxy::upstream`).
+pub async fn supervise<A, B>(
+    mut ab: Pin<&mut A>,
+    mut ba: Pin<&mut B>,
+    last: &Cell<Instant>,
+    idle: Duration,
+    fin: Duration,
+) -> io::Result<()>
+where
+    A: Future<Output = io::Result<()>>,
+    B: Future<Output = io::Result<()>>,
+{
     let (mut ab_open, mut ba_open) = (true, true);
     let mut limit = idle;
     let mut timer = pin!(monoio::time::sleep_until(last.get() + limit));
@@ -85,12 +106,12 @@ pub async fn tunnel_with(
         .await;
         match event {
             Event::Ab(r) => {
-                end_or_abort(r, b)?;
+                r?;
                 ab_open = false;
                 limit = limit.min(fin);
             }
             Event::Ba(r) => {
-                end_or_abort(r, a)?;
+                r?;
                 ba_open = false;
                 limit = limit.min(fin);
             }
@@ -101,7 +122,7 @@ pub async fn tunnel_with(
         }
         timer.as_mut().reset(last.get() + limit);
     }
-    Ok((ab_bytes.get(), ba_bytes.get()))
+    Ok(())
 }
 
 enum Event {
