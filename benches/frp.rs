@@ -58,7 +58,12 @@ fn main() {
         "targets: throughput >= {TARGET_THROUGHPUT_RATIO}x frps, CPU/GiB <= {TARGET_CPU_RATIO:.2}x \
          (HAProxy+frps), idle tunnel stream <= {TARGET_IDLE_KIB} KiB in Lyre"
     );
+    // FRP_BENCH_TLS=on|off measures one TLS setting (while tuning).
+    let tls_only = std::env::var("FRP_BENCH_TLS").unwrap_or_default();
     for tls in [true, false] {
+        if !tls_only.is_empty() && tls_only != on_off(tls) {
+            continue;
+        }
         if let Err(e) = compare(tls) {
             println!("TLS {}: failed: {e}", on_off(tls));
         }

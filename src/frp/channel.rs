@@ -23,9 +23,18 @@ pub enum Channel {
 
 impl Channel {
     pub async fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        self.read_expecting(buf, 0).await
+    }
+
+    /// Read for a caller that will read `remaining` more bytes (this read included), so
+    /// the wait below can be batched (`net::batch`); 0 = unknown.
+    pub async fn read_expecting(&self, buf: &mut [u8], remaining: u64) -> io::Result<usize> {
         match self {
-            Channel::Mux(s) => s.read(buf).await,
-            Channel::Raw(t) => t.read(buf).await,
+            Channel::Mux(s) => s.read_expecting(buf, remaining).await,
+            Channel::Raw(t) => {
+                let want = usize::try_from(remaining).unwrap_or(usize::MAX);
+                t.read_expecting(buf, want).await
+            }
         }
     }
 

@@ -85,6 +85,20 @@ impl WorkStream {
 
     /// Read user-bound payload; `Ok(0)` = frpc ended the stream.
     pub async fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        self.read_expecting(buf, 0).await
+    }
+
+    /// [`WorkStream::read`] for a caller that will read `remaining` more payload bytes
+    /// (a body's remaining length, this read included; 0 = unknown): lets the channel batch
+    /// its socket waits. Compressed streams pass no hint (wire bytes != payload bytes).
+    pub async fn read_expecting(&self, buf: &mut [u8], remaining: u64) -> io::Result<usize> {
+        let hint = |rx: &Rx| {
+            if rx.unzip.is_some() {
+                0
+            } else {
+                remaining.saturating_sub((rx.plain.len() - rx.pos) as u64)
+            }
+        };
         loop {
             {
                 let mut rx = self.rx.borrow_mut();
@@ -102,11 +116,12 @@ impl WorkStream {
                     continue;
                 }
             }
+            let want = hint(&self.rx.borrow());
             if !self.wrapped {
-                return self.ch.read(buf).await;
+                return self.ch.read_expecting(buf, want).await;
             }
             let mut raw = vec![0u8; buf.len().max(4096)];
-            let n = self.ch.read(&mut raw).await?;
+            let n = self.ch.read_expecting(&mut raw, want).await?;
             if n == 0 {
                 return Ok(0);
             }

@@ -7,6 +7,7 @@
 //! keeps the hot path free of io-wq punts and lets two futures (request body up, response
 //! down) share one `&TcpStream` without monoio's owned-buffer split.
 
+pub mod batch;
 pub mod io;
 pub mod listener;
 pub mod pump;

@@ -107,6 +107,19 @@ impl Leg<'_> {
         }
     }
 
+    /// [`Leg::read`] for a body with `remaining` bytes still to come (this read included):
+    /// FRP and TLS legs batch their socket waits on it (`net::batch`).
+    pub async fn read_expecting(self, buf: &mut [u8], remaining: u64) -> io::Result<usize> {
+        match self {
+            Leg::Tcp(_) => self.read(buf).await,
+            Leg::Frp(ws) => ws.read_expecting(buf, remaining).await,
+            Leg::Tls(t) => {
+                let want = usize::try_from(remaining).unwrap_or(usize::MAX);
+                Box::pin(t.read_expecting(buf, want)).await
+            }
+        }
+    }
+
     /// Like [`Leg::read_some`], but on TCP waits for readiness before the first `recv`
     /// (see [`nio::read_some_after_wait`]).
     pub async fn read_some_after_wait(
@@ -224,7 +237,8 @@ pub async fn copy_legs(
     let mut moved = 0u64;
     while left > 0 {
         let want = usize::try_from(left).unwrap_or(usize::MAX).min(buf.len());
-        let got = timed(idle, from.read(&mut buf[..want])).await?;
+        let remaining = if limit.is_some() { left } else { 0 };
+        let got = timed(idle, from.read_expecting(&mut buf[..want], remaining)).await?;
         if got == 0 {
             return match limit {
                 Some(_) => Err(io::ErrorKind::UnexpectedEof.into()),

@@ -4,8 +4,10 @@
 //! Owns: the handshake, plaintext reads and writes, and the rule that only one task at a
 //! time writes to the socket (an async write lock), so that a reader that must flush TLS
 //! records (alerts, key updates) never interleaves with a writer's records.
-//! Budget per read: one `recv` of up to [`TLS_READ_CHUNK_BYTES`] plus rustls's own copy; the
-//! read buffer is released while the socket has nothing (idle connections hold none).
+//! Budget per read: one `recv` of up to [`TLS_READ_CHUNK_BYTES`] (a batched read: up to
+//! `net::batch::MAX_BATCH_BYTES`) plus rustls's own copy; the read buffer is released while
+//! the socket has nothing (idle connections hold none). Every socket wait goes through the
+//! transport's [`ReadBatch`].
 //! Used by the FRP server and by the HTTPS frontend's client leg (`proxy::client`).
 
 use std::cell::{Cell, RefCell};
@@ -17,6 +19,7 @@ use std::task::Poll;
 use monoio::net::TcpStream;
 use rustls::ServerConnection;
 
+use crate::net::batch::{ReadBatch, MAX_BATCH_BYTES};
 use crate::net::io as nio;
 use crate::runtime::signal::WakerList;
 
@@ -29,6 +32,7 @@ pub enum Transport {
         /// Bytes read while sniffing that belong to the stream.
         prefix: RefCell<Vec<u8>>,
         lock: WriteLock,
+        batch: ReadBatch,
     },
     Tls {
         tcp: TcpStream,
@@ -36,6 +40,7 @@ pub enum Transport {
         /// Raw TLS bytes read from the socket and not yet accepted by rustls.
         rbuf: RefCell<RawTls>,
         lock: WriteLock,
+        batch: ReadBatch,
     },
 }
 
@@ -45,6 +50,7 @@ impl Transport {
             tcp,
             prefix: RefCell::new(prefix),
             lock: WriteLock::default(),
+            batch: ReadBatch::default(),
         }
     }
 
@@ -59,6 +65,7 @@ impl Transport {
             conn: RefCell::new(Box::new(conn)),
             rbuf: RefCell::new(RawTls::default()),
             lock: WriteLock::default(),
+            batch: ReadBatch::default(),
         };
         if let Transport::Tls { rbuf, .. } = &t {
             rbuf.borrow_mut().buf.extend_from_slice(initial);
@@ -72,7 +79,7 @@ impl Transport {
             if !handshaking {
                 return Ok(t);
             }
-            if !t.recv_tls().await? {
+            if !t.recv_tls(0).await? {
                 return Err(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
                     "EOF during TLS handshake",
@@ -110,7 +117,7 @@ impl Transport {
                     Ok(Some(0)) | Err(_) => return,
                     Ok(Some(_)) => {}
                     Ok(None) => {
-                        if self.tcp().readable(false).await.is_err() {
+                        if self.wait_socket(0).await.is_err() {
                             return;
                         }
                     }
@@ -142,6 +149,13 @@ impl Transport {
 
     /// Read plaintext into `buf`; `Ok(0)` = end of stream.
     pub async fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        self.read_expecting(buf, 0).await
+    }
+
+    /// [`Transport::read`] for a caller that knows `want` more bytes are coming (a body's
+    /// remaining length): the socket wait is batched (`net::batch`), so a bulk stream wakes
+    /// this reader once per batch rather than once per peer write.
+    pub async fn read_expecting(&self, buf: &mut [u8], want: usize) -> io::Result<usize> {
         match self {
             Transport::Plain { tcp, prefix, .. } => {
                 {
@@ -157,7 +171,7 @@ impl Transport {
                     if let Some(n) = nio::try_recv(tcp, buf)? {
                         return Ok(n);
                     }
-                    tcp.readable(false).await?;
+                    self.wait_socket(want.min(buf.len())).await?;
                 }
             }
             Transport::Tls { conn, .. } => {
@@ -171,7 +185,7 @@ impl Transport {
                         Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(0),
                         Err(e) => return Err(e),
                     }
-                    eof = !self.recv_tls().await?;
+                    eof = !self.recv_tls(want).await?;
                     if self.tls_state().1 {
                         self.flush_tls().await?;
                     }
@@ -184,34 +198,43 @@ impl Transport {
     /// error) or at least new bytes to process, without holding a read buffer: an idle
     /// tunnel waits here (`proxy::upstream::tunnel_legs`).
     pub async fn readable(&self) -> io::Result<()> {
-        let (tcp, pending) = match self {
-            Transport::Plain { tcp, prefix, .. } => (tcp, !prefix.borrow().is_empty()),
-            Transport::Tls {
-                tcp, conn, rbuf, ..
-            } => {
-                let ready = rbuf.borrow().pending()
+        let pending = match self {
+            Transport::Plain { prefix, .. } => !prefix.borrow().is_empty(),
+            Transport::Tls { conn, rbuf, .. } => {
+                rbuf.borrow().pending()
                     || match conn.borrow_mut().process_new_packets() {
                         Ok(st) => st.plaintext_bytes_to_read() > 0 || st.peer_has_closed(),
                         Err(_) => true, // the next read reports it
-                    };
-                (tcp, ready)
+                    }
             }
         };
         if !pending {
             if let Transport::Tls { rbuf, .. } = self {
                 *rbuf.borrow_mut() = RawTls::default(); // empty: nothing to keep while idle
             }
-            tcp.readable(false).await?;
+            self.wait_socket(0).await?;
         }
         Ok(())
     }
 
+    /// Every wait for socket bytes goes through the batch state, so a mark left by a bulk
+    /// read never delays an ordinary wait (`want` 0 restores the kernel default first).
+    async fn wait_socket(&self, want: usize) -> io::Result<()> {
+        match self {
+            Transport::Plain { tcp, batch, .. } | Transport::Tls { tcp, batch, .. } => {
+                batch.wait_readable(tcp, want).await
+            }
+        }
+    }
+
     /// Give rustls more TLS bytes: first those left over from an earlier socket read, else
-    /// one new socket read. Returns `false` at TCP EOF.
-    async fn recv_tls(&self) -> io::Result<bool> {
+    /// one new socket read (batched when `want` plaintext bytes are known to be coming).
+    /// Returns `false` at TCP EOF.
+    async fn recv_tls(&self, want: usize) -> io::Result<bool> {
         let Transport::Tls { tcp, rbuf, .. } = self else {
             return Ok(false);
         };
+        let want = want.min(MAX_BATCH_BYTES);
         loop {
             {
                 let mut raw = rbuf.borrow_mut();
@@ -223,7 +246,8 @@ impl Transport {
                 // Everything was accepted: refill from offset 0 (no bytes to move).
                 raw.buf.clear();
                 raw.start = 0;
-                match nio::try_recv_spare(tcp, &mut raw.buf, TLS_READ_CHUNK_BYTES)? {
+                let spare = want.max(TLS_READ_CHUNK_BYTES);
+                match nio::try_recv_spare(tcp, &mut raw.buf, spare)? {
                     Some(0) => {
                         self.feed_tls(&[])?; // empty = EOF for rustls
                         return Ok(false);
@@ -240,7 +264,7 @@ impl Transport {
                     }
                 }
             }
-            tcp.readable(false).await?;
+            self.wait_socket(want).await?;
         }
     }
 

@@ -29,6 +29,7 @@ use std::time::Duration;
 use bytes::{Buf, BytesMut};
 
 use super::frame::*;
+use crate::net::batch::MAX_BATCH_BYTES;
 use crate::runtime::signal::{Latch, Notify, WakerList};
 use crate::tls::Transport;
 
@@ -62,8 +63,9 @@ pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
 pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a closed session may take to flush its last frames.
 pub const CLOSE_FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
-/// Bytes requested from the transport per read.
-pub const READ_CHUNK_BYTES: usize = 64 * 1024;
+/// Bytes requested from the transport per read: one full read batch
+/// ([`crate::net::batch`]), so a batched wakeup is taken in one `recv`.
+pub const READ_CHUNK_BYTES: usize = MAX_BATCH_BYTES;
 
 #[derive(Debug)]
 pub enum YamuxError {
@@ -124,6 +126,9 @@ struct StreamState {
     reset: bool,
     /// Carries a user connection: no longer counted in `Shared::unclaimed`.
     claimed: bool,
+    /// Payload bytes its reader announced it will read and that have not arrived yet
+    /// (counted in `Shared::expected`), capped by what the window lets the peer send.
+    expect: usize,
     read_waker: Option<Waker>,
     write_waker: Option<Waker>,
 }
@@ -150,6 +155,8 @@ struct Shared {
     accept_wake: WakerList,
     /// Live streams not yet claimed (capped by [`MAX_UNCLAIMED_STREAMS`]).
     unclaimed: Cell<usize>,
+    /// Sum of every stream's `expect`: how much the session reader may batch for.
+    expected: Cell<usize>,
     closed: Latch,
     ping_seq: Cell<u32>,
     ping_outstanding: Cell<Option<u32>>,
@@ -163,6 +170,19 @@ impl Shared {
         out.extend_from_slice(payload);
         drop(out);
         self.writer.notify();
+    }
+
+    /// Set what `st`'s reader waits for, keeping [`Shared::expected`] the sum.
+    fn set_expect(&self, st: &mut StreamState, bytes: u64) {
+        // Not capped at a batch: a stream that just received a batch still expects the
+        // rest of its body, so the reader's next wait is batched too.
+        let v = usize::try_from(bytes)
+            .unwrap_or(usize::MAX)
+            .min(st.recv_window as usize);
+        debug_assert!(self.expected.get() >= st.expect);
+        self.expected
+            .set(self.expected.get().saturating_sub(st.expect) + v);
+        st.expect = v;
     }
 
     fn close(&self) {
@@ -202,6 +222,7 @@ impl Session {
                 accepted: RefCell::new(VecDeque::new()),
                 accept_wake: WakerList::default(),
                 unclaimed: Cell::new(0),
+                expected: Cell::new(0),
                 closed: Latch::default(),
                 ping_seq: Cell::new(0),
                 ping_outstanding: Cell::new(None),
@@ -315,7 +336,8 @@ impl Session {
                     buf.resize(end + READ_CHUNK_BYTES, 0);
                 }
             }
-            let n = t.read(&mut buf[end..]).await?;
+            let want = self.shared.expected.get();
+            let n = t.read_expecting(&mut buf[end..], want).await?;
             if n == 0 {
                 return Ok(());
             }
@@ -394,13 +416,17 @@ impl Session {
             if !st.fin_recv && !st.reset {
                 st.recv.extend_from_slice(payload);
             }
+            let left = st.expect.saturating_sub(payload.len());
+            self.shared.set_expect(&mut st, left as u64);
         }
         if h.has(FLAG_FIN) {
             st.fin_recv = true;
+            self.shared.set_expect(&mut st, 0);
         }
         if h.has(FLAG_RST) {
             st.reset = true;
             st.recv.clear();
+            self.shared.set_expect(&mut st, 0);
         }
         st.wake();
         Ok(())
@@ -494,6 +520,22 @@ impl Stream {
 
     /// Read payload; `Ok(0)` = FIN received or session closed.
     pub async fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        self.read_expecting(buf, 0).await
+    }
+
+    /// [`Stream::read`] for a caller that will read `remaining` more bytes (a body's
+    /// remaining length, this read included): the session reader may then wait for a batch
+    /// of them instead of waking per frame (`net::batch`).
+    pub async fn read_expecting(&self, buf: &mut [u8], remaining: u64) -> io::Result<usize> {
+        // A read given up while pending (a timeout) withdraws its announcement: the session
+        // must not keep batching for bytes nobody is waiting for.
+        let withdraw = Withdraw(self);
+        let r = self.poll_read(buf, remaining).await;
+        std::mem::forget(withdraw);
+        r
+    }
+
+    async fn poll_read(&self, buf: &mut [u8], remaining: u64) -> io::Result<usize> {
         poll_fn(|cx| {
             let mut st = self.state.borrow_mut();
             if !st.recv.is_empty() {
@@ -507,6 +549,8 @@ impl Stream {
                     self.shared
                         .queue(Header::new(FrameType::WindowUpdate, 0, self.id, delta), &[]);
                 }
+                let still = remaining.saturating_sub((n + st.recv.len()) as u64);
+                self.shared.set_expect(&mut st, still);
                 return Poll::Ready(Ok(n));
             }
             if st.reset {
@@ -515,6 +559,7 @@ impl Stream {
             if st.fin_recv || self.shared.closed.is_fired() {
                 return Poll::Ready(Ok(0));
             }
+            self.shared.set_expect(&mut st, remaining);
             st.read_waker = Some(cx.waker().clone());
             Poll::Pending
         })
@@ -599,10 +644,21 @@ impl Stream {
     }
 }
 
+/// Clears a stream's read announcement when dropped (see [`Stream::read_expecting`]).
+struct Withdraw<'a>(&'a Stream);
+
+impl Drop for Withdraw<'_> {
+    fn drop(&mut self) {
+        let s = self.0;
+        s.shared.set_expect(&mut s.state.borrow_mut(), 0);
+    }
+}
+
 impl Drop for Stream {
     fn drop(&mut self) {
         self.close_write();
         self.claim();
+        self.shared.set_expect(&mut self.state.borrow_mut(), 0);
         self.shared.streams.borrow_mut().remove(&self.id);
     }
 }
@@ -712,6 +768,83 @@ mod tests {
                     .await
                     .unwrap();
                 read_frames(&c, &mut buf, rest as usize).await;
+            };
+            monoio::select! {
+                _ = session.run(&t, Vec::new()) => panic!("session ended"),
+                _ = app => {},
+                _ = client => {},
+            }
+        });
+    }
+
+    /// `read_expecting` feeds the session's batching total (what the reader may wait for),
+    /// arriving frames and FIN take it back, and a small frame for another stream is still
+    /// delivered while a bulk reader expects more.
+    #[test]
+    fn announced_reads_are_summed_for_batching_and_released() {
+        rt().block_on(async {
+            let (t, c) = pair().await;
+            let session = Session::new();
+            let expected = || session.shared.expected.get();
+            let checked = Cell::new(false);
+            let app = async {
+                let bulk = session.accept().await.unwrap();
+                let small = session.accept().await.unwrap();
+                let mut buf = vec![0u8; 256 * 1024];
+                let mut got = 0;
+                while got < 48 * 1024 {
+                    let n = bulk
+                        .read_expecting(&mut buf, 200_000 - got as u64)
+                        .await
+                        .unwrap();
+                    got += n;
+                }
+                assert_eq!(got, 48 * 1024);
+                // Still announced: the rest of the 200,000-byte body.
+                let n = small.read(&mut buf).await.unwrap();
+                assert_eq!(&buf[..n], b"hello");
+                assert_eq!(bulk.state.borrow().expect, 200_000 - 48 * 1024);
+                assert_eq!(expected(), 200_000 - 48 * 1024);
+                // A read given up while pending withdraws its announcement.
+                let gave_up = monoio::time::timeout(
+                    Duration::from_millis(5),
+                    bulk.read_expecting(&mut buf, 9),
+                )
+                .await;
+                assert!(gave_up.is_err());
+                assert_eq!(expected(), 0);
+                checked.set(true);
+                // FIN: nothing more can come.
+                assert_eq!(bulk.read_expecting(&mut buf, 1).await.unwrap(), 0);
+                assert_eq!(expected(), 0);
+                drop(bulk);
+                assert_eq!(expected(), 0);
+            };
+            let client = async {
+                for id in [1, 3] {
+                    nio::write_all(&c, &frame(FrameType::WindowUpdate, FLAG_SYN, id, 0))
+                        .await
+                        .unwrap();
+                }
+                while expected() == 0 {
+                    monoio::time::sleep(Duration::from_millis(1)).await;
+                }
+                assert_eq!(expected(), 200_000, "the pending reader announced its body");
+                for _ in 0..3 {
+                    let mut f = frame(FrameType::Data, 0, 1, 16 * 1024);
+                    f.extend_from_slice(&[9u8; 16 * 1024]);
+                    nio::write_all(&c, &f).await.unwrap();
+                }
+                let mut f = frame(FrameType::Data, 0, 3, 5);
+                f.extend_from_slice(b"hello");
+                nio::write_all(&c, &f).await.unwrap();
+                while !checked.get() {
+                    monoio::time::sleep(Duration::from_millis(1)).await;
+                }
+                nio::write_all(&c, &frame(FrameType::WindowUpdate, FLAG_FIN, 1, 0))
+                    .await
+                    .unwrap();
+                std::future::pending::<()>().await;
             };
             monoio::select! {
                 _ = session.run(&t, Vec::new()) => panic!("session ended"),
