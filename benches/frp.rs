@@ -201,9 +201,13 @@ fn small(lyre: &Stack, harp: &Stack) {
 }
 
 fn idle(lyre: &Stack, harp: &Stack) {
+    // Each phase's connections stay open until every phase is measured: memory freed by an
+    // earlier phase would otherwise be reused (or purged) by the next one and make its RSS
+    // delta too small, even negative.
+    let mut held = Vec::new();
     for how in [Idle::TunnelPort, Idle::Upgrade] {
         for s in [lyre, harp] {
-            match measure::idle_kib_per_conn(s, how) {
+            match measure::idle_kib_per_conn(s, how, &mut held) {
                 Ok(kib) => {
                     let t = if s.label == "lyre" {
                         format!(
@@ -229,7 +233,7 @@ fn idle(lyre: &Stack, harp: &Stack) {
     }
 }
 
-/// 1,000 idle connections need ~3,000 descriptors in this process (clients + backend).
+/// 4 x 1,000 idle connections need ~12,000 descriptors in this process (clients + backend).
 fn raise_nofile_limit() {
     // SAFETY: getrlimit/setrlimit on a stack value.
     unsafe {

@@ -285,8 +285,9 @@ pub enum Idle {
 }
 
 /// RSS delta (KiB) per idle connection of the measured pids.
-pub fn idle_kib_per_conn(s: &Stack, how: Idle) -> Result<f64, String> {
-    let mut held = Vec::with_capacity(IDLE_CONNS + 8);
+/// RSS delta per connection over [`IDLE_CONNS`] idle connections; they are left in `held`
+/// (the caller keeps them open while measuring other phases).
+pub fn idle_kib_per_conn(s: &Stack, how: Idle, held: &mut Vec<TcpStream>) -> Result<f64, String> {
     for _ in 0..8 {
         held.push(open_idle(s, how)?);
     }
@@ -297,8 +298,6 @@ pub fn idle_kib_per_conn(s: &Stack, how: Idle) -> Result<f64, String> {
     }
     thread::sleep(Duration::from_millis(500));
     let after = rss_kib(&s.measured)?;
-    drop(held);
-    thread::sleep(Duration::from_millis(300));
     Ok((after as f64 - before as f64) / IDLE_CONNS as f64)
 }
 

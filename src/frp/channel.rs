@@ -38,6 +38,17 @@ impl Channel {
         }
     }
 
+    /// Wait until a read would not block, without holding a buffer.
+    pub async fn readable(&self) -> io::Result<()> {
+        match self {
+            Channel::Mux(s) => {
+                s.readable().await;
+                Ok(())
+            }
+            Channel::Raw(t) => t.readable().await,
+        }
+    }
+
     pub async fn write_all(&self, data: &[u8]) -> io::Result<()> {
         match self {
             Channel::Mux(s) => s.write_all(data).await,

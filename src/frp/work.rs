@@ -4,7 +4,7 @@
 //! (frp-protocol §5.4, §7).
 //!
 //! Budget per relayed connection: up to two [`RELAY_BUF_BYTES`] buffers while data flows,
-//! one [`RELAY_IDLE_BUF_BYTES`] buffer while idle; per chunk one socket
+//! none while idle (each direction waits for readiness first); per chunk one socket
 //! syscall plus one copy into the yamux queue (TLS legs cannot splice). With no wrappers,
 //! a read goes straight from the channel into the caller's buffer.
 
@@ -27,9 +27,8 @@ use crate::net::io as nio;
 /// Relay buffer per direction per user connection while data flows (a read that fills
 /// the idle-size buffer grows it to this).
 pub const RELAY_BUF_BYTES: usize = 128 * 1024;
-/// Relay buffer per direction while a connection is idle or trickling: the user->frpc
-/// direction holds none while it waits, the frpc->user direction this much (it waits inside
-/// the channel read). Keeps an idle tunnel stream within a few KiB instead of 2 x 128 KiB.
+/// Relay buffer per direction while a connection trickles (a read that fills it grows it to
+/// [`RELAY_BUF_BYTES`]); while idle each direction waits for readiness holding none.
 pub const RELAY_IDLE_BUF_BYTES: usize = 4 * 1024;
 /// Pause after a failed accept (EMFILE and friends) before trying again.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(20);
@@ -128,6 +127,18 @@ impl WorkStream {
             raw.truncate(n);
             self.rx.borrow_mut().unwrap_into_plain(raw)?;
         }
+    }
+
+    /// Wait until a read would not block (payload, EOF or an error), without holding a
+    /// buffer: an idle tunnel direction waits here and allocates only when bytes arrive.
+    pub async fn readable(&self) -> io::Result<()> {
+        {
+            let rx = self.rx.borrow();
+            if rx.pos < rx.plain.len() || !rx.leftover.is_empty() {
+                return Ok(());
+            }
+        }
+        self.ch.readable().await
     }
 
     /// Write frpc-bound payload (compressed, then encrypted, when the proxy asks).
@@ -282,6 +293,10 @@ pub async fn relay(tcp: &TcpStream, ws: &WorkStream) {
     let down = async {
         let mut b = BurstBuf::default();
         loop {
+            // Idle: hold no buffer while waiting (as the other direction).
+            if b.buf.is_empty() && ws.readable().await.is_err() {
+                return;
+            }
             let n = match ws.read(b.get()).await {
                 Ok(0) | Err(_) => return,
                 Ok(n) => n,
@@ -289,7 +304,7 @@ pub async fn relay(tcp: &TcpStream, ws: &WorkStream) {
             if nio::write_all(tcp, &b.buf[..n]).await.is_err() {
                 return;
             }
-            // A short read drained the channel: wait again with the idle-size buffer.
+            // A short read drained the channel: wait again without a buffer.
             if n < b.buf.len() {
                 b.release();
             } else {

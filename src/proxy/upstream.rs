@@ -19,10 +19,9 @@
 //! A work stream cannot splice (its bytes live in yamux/TLS buffers): bodies copy through a
 //! [`FRP_COPY_BUF_BYTES`] buffer allocated per body, framing reads zero-fill at most
 //! `FRAMING_READ_BYTES` of spare room per read; TLS legs copy the same way. An idle 101
-//! tunnel holds one [`FRP_TUNNEL_IDLE_BUF_BYTES`] buffer per direction reading a work
-//! stream (it waits inside the stream read); a direction grows to [`FRP_TUNNEL_BUF_BYTES`]
-//! while a burst fills its buffer, and a direction reading a plain TCP socket or a TLS
-//! stream holds none while its source has nothing to read.
+//! tunnel holds no buffer: each direction waits for readiness of its source (TCP socket,
+//! TLS stream or work stream) first, reads into a [`FRP_TUNNEL_IDLE_BUF_BYTES`] buffer, and
+//! grows to [`FRP_TUNNEL_BUF_BYTES`] while a burst fills it.
 
 use std::cell::Cell;
 use std::future::Future;
@@ -300,6 +299,8 @@ async fn one_way(
             }
             Leg::Frp(ws) => {
                 if buf.is_empty() {
+                    // Like TCP: no buffer while the stream is quiet.
+                    ws.readable().await?;
                     buf = vec![0u8; FRP_TUNNEL_IDLE_BUF_BYTES];
                 }
                 ws.read(&mut buf).await?
@@ -329,7 +330,7 @@ async fn one_way(
         last.set(Instant::now());
         match from {
             // Drained (a short read): wait for the next message without a buffer.
-            Leg::Tls(_) if got < buf.len() => buf = Vec::new(),
+            Leg::Tls(_) | Leg::Frp(_) if got < buf.len() => buf = Vec::new(),
             _ => resize_for(&mut buf, got),
         }
     }

@@ -566,6 +566,20 @@ impl Stream {
         .await
     }
 
+    /// Wait until a read would not block (payload, FIN, reset or session end), without
+    /// holding a buffer: an idle relay direction waits here.
+    pub async fn readable(&self) {
+        poll_fn(|cx| {
+            let mut st = self.state.borrow_mut();
+            if !st.recv.is_empty() || st.reset || st.fin_recv || self.shared.closed.is_fired() {
+                return Poll::Ready(());
+            }
+            st.read_waker = Some(cx.waker().clone());
+            Poll::Pending
+        })
+        .await
+    }
+
     /// Write all of `data`, waiting for window and queue space.
     pub async fn write_all(&self, mut data: &[u8]) -> io::Result<()> {
         while !data.is_empty() {
@@ -800,7 +814,9 @@ mod tests {
                     got += n;
                 }
                 assert_eq!(got, 48 * 1024);
-                // Still announced: the rest of the 200,000-byte body.
+                // Still announced: the rest of the 200,000-byte body. An idle reader waits
+                // for readiness without a buffer.
+                small.readable().await;
                 let n = small.read(&mut buf).await.unwrap();
                 assert_eq!(&buf[..n], b"hello");
                 assert_eq!(bulk.state.borrow().expect, 200_000 - 48 * 1024);
@@ -814,7 +830,8 @@ mod tests {
                 assert!(gave_up.is_err());
                 assert_eq!(expected(), 0);
                 checked.set(true);
-                // FIN: nothing more can come.
+                // FIN: nothing more can come (and a readiness wait sees it).
+                bulk.readable().await;
                 assert_eq!(bulk.read_expecting(&mut buf, 1).await.unwrap(), 0);
                 assert_eq!(expected(), 0);
                 drop(bulk);
