@@ -147,7 +147,7 @@ mod tests {
         let dir = TempDir::new("valid");
         let path = dir.0.join("ca.pem");
         std::fs::write(&path, format!("{}{}", ca_pem(), ca_pem())).expect("write");
-        let (cfg, warnings) = load(&dir.0, "HTTPS://nc.example", &path).expect("starts");
+        let (cfg, warnings) = load(&dir.0, "https://nc.example", &path).expect("starts");
         let ca = cfg.nc_ca_file.expect("loaded");
         assert_eq!((ca.path, ca.certs.len()), (path, 2));
         assert!(warnings.is_empty(), "{warnings:?}");

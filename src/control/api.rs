@@ -41,7 +41,7 @@ pub fn handle(
     let reply = match req.path {
         b"/heartbeat" if get => ControlReply::json(200, r#"{"status":"ok"}"#),
         b"/heartbeat" => ControlReply::method_not_allowed("GET, HEAD"),
-        b"/info" if get => ControlReply::json(200, &info_body()),
+        b"/info" if get => ControlReply::json(200, info_body()),
         b"/info" => ControlReply::method_not_allowed("GET, HEAD"),
         b"/frp_handler" if req.method == b"POST" => return Some(frp_login(req.body, ctx)),
         b"/frp_handler" => ControlReply::method_not_allowed("POST"),

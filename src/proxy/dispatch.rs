@@ -216,7 +216,7 @@ async fn read_small_body(
         BodyFraming::ContentLength(n) if n > MAX_CONTROL_BODY_BYTES => {
             return Err(ControlReply::text(
                 413,
-                &format!("Maximum request body size {MAX_CONTROL_BODY_BYTES} exceeded, actual body size {n}"),
+                format!("Maximum request body size {MAX_CONTROL_BODY_BYTES} exceeded, actual body size {n}"),
             ))
         }
         BodyFraming::ContentLength(n) => n as usize,
