@@ -10,7 +10,8 @@ mod docker_peer;
 use std::time::{Duration, Instant};
 
 use docker_peer::{body_json, frp_certs_dir, open_sockets, passthrough, run, text, Podman, IMAGE};
-use lyre::docker::{handle_exapp, passthrough_allowed, ControlResponse, DockerCtx};
+use lyre::control::reply::ControlReply;
+use lyre::docker::{handle_exapp, passthrough_allowed, DockerCtx};
 use serde_json::json;
 
 const PORT: Option<&[u8]> = Some(b"24000");
@@ -54,7 +55,7 @@ struct App<'a> {
 }
 
 impl App<'_> {
-    async fn call(&self, action: &str, body: &str) -> ControlResponse {
+    async fn call(&self, action: &str, body: &str) -> ControlReply {
         handle_exapp(action, PORT, body.as_bytes(), self.ctx).await
     }
 

@@ -1,5 +1,5 @@
 //! `lyre::nextcloud::NcClient` against a real HTTP server: tests/peers/fake_nc.py (Python
-//! stdlib), over http and https (rcgen CA + `LYRE_NC_CA_FILE`-style extra CA file), plus raw
+//! stdlib), over http and https (an rcgen CA given as `LYRE_NC_CA_FILE`), plus raw
 //! sockets for connection failures. Every scenario runs on each monoio driver the kernel
 //! offers (epoll always, io_uring when available).
 //!
@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use lyre::config::Config;
+use lyre::config::{Config, ConfigError};
 use lyre::nextcloud::{NcClient, NcError, NcResponse, NcTarget};
 use lyre::runtime::{block_on, Driver};
 use serde_json::{json, Value};
@@ -64,13 +64,20 @@ impl Drop for TempDir {
 }
 
 fn config(url: &str, dir: &Path) -> Config {
-    let vars = [
-        ("HP_SHARED_KEY", KEY),
-        ("NC_INSTANCE_URL", url),
-        ("LYRE_CERTS_DIR", &dir.to_string_lossy()),
-    ]
-    .map(|(k, v)| (k.to_string(), v.to_string()));
-    Config::from_env(vars).expect("valid test config").0
+    config_with_ca(url, dir, None).expect("valid test config")
+}
+
+/// With `LYRE_NC_CA_FILE` set to `ca`, when given.
+fn config_with_ca(url: &str, dir: &Path, ca: Option<&Path>) -> Result<Config, ConfigError> {
+    let mut vars = vec![
+        ("HP_SHARED_KEY", KEY.to_string()),
+        ("NC_INSTANCE_URL", url.to_string()),
+        ("LYRE_CERTS_DIR", dir.to_string_lossy().into_owned()),
+    ];
+    if let Some(ca) = ca {
+        vars.push(("LYRE_NC_CA_FILE", ca.to_string_lossy().into_owned()));
+    }
+    Config::from_env(vars.into_iter().map(|(k, v)| (k.to_string(), v))).map(|(c, _)| c)
 }
 
 fn record(port: u16) -> Value {
@@ -143,6 +150,7 @@ impl FakeNc {
             cmd.arg("--tls-cert").arg(cert).arg("--tls-key").arg(key);
             let ca = dir.0.join("ca.pem");
             std::fs::write(&ca, &p.ca_pem).expect("write ca");
+            let ca = lyre::config::NcCaFile::load(&ca).expect("load ca");
             tls = Some(lyre::nextcloud::client_config(Some(&ca)).expect("control tls"));
         }
         let mut child = cmd
@@ -584,7 +592,7 @@ fn connection_cap_makes_callers_wait_for_a_free_connection() {
     let dir = TempDir::new();
     for driver in drivers() {
         fake.reset();
-        let target = NcTarget::with_ca_file(&config(&fake.url(), &dir.0), None).expect("target");
+        let target = NcTarget::from_config(&config(&fake.url(), &dir.0)).expect("target");
         let c = Rc::new(NcClient::with_max_connections(target, 2));
         run(driver, async {
             let tasks: Vec<_> = (0..6)
@@ -613,10 +621,11 @@ fn https_with_extra_ca_file() {
     let dir = TempDir::new();
     let ca = dir.0.join("ca.pem");
     std::fs::write(&ca, &pki.ca_pem).expect("write ca");
-    let nc_cfg = config(&fake.url(), &dir.0);
+    let nc_cfg = config_with_ca(&fake.url(), &dir.0, Some(&ca)).expect("config with CA");
+    let no_ca_cfg = config(&fake.url(), &dir.0);
     for driver in drivers() {
         fake.reset();
-        let target = NcTarget::with_ca_file(&nc_cfg, Some(&ca)).expect("target");
+        let target = NcTarget::from_config(&nc_cfg).expect("target");
         assert_eq!(target.host_header, format!("localhost:{}", fake.port));
         let c = NcClient::from_target(target);
         run(driver, async {
@@ -639,7 +648,7 @@ fn https_with_extra_ca_file() {
         assert_eq!(fake.counts()["connections"], 1);
 
         // Without the extra CA the private certificate is rejected, naming the fix.
-        let untrusted = NcClient::from_target(NcTarget::with_ca_file(&nc_cfg, None).expect("t"));
+        let untrusted = NcClient::from_target(NcTarget::from_config(&no_ca_cfg).expect("t"));
         let err = run(driver, untrusted.exapp_meta("app")).expect_err("untrusted");
         assert!(matches!(err, NcError::Tls(_)), "{err:?}");
         assert!(err.to_string().contains("LYRE_NC_CA_FILE"), "{err}");
@@ -649,12 +658,15 @@ fn https_with_extra_ca_file() {
 #[test]
 fn bad_ca_file_is_a_config_error() {
     let dir = TempDir::new();
-    let cfg = config("https://localhost:1", &dir.0);
     let junk = dir.0.join("junk.pem");
     std::fs::write(&junk, "not a certificate").expect("write");
     for path in [junk, dir.0.join("absent.pem")] {
-        let err = NcTarget::with_ca_file(&cfg, Some(&path)).expect_err("bad CA file");
-        assert!(matches!(err, NcError::Config(_)), "{err:?}");
-        assert!(err.to_string().contains("LYRE_NC_CA_FILE"), "{err}");
+        let err =
+            config_with_ca("https://localhost:1", &dir.0, Some(&path)).expect_err("bad CA file");
+        assert_eq!(err.variable, "LYRE_NC_CA_FILE", "{err}");
+        assert!(
+            err.to_string().starts_with("LYRE_NC_CA_FILE: cannot use "),
+            "{err}"
+        );
     }
 }

@@ -1,7 +1,8 @@
 //! Configuration: `HP_*` variables exactly as HaRP reads them (harp-compat.md §2, checklist
 //! H-01..H-15), plus Lyre's own `LYRE_*` knobs. Raw `(name, value)` pairs go through
 //! [`Config::from_env`] once at start; the result is frozen. Tests pass pairs and never touch
-//! the process environment. `from_env` reads only the key file and probes `$LYRE_CERTS_DIR`.
+//! the process environment. `from_env` reads only the key file and `LYRE_NC_CA_FILE` (for an
+//! https `NC_INSTANCE_URL`), and probes `$LYRE_CERTS_DIR`.
 //!
 //! Not owned here: logging the warnings (the caller does), certificate generation (it only
 //! receives the validated `frp_cert_validity_days`), binding the addresses.
@@ -22,6 +23,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 mod address;
+mod ca_file;
 pub mod defaults;
 mod duration;
 mod key;
@@ -34,6 +36,7 @@ mod tests;
 mod trusted;
 
 pub use address::parse_route;
+pub use ca_file::{NcCaFile, MAX_CA_FILE_BYTES};
 pub use duration::parse_haproxy_duration;
 pub use secret::Secret;
 pub use trusted::parse_ip_network;
@@ -128,6 +131,9 @@ pub struct Config {
     pub control_address: SocketAddr,
     /// `LYRE_ROUTES` / `--route`.
     pub routes: Vec<StaticRoute>,
+    /// `LYRE_NC_CA_FILE` (default none), loaded: extra trust roots for an https
+    /// `NC_INSTANCE_URL`. Always `None` for http (the file is then not read).
+    pub nc_ca_file: Option<NcCaFile>,
 }
 
 /// A bad value found at start. `Display` names the variable and the fix.
@@ -208,6 +214,7 @@ impl Config {
         let frp_cert_validity_days =
             read_cert_validity_days(&vars, frp_disable_tls, &certs_dir, &mut warnings)?;
         let knobs = Knobs::read(&vars)?;
+        let nc_ca_file = ca_file::read_nc_ca_file(&vars, &nc_base_url, &mut warnings)?;
         let cfg = Config {
             shared_key,
             nc_base_url,
@@ -243,6 +250,7 @@ impl Config {
             pump: knobs.pump,
             control_address: knobs.control_address,
             routes: knobs.routes,
+            nc_ca_file,
         };
         Ok((cfg, warnings))
     }

@@ -29,7 +29,7 @@ pub const LYRE_CONTROL_ADDRESS: &str = "LYRE_CONTROL_ADDRESS";
 pub const LYRE_ROUTES: &str = "LYRE_ROUTES";
 pub const LYRE_DOCKER_SOCKET: &str = "LYRE_DOCKER_SOCKET";
 pub const LYRE_FORWARD_SHARED_KEY: &str = "LYRE_FORWARD_SHARED_KEY";
-/// Extra CA PEM for an https `NC_INSTANCE_URL`; read by `crate::nextcloud` at start.
+/// Extra CA PEM for an https `NC_INSTANCE_URL`; read into `Config::nc_ca_file` at start.
 pub const LYRE_NC_CA_FILE: &str = "LYRE_NC_CA_FILE";
 
 /// Names Lyre reads.

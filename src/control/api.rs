@@ -1,9 +1,11 @@
 //! The control API reached as `/exapps/app_api/<path>` with the shared key (harp-compat.md
 //! §4): health, info, the ExApp metadata cache and the FRP login plugin. Pure: it returns
-//! the reply and the state updates to publish; the proxy owns the sockets.
+//! the reply ([`ControlReply`], `control::reply`) and the state updates to publish; the proxy
+//! owns the sockets.
 
 use serde_json::Value;
 
+use super::reply::ControlReply;
 use crate::config::Secret;
 use crate::exapps::{parse_push, Lookup, State, StateUpdate};
 
@@ -12,98 +14,6 @@ use crate::exapps::{parse_push, Lookup, State, StateUpdate};
 pub const HARP_COMPAT_VERSION: &str = "0.4.4";
 /// aiohttp's default request body limit, kept by HaRP (H-103).
 pub const MAX_CONTROL_BODY_BYTES: u64 = 1024 * 1024;
-
-pub const JSON: &str = "application/json; charset=utf-8";
-pub const TEXT: &str = "text/plain; charset=utf-8";
-
-/// A control answer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ControlReply {
-    pub status: u16,
-    pub content_type: &'static str,
-    pub body: Vec<u8>,
-    /// `Allow` header for 405 answers.
-    pub allow: Option<&'static str>,
-}
-
-impl ControlReply {
-    pub fn json(status: u16, body: &str) -> Self {
-        ControlReply {
-            status,
-            content_type: JSON,
-            body: body.as_bytes().to_vec(),
-            allow: None,
-        }
-    }
-    pub fn text(status: u16, body: &str) -> Self {
-        ControlReply {
-            status,
-            content_type: TEXT,
-            body: body.as_bytes().to_vec(),
-            allow: None,
-        }
-    }
-    pub fn no_content() -> Self {
-        ControlReply {
-            status: 204,
-            content_type: TEXT,
-            body: Vec::new(),
-            allow: None,
-        }
-    }
-    pub fn not_found() -> Self {
-        Self::text(404, "404: Not Found")
-    }
-    pub fn method_not_allowed(allow: &'static str) -> Self {
-        ControlReply {
-            allow: Some(allow),
-            ..Self::text(405, "405: Method Not Allowed")
-        }
-    }
-
-    /// The full HTTP/1.1 response.
-    pub fn render(&self, keep_alive: bool, head_only: bool) -> Vec<u8> {
-        let mut out = Vec::with_capacity(160 + self.body.len());
-        out.extend_from_slice(
-            format!("HTTP/1.1 {} {}\r\n", self.status, reason(self.status)).as_bytes(),
-        );
-        if self.status != 204 {
-            out.extend_from_slice(format!("content-type: {}\r\n", self.content_type).as_bytes());
-            out.extend_from_slice(format!("content-length: {}\r\n", self.body.len()).as_bytes());
-        }
-        if let Some(allow) = self.allow {
-            out.extend_from_slice(format!("allow: {allow}\r\n").as_bytes());
-        }
-        if !keep_alive {
-            out.extend_from_slice(b"connection: close\r\n");
-        }
-        out.extend_from_slice(b"\r\n");
-        if !head_only {
-            out.extend_from_slice(&self.body);
-        }
-        out
-    }
-}
-
-fn reason(status: u16) -> &'static str {
-    match status {
-        200 => "OK",
-        201 => "Created",
-        204 => "No Content",
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        403 => "Forbidden",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        409 => "Conflict",
-        411 => "Length Required",
-        413 => "Request Entity Too Large",
-        500 => "Internal Server Error",
-        503 => "Service Unavailable",
-        504 => "Gateway Timeout",
-        _ => "Unknown",
-    }
-}
 
 /// A control request, already authenticated by the decision (shared key checked).
 pub struct ControlRequest<'a> {
@@ -131,7 +41,7 @@ pub fn handle(
     let reply = match req.path {
         b"/heartbeat" if get => ControlReply::json(200, r#"{"status":"ok"}"#),
         b"/heartbeat" => ControlReply::method_not_allowed("GET, HEAD"),
-        b"/info" if get => ControlReply::json(200, &info_body()),
+        b"/info" if get => ControlReply::json(200, info_body()),
         b"/info" => ControlReply::method_not_allowed("GET, HEAD"),
         b"/frp_handler" if req.method == b"POST" => return Some(frp_login(req.body, ctx)),
         b"/frp_handler" => ControlReply::method_not_allowed("POST"),
@@ -253,7 +163,7 @@ mod tests {
         assert_eq!(v["version"], "0.4.4");
         assert_eq!(v["docker"], true);
         assert_eq!(v["kubernetes"]["enabled"], false);
-        assert_eq!(r.content_type, JSON);
+        assert_eq!(r.content_type, crate::control::reply::CONTENT_TYPE_JSON);
     }
 
     #[test]
@@ -264,7 +174,7 @@ mod tests {
             br#"{"status":"ok"}"#
         );
         let (r, _) = call(b"POST", b"/heartbeat", b"", &st, &key);
-        assert_eq!((r.status, r.allow), (405, Some("GET, HEAD")));
+        assert_eq!((r.status, r.header("allow")), (405, Some("GET, HEAD")));
         let ctx = ControlCtx {
             state: &st,
             shared_key: &key,

@@ -1,10 +1,12 @@
-//! Control API: `api` serves `/exapps/app_api/...` endpoints (pure), and this file the
+//! Control API: `api` serves `/exapps/app_api/...` endpoints (pure), `reply` is the one
+//! answer type and serializer for them and for the Docker wrappers, and this file the
 //! admin-only listener on `LYRE_CONTROL_ADDRESS` (default
 //! 127.0.0.1:8200, HaRP's agent port) answering `GET /heartbeat` with `{"status":"ok"}` for
 //! container health checks (harp-compat.md §1.1, §6.4). It has no authentication, exactly
 //! like HaRP's: keep it on loopback.
 
 pub mod api;
+pub mod reply;
 
 use std::rc::Rc;
 use std::time::Duration;

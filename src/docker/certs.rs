@@ -14,7 +14,7 @@ use super::client::EngineRequest;
 use super::exapp::{unexpected, Target};
 use super::frames::{demux_text, tar_files};
 use super::payload::CertsPayload;
-use super::ControlResponse;
+use crate::control::reply::ControlReply;
 
 const DEBIAN_CA_DIR: &str = "/usr/local/share/ca-certificates";
 const RHEL_CA_DIR: &str = "/etc/pki/ca-trust/source/anchors";
@@ -57,7 +57,7 @@ pub fn pem_certificates(bundle: &str) -> Vec<String> {
     out
 }
 
-pub async fn install_certificates(t: &Target<'_>, p: &CertsPayload) -> ControlResponse {
+pub async fn install_certificates(t: &Target<'_>, p: &CertsPayload) -> ControlReply {
     let c = p.name.container();
     let was_running = match container_running(t, &c).await {
         Ok(r) => r,
@@ -73,22 +73,22 @@ pub async fn install_certificates(t: &Target<'_>, p: &CertsPayload) -> ControlRe
         stop_after_install(t, &c).await;
     }
     match result {
-        Ok(()) => ControlResponse::no_content(),
+        Ok(()) => ControlReply::no_content(),
         Err(msg) => {
             tracing::warn!("install_certificates into '{c}': {msg}");
-            ControlResponse::text(500, msg)
+            ControlReply::text(500, msg)
         }
     }
 }
 
-async fn container_running(t: &Target<'_>, c: &str) -> Result<bool, ControlResponse> {
+async fn container_running(t: &Target<'_>, c: &str) -> Result<bool, ControlReply> {
     let path = format!("/containers/{c}/json");
     match t
         .call(&EngineRequest::get(&path), t.ctx.timeouts.certificates)
         .await
     {
         Ok(r) if r.status == 200 => Ok(r.json()["State"]["Running"].as_bool().unwrap_or(false)),
-        Ok(r) if r.status == 404 => Err(ControlResponse::text(
+        Ok(r) if r.status == 404 => Err(ControlReply::text(
             404,
             format!("Container '{c}' not found."),
         )),
@@ -97,14 +97,14 @@ async fn container_running(t: &Target<'_>, c: &str) -> Result<bool, ControlRespo
             &format!("Error inspecting container '{c}'"),
             &r,
         )),
-        Err(e) => Err(ControlResponse::text(
+        Err(e) => Err(ControlReply::text(
             500,
             format!("Error inspecting container '{c}': {e}"),
         )),
     }
 }
 
-async fn start_for_install(t: &Target<'_>, c: &str) -> Result<(), ControlResponse> {
+async fn start_for_install(t: &Target<'_>, c: &str) -> Result<(), ControlReply> {
     let path = format!("/containers/{c}/start");
     match t
         .call(&EngineRequest::post(&path), t.ctx.timeouts.certificates)
@@ -116,7 +116,7 @@ async fn start_for_install(t: &Target<'_>, c: &str) -> Result<(), ControlRespons
             &format!("Error starting container '{c}'"),
             &r,
         )),
-        Err(e) => Err(ControlResponse::text(
+        Err(e) => Err(ControlReply::text(
             500,
             format!("Error starting container '{c}': {e}"),
         )),

@@ -10,7 +10,8 @@ use super::client::{call, EngineReply, EngineRequest};
 use super::container::container_config;
 use super::payload::{self, ExAppName, PayloadError};
 use super::results::{self, Observed};
-use super::{certs, ControlResponse, DockerCtx, DockerError, Engine};
+use super::{certs, DockerCtx, DockerError, Engine};
+use crate::control::reply::ControlReply;
 
 /// The actions `handle_exapp` serves.
 pub const ACTIONS: [&str; 8] = [
@@ -67,19 +68,19 @@ impl Target<'_> {
     }
 
     /// HaRP's answer when the engine could not be talked to: 503, or 504 on timeout.
-    pub fn engine_error(&self, e: &DockerError) -> ControlResponse {
+    pub fn engine_error(&self, e: &DockerError) -> ControlReply {
         tracing::warn!(port = self.port, "docker wrapper: {e}");
         let port = self.port;
         match e {
-            DockerError::Connect { .. } => ControlResponse::text(
+            DockerError::Connect { .. } => ControlReply::text(
                 503,
                 format!("Could not connect to Docker Engine on port {port}"),
             ),
-            DockerError::Timeout { .. } => ControlResponse::text(
+            DockerError::Timeout { .. } => ControlReply::text(
                 504,
                 format!("Timeout while waiting for Docker Engine on port {port}"),
             ),
-            DockerError::Io { .. } | DockerError::BadReply { .. } => ControlResponse::text(
+            DockerError::Io { .. } | DockerError::BadReply { .. } => ControlReply::text(
                 503,
                 format!("Error communicating with Docker Engine on port {port}: {e}"),
             ),
@@ -88,21 +89,21 @@ impl Target<'_> {
 }
 
 /// 503 for an engine status the wrapper does not expect (the message names the status).
-pub fn unexpected(status: u16, what: &str, reply: &EngineReply) -> ControlResponse {
+pub fn unexpected(status: u16, what: &str, reply: &EngineReply) -> ControlReply {
     let msg = format!(
         "{what}: Docker Engine answered {} {}",
         reply.status,
         reply.message()
     );
     tracing::warn!("docker wrapper: {msg}");
-    ControlResponse::text(status, msg)
+    ControlReply::text(status, msg)
 }
 
-fn bad_payload(e: PayloadError) -> ControlResponse {
-    ControlResponse::text(400, e.message())
+fn bad_payload(e: PayloadError) -> ControlReply {
+    ControlReply::text(400, e.message())
 }
 
-pub async fn dispatch(action: &str, t: &Target<'_>, body: &[u8]) -> ControlResponse {
+pub async fn dispatch(action: &str, t: &Target<'_>, body: &[u8]) -> ControlReply {
     match action {
         "exists" => match payload::parse_name(body) {
             Ok(n) => exists(t, &n).await,
@@ -132,12 +133,12 @@ pub async fn dispatch(action: &str, t: &Target<'_>, body: &[u8]) -> ControlRespo
             Ok(p) => certs::install_certificates(t, &p).await,
             Err(e) => bad_payload(e),
         },
-        _ => ControlResponse::text(404, "404: Not Found"),
+        _ => ControlReply::text(404, "404: Not Found"),
     }
 }
 
 /// `exists` (H-76). Quirk kept: an unexpected engine status is 500, not 503.
-async fn exists(t: &Target<'_>, n: &ExAppName) -> ControlResponse {
+async fn exists(t: &Target<'_>, n: &ExAppName) -> ControlReply {
     let c = n.container();
     let path = format!("/containers/{c}/json");
     match t
@@ -150,16 +151,16 @@ async fn exists(t: &Target<'_>, n: &ExAppName) -> ControlResponse {
             let image_ref = truthy(&doc["Config"]["Image"])
                 .or_else(|| truthy(&doc["Image"]))
                 .unwrap_or_default();
-            ControlResponse::json(200, &json!({ "exists": true, "image_ref": image_ref }))
+            ControlReply::json_value(200, &json!({ "exists": true, "image_ref": image_ref }))
         }
-        Ok(r) if r.status == 404 => ControlResponse::json(200, &json!({ "exists": false })),
+        Ok(r) if r.status == 404 => ControlReply::json_value(200, &json!({ "exists": false })),
         Ok(r) => unexpected(500, &format!("Error checking container '{c}'"), &r),
         Err(e) => t.engine_error(&e),
     }
 }
 
 /// `create` (H-77, H-78): ensure the data volume, then create the container.
-async fn create(t: &Target<'_>, p: &payload::CreatePayload) -> ControlResponse {
+async fn create(t: &Target<'_>, p: &payload::CreatePayload) -> ControlReply {
     if let Err(resp) = ensure_volume(t, &p.name.volume()).await {
         return resp;
     }
@@ -175,17 +176,17 @@ async fn create(t: &Target<'_>, p: &payload::CreatePayload) -> ControlResponse {
     {
         Ok(r) if r.status == 201 => {
             let id = r.json()["Id"].as_str().unwrap_or_default().to_string();
-            ControlResponse::json(201, &json!({ "id": id, "name": c }))
+            ControlReply::json_value(201, &json!({ "id": id, "name": c }))
         }
         Ok(r) if r.status == 409 || is_podman_name_conflict(&r) => {
-            ControlResponse::text(409, format!("Container with name '{c}' already exists."))
+            ControlReply::text(409, format!("Container with name '{c}' already exists."))
         }
         Ok(r) => unexpected(503, &format!("Error creating container '{c}'"), &r),
         Err(e) => t.engine_error(&e),
     }
 }
 
-async fn ensure_volume(t: &Target<'_>, v: &str) -> Result<(), ControlResponse> {
+async fn ensure_volume(t: &Target<'_>, v: &str) -> Result<(), ControlReply> {
     let timeout = t.ctx.timeouts.create;
     let inspect = format!("/volumes/{v}");
     match t.call(&EngineRequest::get(&inspect), timeout).await {
@@ -222,25 +223,23 @@ fn is_podman_name_conflict(r: &EngineReply) -> bool {
 }
 
 /// `start` / `stop` (H-79): 204, 200 when already in that state, 404 when missing.
-async fn start_stop(t: &Target<'_>, n: &ExAppName, action: &str) -> ControlResponse {
+async fn start_stop(t: &Target<'_>, n: &ExAppName, action: &str) -> ControlReply {
     let c = n.container();
     let path = format!("/containers/{c}/{action}");
     match t
         .call(&EngineRequest::post(&path), t.ctx.timeouts.lifecycle)
         .await
     {
-        Ok(r) if r.status == 204 => ControlResponse::no_content(),
+        Ok(r) if r.status == 204 => ControlReply::no_content(),
         Ok(r) if r.status == 304 => {
             let state = if action == "start" {
                 "started"
             } else {
                 "stopped"
             };
-            ControlResponse::text(200, format!("Container already {state}"))
+            ControlReply::text(200, format!("Container already {state}"))
         }
-        Ok(r) if r.status == 404 => {
-            ControlResponse::text(404, format!("Container '{c}' not found."))
-        }
+        Ok(r) if r.status == 404 => ControlReply::text(404, format!("Container '{c}' not found.")),
         Ok(r) => unexpected(
             503,
             &format!("Error during {action} of container '{c}'"),
@@ -251,7 +250,7 @@ async fn start_stop(t: &Target<'_>, n: &ExAppName, action: &str) -> ControlRespo
 }
 
 /// `wait_for_start` (H-80, §4.4.1): poll the container state.
-async fn wait_for_start(t: &Target<'_>, n: &ExAppName) -> ControlResponse {
+async fn wait_for_start(t: &Target<'_>, n: &ExAppName) -> ControlReply {
     let c = n.container();
     let path = format!("/containers/{c}/json");
     let mut last = Observed::unknown();
@@ -266,15 +265,15 @@ async fn wait_for_start(t: &Target<'_>, n: &ExAppName) -> ControlResponse {
             Ok(r) if r.status == 200 => {
                 last = Observed::from_inspect(&r.json());
                 if let Some(answer) = results::wait_verdict(&last) {
-                    return ControlResponse::json(200, &answer);
+                    return ControlReply::json_value(200, &answer);
                 }
             }
             Ok(r) if r.status == 404 => {
-                return ControlResponse::json(200, &results::wait_not_found())
+                return ControlReply::json_value(200, &results::wait_not_found())
             }
             Ok(r) => return unexpected(503, &format!("Error inspecting container '{c}'"), &r),
             Err(DockerError::Timeout { .. }) => {
-                return ControlResponse::json(
+                return ControlReply::json_value(
                     200,
                     &results::wait_gave_up(&last, results::WAIT_REASON_CALL_TIMEOUT),
                 )
@@ -282,14 +281,14 @@ async fn wait_for_start(t: &Target<'_>, n: &ExAppName) -> ControlResponse {
             Err(e) => return t.engine_error(&e),
         }
     }
-    ControlResponse::json(
+    ControlReply::json_value(
         200,
         &results::wait_gave_up(&last, results::WAIT_REASON_MAX_TRIES),
     )
 }
 
 /// `remove` (H-81): force-remove the container, then optionally its data volume.
-async fn remove(t: &Target<'_>, n: &ExAppName, remove_data: bool) -> ControlResponse {
+async fn remove(t: &Target<'_>, n: &ExAppName, remove_data: bool) -> ControlReply {
     let c = n.container();
     let timeout = t.ctx.timeouts.lifecycle;
     let path = format!("/containers/{c}?force=true");
@@ -299,13 +298,13 @@ async fn remove(t: &Target<'_>, n: &ExAppName, remove_data: bool) -> ControlResp
         Err(e) => return t.engine_error(&e),
     }
     if !remove_data {
-        return ControlResponse::no_content();
+        return ControlReply::no_content();
     }
     let v = n.volume();
     let path = format!("/volumes/{v}");
     match t.call(&EngineRequest::delete(&path), timeout).await {
-        Ok(r) if matches!(r.status, 204 | 404) => ControlResponse::no_content(),
-        Ok(r) if r.status == 409 => ControlResponse::text(
+        Ok(r) if matches!(r.status, 204 | 404) => ControlReply::no_content(),
+        Ok(r) if r.status == 409 => ControlReply::text(
             409,
             format!("Volume '{v}' is in use and could not be removed."),
         ),
@@ -315,13 +314,15 @@ async fn remove(t: &Target<'_>, n: &ExAppName, remove_data: bool) -> ControlResp
 }
 
 /// `image_remove` (H-82): inspect for the size, then delete without force.
-async fn image_remove(t: &Target<'_>, image_ref: &str) -> ControlResponse {
+async fn image_remove(t: &Target<'_>, image_ref: &str) -> ControlReply {
     let timeout = t.ctx.timeouts.lifecycle;
     let encoded = encode_component(image_ref);
     let inspect = format!("/images/{encoded}/json");
     let size = match t.call(&EngineRequest::get(&inspect), timeout).await {
         Ok(r) if r.status == 200 => r.json()["Size"].as_u64().unwrap_or(0),
-        Ok(r) if r.status == 404 => return ControlResponse::json(200, &results::image_not_found()),
+        Ok(r) if r.status == 404 => {
+            return ControlReply::json_value(200, &results::image_not_found())
+        }
         Ok(_) => 0,
         Err(e @ (DockerError::Connect { .. } | DockerError::Timeout { .. })) => {
             return t.engine_error(&e)
@@ -331,10 +332,10 @@ async fn image_remove(t: &Target<'_>, image_ref: &str) -> ControlResponse {
     let delete = format!("/images/{encoded}");
     match t.call(&EngineRequest::delete(&delete), timeout).await {
         Ok(r) if r.status == 200 => {
-            ControlResponse::json(200, &results::image_deleted(size, &r.json()))
+            ControlReply::json_value(200, &results::image_deleted(size, &r.json()))
         }
-        Ok(r) if r.status == 404 => ControlResponse::json(200, &results::image_not_found()),
-        Ok(r) if r.status == 409 => ControlResponse::json(200, &results::image_in_use()),
+        Ok(r) if r.status == 404 => ControlReply::json_value(200, &results::image_not_found()),
+        Ok(r) if r.status == 409 => ControlReply::json_value(200, &results::image_in_use()),
         Ok(r) => unexpected(503, &format!("Error removing image '{image_ref}'"), &r),
         Err(e) => t.engine_error(&e),
     }

@@ -6,7 +6,8 @@
 //! names (`payload`), the container config (`container`), result shapes (`results`), Docker's
 //! multiplexed frames and tar (`frames`), and the passthrough allow-list (`passthrough`).
 //! Does not own: the listener, the shared-key check, routing `/exapps/app_api/...` or
-//! forwarding passthrough bytes; the proxy/control dispatcher does those.
+//! forwarding passthrough bytes; the proxy/control dispatcher does those. The answer type
+//! and its bytes are `crate::control::reply::ControlReply`.
 //!
 //! # API for the control dispatcher
 //!
@@ -16,7 +17,7 @@
 //! ```text
 //! let ctx = DockerCtx::new(Some(docker_socket_path), config.frp_certs_dir()); // once per worker
 //! let resp = handle_exapp(action, head.header("docker-engine-port"), &body, &ctx).await;
-//! // resp: ControlResponse { status, content_type ("" for 204), body, extra_headers }
+//! // resp: crate::control::reply::ControlReply; the dispatcher writes resp.render(..)
 //! ```
 //! `action` is the path segment after `/docker/exapp/` (`exists`, `create`, `start`, `stop`,
 //! `wait_for_start`, `remove`, `image_remove`, `install_certificates`; others -> 404). Read at
@@ -55,6 +56,8 @@ use std::io;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::control::reply::ControlReply;
+
 pub use client::{call, EngineReply, EngineRequest, MAX_ENGINE_REPLY_BYTES};
 pub use container::container_config;
 pub use engine::{
@@ -71,50 +74,6 @@ pub const MAX_CONTROL_BODY_BYTES: usize = 1024 * 1024;
 pub const DEFAULT_WAIT_POLL_INTERVAL: Duration = Duration::from_millis(500);
 /// `wait_for_start` inspects at most this many times (§4.4.1).
 pub const DEFAULT_WAIT_MAX_POLLS: u32 = 180;
-
-/// A control API answer, rendered by the dispatcher.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ControlResponse {
-    pub status: u16,
-    /// Empty for 204.
-    pub content_type: &'static str,
-    pub body: Vec<u8>,
-    pub extra_headers: Vec<(&'static str, String)>,
-}
-
-/// aiohttp's JSON content type.
-pub const CONTENT_TYPE_JSON: &str = "application/json; charset=utf-8";
-/// aiohttp's text content type.
-pub const CONTENT_TYPE_TEXT: &str = "text/plain; charset=utf-8";
-
-impl ControlResponse {
-    pub fn json(status: u16, value: &serde_json::Value) -> Self {
-        ControlResponse {
-            status,
-            content_type: CONTENT_TYPE_JSON,
-            body: value.to_string().into_bytes(),
-            extra_headers: Vec::new(),
-        }
-    }
-
-    pub fn text(status: u16, message: impl Into<String>) -> Self {
-        ControlResponse {
-            status,
-            content_type: CONTENT_TYPE_TEXT,
-            body: message.into().into_bytes(),
-            extra_headers: Vec::new(),
-        }
-    }
-
-    pub fn no_content() -> Self {
-        ControlResponse {
-            status: 204,
-            content_type: "",
-            body: Vec::new(),
-            extra_headers: Vec::new(),
-        }
-    }
-}
 
 /// What the wrappers need besides the request.
 #[derive(Debug, Clone)]
@@ -200,10 +159,10 @@ pub fn passthrough_port(header: &[u8]) -> Option<u16> {
 }
 
 /// Validate `docker-engine-port` as HaRP's wrappers do (H-75).
-pub fn parse_engine_port(header: Option<&[u8]>) -> Result<u16, ControlResponse> {
+pub fn parse_engine_port(header: Option<&[u8]>) -> Result<u16, ControlReply> {
     // An empty value counts as missing (HaRP tests the header's truthiness).
     let Some(raw) = header.filter(|h| !h.is_empty()) else {
-        return Err(ControlResponse::text(
+        return Err(ControlReply::text(
             400,
             "Missing 'docker-engine-port' header.",
         ));
@@ -214,7 +173,7 @@ pub fn parse_engine_port(header: Option<&[u8]>) -> Result<u16, ControlResponse> 
     let cleaned = text.trim().replace('_', "");
     match cleaned.parse::<i64>() {
         Ok(p) if (1..=65535).contains(&p) => Ok(p as u16),
-        _ => Err(ControlResponse::text(
+        _ => Err(ControlReply::text(
             400,
             format!("Invalid 'docker-engine-port' header value: {text}"),
         )),
@@ -227,12 +186,12 @@ pub async fn handle_exapp(
     engine_port_header: Option<&[u8]>,
     body: &[u8],
     ctx: &DockerCtx,
-) -> ControlResponse {
+) -> ControlReply {
     if !exapp::ACTIONS.contains(&action) {
-        return ControlResponse::text(404, "404: Not Found");
+        return ControlReply::text(404, "404: Not Found");
     }
     if body.len() > MAX_CONTROL_BODY_BYTES {
-        return ControlResponse::text(
+        return ControlReply::text(
             413,
             format!(
                 "Maximum request body size {MAX_CONTROL_BODY_BYTES} exceeded, actual body size {}",

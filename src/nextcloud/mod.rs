@@ -183,7 +183,7 @@ pub struct NcClient {
 }
 
 impl NcClient {
-    /// Parse `cfg.nc_base_url` (and `$LYRE_NC_CA_FILE` for https). Prefer
+    /// Parse `cfg.nc_base_url` (with `cfg.nc_ca_file` for https). Prefer
     /// [`NcTarget::from_config`] once + [`NcClient::from_target`] per worker.
     pub fn new(cfg: &Config) -> Result<NcClient, NcError> {
         Ok(Self::from_target(NcTarget::from_config(cfg)?))

@@ -4,27 +4,25 @@
 //!
 //! The system store is what `rustls-native-certs` finds (`/etc/ssl/certs` etc.; it also
 //! honours `SSL_CERT_FILE` / `SSL_CERT_DIR`, which REPLACE the system store), and
-//! `LYRE_NC_CA_FILE` ADDS certificates to it. The store is only loaded for `https`.
+//! `LYRE_NC_CA_FILE` ADDS certificates to it (read and checked by `crate::config` into
+//! `Config::nc_ca_file`). The store is only loaded for `https`.
 //!
 //! Built once per process ([`NcTarget::from_config`]) and shared by every worker's client:
 //! loading the system trust store costs milliseconds, so it is not repeated per worker.
 
-use std::path::Path;
 use std::sync::Arc;
 
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, RootCertStore};
 
 use super::NcError;
-use crate::config::{Config, Secret};
+use crate::config::{Config, NcCaFile, Secret};
 
 /// Environment variable: a PEM file of extra CA certificates trusted for `https`
 /// `NC_INSTANCE_URL`s, on top of the system store (a self-signed or private-CA Nextcloud).
 pub use crate::config::names::LYRE_NC_CA_FILE;
-
-/// Largest `LYRE_NC_CA_FILE` read (a CA bundle is a few hundred KiB at most).
-pub const MAX_CA_FILE_BYTES: u64 = 4 * 1024 * 1024;
+/// Largest `LYRE_NC_CA_FILE` read; the file is read by `crate::config`.
+pub use crate::config::MAX_CA_FILE_BYTES;
 
 /// Everything about the Nextcloud endpoint that does not change at run time.
 #[derive(Debug)]
@@ -157,21 +155,16 @@ fn split_authority(a: &str) -> Option<(&str, Option<u16>)> {
 }
 
 impl NcTarget {
-    /// From the config, with the extra CA file named by `$LYRE_NC_CA_FILE` (if set).
+    /// From the config: `NC_INSTANCE_URL`, the shared key and, for https, the extra trust
+    /// roots of `LYRE_NC_CA_FILE` (`cfg.nc_ca_file`).
     pub fn from_config(cfg: &Config) -> Result<Arc<NcTarget>, NcError> {
-        let extra = std::env::var_os(LYRE_NC_CA_FILE).filter(|v| !v.is_empty());
-        Self::with_ca_file(cfg, extra.as_deref().map(Path::new))
-    }
-
-    /// From the config with an explicit extra CA file (tests; callers that read env elsewhere).
-    pub fn with_ca_file(cfg: &Config, extra_ca: Option<&Path>) -> Result<Arc<NcTarget>, NcError> {
         let meta = parse_url(&cfg.exapp_meta_url())?;
         let user = parse_url(&cfg.user_info_url())?;
         let tls = if meta.https {
             let name = ServerName::try_from(meta.host.clone())
                 .map_err(|_| url_error(&cfg.nc_base_url, "the host is not a valid TLS name"))?;
             Some(Tls {
-                config: client_config(extra_ca)?,
+                config: client_config(cfg.nc_ca_file.as_ref())?,
                 server_name: name,
             })
         } else {
@@ -191,18 +184,19 @@ impl NcTarget {
 
 /// rustls client config: ring provider, system roots plus `extra_ca`, default session
 /// resumption (in-memory, shared by all connections of the process).
-pub fn client_config(extra_ca: Option<&Path>) -> Result<Arc<ClientConfig>, NcError> {
+pub fn client_config(extra_ca: Option<&NcCaFile>) -> Result<Arc<ClientConfig>, NcError> {
     let mut roots = RootCertStore::empty();
     let native = rustls_native_certs::load_native_certs();
     // Unparseable system certificates are skipped: one bad file must not disable TLS.
     let _ = roots.add_parsable_certificates(native.certs);
-    if let Some(path) = extra_ca {
-        for cert in read_ca_file(path)? {
+    if let Some(ca) = extra_ca {
+        for cert in ca.certs.iter().cloned() {
+            // `NcCaFile::load` checked this at start; still mapped, never unwrapped.
             roots.add(cert).map_err(|e| {
                 NcError::Config(format!(
                     "{LYRE_NC_CA_FILE}: a certificate in {} is not a usable CA ({e}); \
                      point it at the PEM of the CA that signed the Nextcloud certificate",
-                    path.display()
+                    ca.path.display()
                 ))
             })?;
         }
@@ -220,26 +214,4 @@ pub fn client_config(extra_ca: Option<&Path>) -> Result<Arc<ClientConfig>, NcErr
         .with_root_certificates(roots)
         .with_no_client_auth();
     Ok(Arc::new(config))
-}
-
-fn read_ca_file(path: &Path) -> Result<Vec<CertificateDer<'static>>, NcError> {
-    let bad = |why: String| {
-        NcError::Config(format!(
-            "{LYRE_NC_CA_FILE}: cannot use {}: {why}; set it to a readable PEM file of CA \
-             certificates or unset it",
-            path.display()
-        ))
-    };
-    let meta = std::fs::metadata(path).map_err(|e| bad(e.to_string()))?;
-    if meta.len() > MAX_CA_FILE_BYTES {
-        return Err(bad(format!("larger than {MAX_CA_FILE_BYTES} bytes")));
-    }
-    let pem = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
-    let certs: Vec<_> = CertificateDer::pem_slice_iter(&pem)
-        .collect::<Result<_, _>>()
-        .map_err(|e| bad(format!("invalid PEM ({e:?})")))?;
-    if certs.is_empty() {
-        return Err(bad("no CERTIFICATE blocks found".into()));
-    }
-    Ok(certs)
 }

@@ -11,7 +11,8 @@ use super::exapp::{decide_request, Decided};
 use super::exchange::{exchange, Next, Plan, Upstream};
 use super::passthrough::serve_passthrough;
 use super::worker::{now_ms, Worker, FRP_WORKER};
-use crate::control::api::{self, ControlCtx, ControlReply, ControlRequest, MAX_CONTROL_BODY_BYTES};
+use crate::control::api::{self, ControlCtx, ControlRequest, MAX_CONTROL_BODY_BYTES};
+use crate::control::reply::ControlReply;
 use crate::decide::Forward;
 use crate::docker;
 use crate::http::{answers, BodyFraming, RequestHead};
@@ -198,17 +199,7 @@ async fn docker_wrapper(
         return ControlReply::method_not_allowed("POST");
     }
     let action = String::from_utf8_lossy(action);
-    let r = docker::handle_exapp(&action, head.header("docker-engine-port"), body, &w.docker).await;
-    ControlReply {
-        status: r.status,
-        content_type: if r.content_type.is_empty() {
-            api::TEXT
-        } else {
-            r.content_type
-        },
-        body: r.body,
-        allow: None,
-    }
+    docker::handle_exapp(&action, head.header("docker-engine-port"), body, &w.docker).await
 }
 
 /// A control body: Content-Length up to 1 MiB (413 beyond, H-103). Chunked control bodies
@@ -225,7 +216,7 @@ async fn read_small_body(
         BodyFraming::ContentLength(n) if n > MAX_CONTROL_BODY_BYTES => {
             return Err(ControlReply::text(
                 413,
-                &format!("Maximum request body size {MAX_CONTROL_BODY_BYTES} exceeded, actual body size {n}"),
+                format!("Maximum request body size {MAX_CONTROL_BODY_BYTES} exceeded, actual body size {n}"),
             ))
         }
         BodyFraming::ContentLength(n) => n as usize,

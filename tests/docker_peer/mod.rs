@@ -14,7 +14,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use lyre::docker::{connect_engine, ControlResponse, DockerCtx, Engine};
+use lyre::control::reply::ControlReply;
+use lyre::docker::{connect_engine, DockerCtx, Engine};
 
 /// The registry-free image setup.sh imports (busybox, trap-on-TERM `sh` as PID 1).
 pub const IMAGE: &str = "localhost/lyre-busybox:2";
@@ -249,11 +250,11 @@ pub async fn passthrough(engine: &Engine, method: &str, path: &str) -> (u16, Vec
     split_response(&raw)
 }
 
-pub fn body_json(r: &ControlResponse) -> serde_json::Value {
+pub fn body_json(r: &ControlReply) -> serde_json::Value {
     serde_json::from_slice(&r.body).unwrap_or_else(|_| panic!("not JSON: {}", text(r)))
 }
 
-pub fn text(r: &ControlResponse) -> String {
+pub fn text(r: &ControlReply) -> String {
     String::from_utf8_lossy(&r.body).into_owned()
 }
 
