@@ -14,6 +14,9 @@ use crate::exapps::{parse_push, Lookup, State, StateUpdate};
 pub const HARP_COMPAT_VERSION: &str = "0.4.4";
 /// aiohttp's default request body limit, kept by HaRP (H-103).
 pub const MAX_CONTROL_BODY_BYTES: u64 = 1024 * 1024;
+/// `/heartbeat` body, byte for byte what aiohttp's `json_response({"status": "ok"})` sends
+/// (harp-compat §4.1); also answered by the admin listener.
+pub const HEARTBEAT_BODY: &str = r#"{"status": "ok"}"#;
 
 /// A control request, already authenticated by the decision (shared key checked).
 pub struct ControlRequest<'a> {
@@ -39,7 +42,7 @@ pub fn handle(
     let get = matches!(req.method, b"GET" | b"HEAD");
     let none = Vec::new();
     let reply = match req.path {
-        b"/heartbeat" if get => ControlReply::json(200, r#"{"status":"ok"}"#),
+        b"/heartbeat" if get => ControlReply::json(200, HEARTBEAT_BODY),
         b"/heartbeat" => ControlReply::method_not_allowed("GET, HEAD"),
         b"/info" if get => ControlReply::json(200, info_body()),
         b"/info" => ControlReply::method_not_allowed("GET, HEAD"),
@@ -171,7 +174,7 @@ mod tests {
         let (st, key) = ctx_state();
         assert_eq!(
             call(b"GET", b"/heartbeat", b"", &st, &key).0.body,
-            br#"{"status":"ok"}"#
+            br#"{"status": "ok"}"#
         );
         let (r, _) = call(b"POST", b"/heartbeat", b"", &st, &key);
         assert_eq!((r.status, r.header("allow")), (405, Some("GET, HEAD")));

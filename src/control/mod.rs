@@ -1,7 +1,7 @@
 //! Control API: `api` serves `/exapps/app_api/...` endpoints (pure), `reply` is the one
 //! answer type and serializer for them and for the Docker wrappers, and this file the
 //! admin-only listener on `LYRE_CONTROL_ADDRESS` (default
-//! 127.0.0.1:8200, HaRP's agent port) answering `GET /heartbeat` with `{"status":"ok"}` for
+//! 127.0.0.1:8200, HaRP's agent port) answering `GET /heartbeat` with `{"status": "ok"}` for
 //! container health checks (harp-compat.md §1.1, §6.4). It has no authentication, exactly
 //! like HaRP's: keep it on loopback.
 
@@ -19,13 +19,6 @@ use crate::net::io::{read_some, set_nonblocking, write_all};
 /// The admin listener reads at most this long for a request head.
 pub const ADMIN_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
-const HEARTBEAT_OK: &[u8] =
-    b"HTTP/1.1 200 OK\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: 16\r\nconnection: close\r\n\r\n{\"status\":\"ok\"}";
-const NOT_FOUND: &[u8] =
-    b"HTTP/1.1 404 Not Found\r\ncontent-type: text/plain\r\ncontent-length: 14\r\nconnection: close\r\n\r\n404: Not Found";
-const BAD_METHOD: &[u8] =
-    b"HTTP/1.1 405 Method Not Allowed\r\ncontent-type: text/plain\r\ncontent-length: 23\r\nconnection: close\r\n\r\n405: Method Not Allowed";
-
 /// Serve the admin listener until the process exits.
 pub async fn serve_admin(listener: TcpListener) {
     let listener = Rc::new(listener);
@@ -40,7 +33,7 @@ async fn serve_admin_conn(s: TcpStream) {
     }
     let read = monoio::time::timeout(ADMIN_READ_TIMEOUT, read_admin_head(&s)).await;
     let Ok(Some(head)) = read else { return };
-    let _ = write_all(&s, admin_answer(&head)).await;
+    let _ = write_all(&s, &admin_answer(&head)).await;
 }
 
 async fn read_admin_head(s: &TcpStream) -> Option<RequestHead> {
@@ -58,10 +51,36 @@ async fn read_admin_head(s: &TcpStream) -> Option<RequestHead> {
     }
 }
 
-fn admin_answer(head: &RequestHead) -> &'static [u8] {
-    match (head.method(), head.path()) {
-        (b"GET" | b"HEAD", b"/heartbeat") => HEARTBEAT_OK,
-        (_, b"/heartbeat") => BAD_METHOD,
-        _ => NOT_FOUND,
+/// The same answers (and serializer) as `/exapps/app_api/heartbeat` in [`api`].
+fn admin_answer(head: &RequestHead) -> Vec<u8> {
+    let reply = match (head.method(), head.path()) {
+        (b"GET" | b"HEAD", b"/heartbeat") => reply::ControlReply::json(200, api::HEARTBEAT_BODY),
+        (_, b"/heartbeat") => reply::ControlReply::method_not_allowed("GET, HEAD"),
+        _ => reply::ControlReply::not_found(),
+    };
+    reply.render(false, head.method() == b"HEAD")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(req: &[u8]) -> String {
+        let (head, _) = parse_request(req).unwrap().unwrap();
+        String::from_utf8(admin_answer(&head)).unwrap()
+    }
+
+    #[test]
+    fn heartbeat_answers_aiohttp_json_with_its_exact_length() {
+        let get = answer(b"GET /heartbeat HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert!(get.starts_with("HTTP/1.1 200 OK\r\n"), "{get}");
+        assert!(get.ends_with("\r\n\r\n{\"status\": \"ok\"}"), "{get}");
+        assert!(get.contains("content-length: 16\r\n"), "{get}");
+        let head = answer(b"HEAD /heartbeat HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert!(head.contains("content-length: 16\r\n") && head.ends_with("\r\n\r\n"));
+        let post = answer(b"POST /heartbeat HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n");
+        assert!(post.starts_with("HTTP/1.1 405 ") && post.contains("allow: GET, HEAD\r\n"));
+        let other = answer(b"GET /info HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert!(other.starts_with("HTTP/1.1 404 ") && other.ends_with("404: Not Found"));
     }
 }
