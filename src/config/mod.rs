@@ -296,7 +296,12 @@ fn read_nc_base_url(vars: &Vars, warnings: &mut Vec<String>) -> Result<String, C
     }
     let base = url.strip_suffix('/').unwrap_or(url);
     let base = base.strip_suffix("/index.php").unwrap_or(base);
-    if !(base.starts_with("http://") || base.starts_with("https://")) {
+    // Case-insensitive, as the Nextcloud client parses it (`HTTPS://` works there too).
+    let has_scheme = ["http://", "https://"].iter().any(|p| {
+        base.get(..p.len())
+            .is_some_and(|s| s.eq_ignore_ascii_case(p))
+    });
+    if !has_scheme {
         warnings.push(format!(
             "{NC_INSTANCE_URL}: '{base}' does not start with http:// or https://; Nextcloud callbacks will fail"
         ));

@@ -495,6 +495,8 @@ fn h07_callback_urls_match_for_all_spellings() {
     assert_eq!(cfg.nc_base_url, "http://nc/sub/");
     let (_, w) = load(&dir.0, &[("NC_INSTANCE_URL", "nc.local")], &[]).expect("starts");
     assert!(w.iter().any(|l| l.contains("http://")), "{w:?}");
+    let (_, w) = load(&dir.0, &[("NC_INSTANCE_URL", "HTTPS://nc")], &[]).expect("starts");
+    assert!(!w.iter().any(|l| l.contains("NC_INSTANCE_URL")), "{w:?}");
 }
 
 #[test]
