@@ -305,11 +305,7 @@ mod tests {
 
     #[test]
     fn a_waiter_is_counted_until_it_ends_even_when_dropped_mid_wait() {
-        let mut rt = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
-            .enable_timer()
-            .build()
-            .unwrap();
-        rt.block_on(async {
+        crate::runtime::on_both_drivers(|| async {
             let key = crate::frp::crypto::derive_key(b"");
             let c = Control::new(
                 "run".into(),

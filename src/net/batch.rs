@@ -116,18 +116,9 @@ fn quantize(want: usize) -> usize {
 mod tests {
     use super::*;
     use crate::net::io as nio;
+    use crate::runtime::on_both_drivers;
     use monoio::net::TcpListener;
     use std::io::Write;
-
-    fn rt() -> monoio::FusionRuntime<
-        monoio::time::TimeDriver<monoio::IoUringDriver>,
-        monoio::time::TimeDriver<monoio::LegacyDriver>,
-    > {
-        monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
-            .enable_timer()
-            .build()
-            .unwrap()
-    }
 
     /// (Lyre side, std peer that writes).
     async fn pair() -> (TcpStream, std::net::TcpStream) {
@@ -150,7 +141,7 @@ mod tests {
 
     #[test]
     fn a_batched_wait_returns_with_the_whole_batch_queued() {
-        rt().block_on(async {
+        on_both_drivers(|| async {
             let (s, mut peer) = pair().await;
             let writer = std::thread::spawn(move || {
                 for _ in 0..64 {
@@ -193,7 +184,7 @@ mod tests {
 
     #[test]
     fn a_short_batch_gives_up_once_then_waits_plainly() {
-        rt().block_on(async {
+        on_both_drivers(|| async {
             let (s, mut peer) = pair().await;
             peer.write_all(b"tail").unwrap();
             let batch = ReadBatch::default();
@@ -218,7 +209,7 @@ mod tests {
 
     #[test]
     fn eof_wakes_a_batched_wait() {
-        rt().block_on(async {
+        on_both_drivers(|| async {
             let (s, peer) = pair().await;
             let batch = ReadBatch::default();
             let closer = std::thread::spawn(move || {

@@ -52,6 +52,19 @@ pub fn pick_driver(choice: DriverChoice) -> Result<Driver, String> {
     }
 }
 
+/// Tests: run `f()` to completion on a fresh runtime of each driver (io_uring first, as
+/// `lyre serve` builds it), so socket behaviour is checked on both.
+#[cfg(test)]
+pub fn on_both_drivers<F, Fut>(f: F)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = ()>,
+{
+    for driver in [Driver::IoUring, Driver::Epoll] {
+        block_on(driver, f()).expect("runtime (this VM supports io_uring)");
+    }
+}
+
 /// Run `fut` to completion on a fresh runtime of the given driver, on this thread.
 pub fn block_on<F: Future>(driver: Driver, fut: F) -> io::Result<F::Output> {
     match driver {

@@ -681,17 +681,8 @@ impl Drop for Stream {
 mod tests {
     use super::*;
     use crate::net::io as nio;
+    use crate::runtime::on_both_drivers;
     use monoio::net::{TcpListener, TcpStream};
-
-    fn rt() -> monoio::FusionRuntime<
-        monoio::time::TimeDriver<monoio::IoUringDriver>,
-        monoio::time::TimeDriver<monoio::LegacyDriver>,
-    > {
-        monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
-            .enable_timer()
-            .build()
-            .unwrap()
-    }
 
     /// A connected pair: (server-side transport, raw client socket).
     async fn pair() -> (Transport, TcpStream) {
@@ -740,7 +731,7 @@ mod tests {
 
     #[test]
     fn never_sends_beyond_the_peer_window_and_resumes_on_update() {
-        rt().block_on(async {
+        on_both_drivers(|| async {
             let (t, c) = pair().await;
             let session = Session::new();
             let app = async {
@@ -796,7 +787,7 @@ mod tests {
     /// delivered while a bulk reader expects more.
     #[test]
     fn announced_reads_are_summed_for_batching_and_released() {
-        rt().block_on(async {
+        on_both_drivers(|| async {
             let (t, c) = pair().await;
             let session = Session::new();
             let expected = || session.shared.expected.get();
@@ -873,7 +864,7 @@ mod tests {
 
     #[test]
     fn consumed_data_is_granted_back_and_fin_reads_as_eof() {
-        rt().block_on(async {
+        on_both_drivers(|| async {
             let (t, c) = pair().await;
             let session = Session::new();
             let total = 3 * MAX_RECV_WINDOW_BYTES as usize;
@@ -929,7 +920,7 @@ mod tests {
 
     #[test]
     fn duplicate_syn_and_rst_follow_the_protocol() {
-        rt().block_on(async {
+        on_both_drivers(|| async {
             let (t, c) = pair().await;
             let session = Session::new();
             let app = async {
@@ -968,7 +959,7 @@ mod tests {
 
     #[test]
     fn unclaimed_streams_are_capped_claimed_ones_are_not() {
-        rt().block_on(async {
+        on_both_drivers(|| async {
             let (t, c) = pair().await;
             let session = Session::new();
             session.mark_authenticated();

@@ -1,6 +1,5 @@
 //! Pump and tunnel tests on real loopback sockets, each run on both monoio drivers.
 
-use std::future::Future;
 use std::io;
 use std::rc::Rc;
 use std::time::Duration;
@@ -9,28 +8,12 @@ use monoio::net::{TcpListener, TcpStream};
 
 use super::*;
 use crate::net::io as nio;
+use crate::runtime::on_both_drivers;
 
 const LONG: Duration = Duration::from_secs(30);
 /// Length of the random pattern the streams repeat: prime, so that a lost, duplicated or
 /// reordered run of bytes shifts the pattern and fails the comparison.
 const PATTERN_BYTES: usize = 1_000_003;
-
-fn on_both_drivers<F, Fut>(f: F)
-where
-    F: Fn() -> Fut,
-    Fut: Future<Output = ()>,
-{
-    monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
-        .enable_timer()
-        .build()
-        .expect("io_uring runtime (this VM supports it)")
-        .block_on(f());
-    monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
-        .enable_timer()
-        .build()
-        .expect("epoll runtime")
-        .block_on(f());
-}
 
 /// A connected loopback pair (client, server). Left in blocking mode (monoio's default):
 /// the pumps must set O_NONBLOCK themselves.
