@@ -25,12 +25,11 @@ mod docker_peer;
 use std::time::{Duration, Instant};
 
 use common::appapi::{
-    build_talking_image, engine_connections, engine_connections_settled, name_body, podman, AppApi,
-    HeldRelay, API,
+    engine_connections, engine_connections_settled, name_body, AppApi, HeldRelay, API,
 };
 use common::http::Response;
 use common::{Lyre, TempDir};
-use docker_peer::{Podman, Registry};
+use docker_peer::{build_talking_image, podman, Podman, Registry};
 use serde_json::{json, Value};
 
 /// The bound for the whole sequence (Lyre calls only).
@@ -166,8 +165,8 @@ fn publish_fresh_image(podman: &Podman, registry: &Registry, tmp: &TempDir, tag:
         "127.0.0.1:{}/nextcloud/talking-exapp-{tag}:1.0.0",
         registry.port
     );
-    common::appapi::podman(&["push", "-q", "--tls-verify=false", &local, &remote]);
-    common::appapi::podman(&["rmi", "-f", &local]);
+    docker_peer::podman(&["push", "-q", "--tls-verify=false", &local, &remote]);
+    docker_peer::podman(&["rmi", "-f", &local]);
     remote
 }
 

@@ -19,11 +19,10 @@ mod docker_peer;
 use std::time::{Duration, Instant};
 
 use common::appapi::{
-    engine_connections_settled, full_backlog_listener, in_netns, name_body, AppApi, HungEngine,
-    RecordingEngine, API,
+    engine_connections_settled, full_backlog_listener, in_netns, name_body, AppApi, HungEngine, API,
 };
 use common::http::{Conn, Response};
-use common::Lyre;
+use common::{Lyre, RawUpstream};
 use docker_peer::{Podman, IMAGE};
 use serde_json::json;
 
@@ -314,7 +313,7 @@ fn wrapper_times_out_on_a_silent_engine() {
 #[test]
 fn passthrough_forwards_appapi_request_as_is() {
     let reply = b"HTTP/1.1 200 OK\r\nApi-Version: 1.44\r\nContent-Type: application/json\r\nX-Engine: fake\r\nContent-Length: 27\r\n\r\n{\"status\":\"Pulling image\"}\n";
-    let engine = RecordingEngine::start(reply);
+    let engine = RawUpstream::start_waiting(reply, Duration::from_secs(5));
     let lyre = Lyre::start(&[], &[]);
     let api = AppApi::new(lyre.port, engine.port);
     let path = "/images/create?fromImage=127.0.0.1%3A5000%2Fnextcloud%2Fx&tag=1.0.0";

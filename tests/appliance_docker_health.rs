@@ -15,9 +15,9 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::appapi::{name_body, podman, AppApi};
+use common::appapi::{name_body, AppApi};
 use common::{Lyre, TempDir};
-use docker_peer::{Podman, IMAGE};
+use docker_peer::{podman, Podman, IMAGE};
 use serde_json::{json, Value};
 
 /// How long the healthy container stays `starting` before its first check runs.

@@ -12,6 +12,7 @@ mod appliance_frp_harness;
 mod common;
 
 use appliance_frp_harness::*;
+use common::exapp::FakeNc;
 use common::http::Conn;
 use common::ws::{base64, WsClient};
 use common::Nginx;
@@ -172,7 +173,7 @@ fn all_checks(tls: bool, tcp_mux: bool) {
         !log.contains("window exceeded") && !log.contains("GoAway"),
         "frpc log:\n{log}"
     );
-    assert!(s.exapp.guard.child.try_wait().ok().flatten().is_none());
+    assert!(s.exapp.guard.exited().is_none());
     let _ = &s.nc;
 }
 

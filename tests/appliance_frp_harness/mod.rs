@@ -1,26 +1,27 @@
 //! Whole-appliance FRP harness: `lyre serve` as a subprocess (common::Lyre) with its FRP
 //! listener, the REAL frpc 0.65 configured exactly as HaRP's ExApp images do
 //! (harp-compat.md §5.4), a real nc_py_api ExApp on a unix socket
-//! (tests/peers/exapp_frp/main.py), fake_nc.py for user-info, and a Rust byte server on a
-//! unix socket for bulk/concurrency checks. Records are pushed through Lyre's control API
-//! (`POST /exapps/app_api/exapp_storage/<id>`), so no Nextcloud is needed for routing.
+//! (tests/peers/exapp/frp_main.py), fake_nc.py for user-info (common::exapp::FakeNc), and a
+//! Rust byte server on a unix socket for bulk/concurrency checks. Records are pushed through
+//! Lyre's control API (`POST /exapps/app_api/exapp_storage/<id>`), so no Nextcloud is needed
+//! for routing.
 //!
 //! Every process is killed by its own pid on drop; on a failing test its log is printed.
 #![allow(dead_code)]
 
-use std::fs::File;
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use crate::common::exapp::nc_py_exapp_command;
 use crate::common::http::Conn;
-use crate::common::{poll_until, repo_root, venv_python, Lyre, Pattern, TempDir};
+use crate::common::{poll_until, repo_root, Lyre, Pattern, Proc, TempDir};
 
 /// `HP_SHARED_KEY` of common::LyreEnv (the default every Lyre in the tests runs with).
 pub const SHARED_KEY: &str = "lyre-test-shared-key";
@@ -29,7 +30,6 @@ pub const APP_VERSION: &str = "1.0.0";
 pub const APP_SECRET: &str = "s3cret-frp";
 /// How long frpc may take to log in and register its proxy.
 pub const TUNNEL_DEADLINE: Duration = Duration::from_secs(20);
-const LOG_TAIL_BYTES: usize = 16 * 1024;
 
 /// The frpc binary from tests/peers/install.sh (or `LYRE_FRPC`); missing = FAIL.
 pub fn frpc_bin() -> PathBuf {
@@ -56,93 +56,6 @@ pub fn pick_remote_port() -> u16 {
         }
     }
     panic!("no free port in 23000-23999");
-}
-
-/// A child process killed (SIGKILL, by pid) and reaped on drop; stdout+stderr to `log`.
-pub struct Guard {
-    pub name: String,
-    pub child: Child,
-    pub log: PathBuf,
-}
-
-impl Guard {
-    pub fn spawn(name: &str, mut cmd: Command, log: PathBuf) -> Guard {
-        let out = File::create(&log).expect("create log");
-        let err = out.try_clone().expect("clone log");
-        cmd.stdin(Stdio::null()).stdout(out).stderr(err);
-        let child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {name} ({cmd:?}): {e}"));
-        Guard {
-            name: name.into(),
-            child,
-            log,
-        }
-    }
-
-    pub fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// Polls the log until it contains `needle`; fails with the log (or on early exit).
-    pub fn wait_log(&mut self, needle: &str, within: Duration) {
-        let end = Instant::now() + within;
-        loop {
-            if self.log_text().contains(needle) {
-                return;
-            }
-            if let Ok(Some(st)) = self.child.try_wait() {
-                panic!(
-                    "{} exited ({st}) before logging {needle:?}:\n{}",
-                    self.name,
-                    self.log_text()
-                );
-            }
-            assert!(
-                Instant::now() < end,
-                "{} never logged {needle:?} within {within:?}:\n{}",
-                self.name,
-                self.log_text()
-            );
-            thread::sleep(Duration::from_millis(25));
-        }
-    }
-
-    /// Waits for the process to exit by itself.
-    pub fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
-        let end = Instant::now() + within;
-        while Instant::now() < end {
-            if let Ok(Some(st)) = self.child.try_wait() {
-                return Some(st);
-            }
-            thread::sleep(Duration::from_millis(25));
-        }
-        None
-    }
-
-    pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        self.kill();
-        if thread::panicking() {
-            let log = std::fs::read(&self.log).unwrap_or_default();
-            let tail = String::from_utf8_lossy(&log[log.len().saturating_sub(LOG_TAIL_BYTES)..]);
-            eprintln!(
-                "--- {} (pid {}) log ---\n{tail}",
-                self.name,
-                self.child.id()
-            );
-        }
-    }
 }
 
 /// `lyre serve` with its FRP listener; TLS on unless `tls == false`
@@ -285,7 +198,7 @@ impl FrpcConf {
 
 /// A running frpc (its dir holds frpc.toml and frpc.log).
 pub struct Frpc {
-    pub guard: Guard,
+    pub guard: Proc,
     pub conf: FrpcConf,
     _dir: TempDir,
 }
@@ -297,7 +210,7 @@ impl Frpc {
         std::fs::write(&cfg, conf.toml()).expect("write frpc.toml");
         let mut cmd = Command::new(frpc_bin());
         cmd.arg("-c").arg(&cfg);
-        let guard = Guard::spawn("frpc", cmd, dir.path().join("frpc.log"));
+        let guard = Proc::spawn("frpc", cmd, dir.path().join("frpc.log"));
         Frpc {
             guard,
             conf: conf.clone(),
@@ -319,14 +232,14 @@ impl Frpc {
     }
 
     pub fn log(&self) -> String {
-        self.guard.log_text()
+        self.guard.log()
     }
 }
 
-/// The nc_py_api ExApp (tests/peers/exapp_frp/main.py) listening on a unix socket.
+/// The nc_py_api ExApp (tests/peers/exapp/frp_main.py) listening on a unix socket.
 pub struct ExApp {
     pub sock: PathBuf,
-    pub guard: Guard,
+    pub guard: Proc,
     _dir: TempDir,
 }
 
@@ -334,67 +247,24 @@ impl ExApp {
     pub fn start(remote_port: u16) -> ExApp {
         let dir = TempDir::new("exapp");
         let sock = dir.path().join("exapp.sock");
-        let mut cmd = Command::new(venv_python());
-        cmd.arg("-u")
-            .arg(repo_root().join("tests/peers/exapp_frp/main.py"))
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("PYTHONDONTWRITEBYTECODE", "1")
-            .env("APP_ID", APP_ID)
-            .env("APP_VERSION", APP_VERSION)
-            .env("APP_SECRET", APP_SECRET)
-            .env("APP_PORT", remote_port.to_string())
-            .env("NEXTCLOUD_URL", "http://127.0.0.1:9")
+        let mut cmd = nc_py_exapp_command("frp_main.py", APP_ID, APP_SECRET);
+        cmd.env("APP_PORT", remote_port.to_string())
             .env("HP_SHARED_KEY", SHARED_KEY)
             .env("HP_EXAPP_SOCK", &sock);
-        let mut guard = Guard::spawn("exapp", cmd, dir.path().join("exapp.log"));
+        let mut guard = Proc::spawn("exapp", cmd, dir.path().join("exapp.log"));
         let ok = poll_until(Duration::from_secs(30), || {
-            guard.child.try_wait().ok().flatten().is_none() && UnixStream::connect(&sock).is_ok()
+            guard.exited().is_none() && UnixStream::connect(&sock).is_ok()
         });
         if !ok {
             guard.kill();
             panic!(
                 "nc_py_api ExApp never listened on {}:\n{}",
                 sock.display(),
-                guard.log_text()
+                guard.log()
             );
         }
         ExApp {
             sock,
-            guard,
-            _dir: dir,
-        }
-    }
-}
-
-/// fake_nc.py (stdlib Python) with a config; `port` from its `PORT n` line.
-pub struct FakeNc {
-    pub port: u16,
-    pub guard: Guard,
-    _dir: TempDir,
-}
-
-impl FakeNc {
-    pub fn start(config: &serde_json::Value) -> FakeNc {
-        let dir = TempDir::new("fakenc");
-        let log = dir.path().join("fake_nc.log");
-        let mut cmd = Command::new("python3");
-        cmd.arg("-u")
-            .arg(repo_root().join("tests/peers/fake_nc.py"))
-            .env("FAKE_NC_CONFIG", config.to_string());
-        let errf = File::create(&log).expect("create fake_nc log");
-        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(errf);
-        let mut child = cmd.spawn().expect("spawn fake_nc.py");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let guard = Guard {
-            name: "fake_nc".into(),
-            child,
-            log,
-        };
-        let port = crate::common::read_port_line(stdout, Duration::from_secs(20))
-            .unwrap_or_else(|e| panic!("fake_nc.py {e}"));
-        FakeNc {
-            port,
             guard,
             _dir: dir,
         }

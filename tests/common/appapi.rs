@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 
 use super::http::{Conn, Response};
+use super::AcceptLoop;
 
 /// The shared key `common::Lyre` runs with (LyreEnv's default `HP_SHARED_KEY`).
 pub const SHARED_KEY: &str = "lyre-test-shared-key";
@@ -191,8 +192,7 @@ pub struct UnixRelay {
     pub addr: SocketAddr,
     accepted: Arc<AtomicU64>,
     open: Arc<AtomicU64>,
-    stop: Arc<AtomicBool>,
-    thread: Option<thread::JoinHandle<()>>,
+    _loop: AcceptLoop,
 }
 
 impl UnixRelay {
@@ -200,38 +200,21 @@ impl UnixRelay {
     pub fn start(addr: &str, sock: &Path) -> UnixRelay {
         let listener =
             TcpListener::bind(addr).unwrap_or_else(|e| panic!("relay: bind {addr}: {e}"));
-        let addr = listener.local_addr().expect("local_addr");
-        let (accepted, open, stop) = (
-            Arc::new(AtomicU64::new(0)),
-            Arc::new(AtomicU64::new(0)),
-            Arc::new(AtomicBool::new(false)),
-        );
-        let (acc, op, st, sock) = (
-            accepted.clone(),
-            open.clone(),
-            stop.clone(),
-            sock.to_path_buf(),
-        );
-        let thread = thread::spawn(move || {
-            for conn in listener.incoming() {
-                if st.load(Ordering::SeqCst) {
-                    break;
-                }
-                let Ok(tcp) = conn else { continue };
-                acc.fetch_add(1, Ordering::SeqCst);
-                let Ok(unix) = UnixStream::connect(&sock) else {
-                    continue;
-                };
-                op.fetch_add(1, Ordering::SeqCst);
-                relay_pair(tcp, unix, op.clone());
-            }
+        let (accepted, open) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let (acc, op, sock) = (accepted.clone(), open.clone(), sock.to_path_buf());
+        let accept_loop = AcceptLoop::spawn(listener, move |tcp| {
+            acc.fetch_add(1, Ordering::SeqCst);
+            let Ok(unix) = UnixStream::connect(&sock) else {
+                return;
+            };
+            op.fetch_add(1, Ordering::SeqCst);
+            relay_pair(tcp, unix, op.clone());
         });
         UnixRelay {
-            addr,
+            addr: accept_loop.addr,
             accepted,
             open,
-            stop,
-            thread: Some(thread),
+            _loop: accept_loop,
         }
     }
 
@@ -265,47 +248,25 @@ fn relay_pair(tcp: TcpStream, unix: UnixStream, open: Arc<AtomicU64>) {
     });
 }
 
-impl Drop for UnixRelay {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        let _ = TcpStream::connect(self.addr);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
 /// An engine that accepts connections and never answers. Keeps them to see whether the
 /// client (Lyre) closes its side.
 pub struct HungEngine {
     pub port: u16,
     conns: Arc<Mutex<Vec<TcpStream>>>,
-    stop: Arc<AtomicBool>,
-    thread: Option<thread::JoinHandle<()>>,
+    _loop: AcceptLoop,
 }
 
 impl HungEngine {
     pub fn start() -> HungEngine {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind hung engine");
-        let port = listener.local_addr().expect("local_addr").port();
         let conns = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (cs, st) = (conns.clone(), stop.clone());
-        let thread = thread::spawn(move || {
-            for conn in listener.incoming() {
-                if st.load(Ordering::SeqCst) {
-                    break;
-                }
-                if let Ok(s) = conn {
-                    cs.lock().expect("lock").push(s);
-                }
-            }
+        let cs = conns.clone();
+        let accept_loop = AcceptLoop::on_free_port("hung engine", move |s| {
+            cs.lock().expect("lock").push(s);
         });
         HungEngine {
-            port,
+            port: accept_loop.port(),
             conns,
-            stop,
-            thread: Some(thread),
+            _loop: accept_loop,
         }
     }
 
@@ -338,16 +299,6 @@ impl HungEngine {
     }
 }
 
-impl Drop for HungEngine {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        let _ = TcpStream::connect(("127.0.0.1", self.port));
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
 /// A listener whose accept queue is full: further connects never complete (the kernel
 /// drops their SYNs), like an engine host that does not answer. Keep both values alive.
 pub fn full_backlog_listener() -> (TcpListener, TcpStream) {
@@ -373,8 +324,7 @@ pub fn full_backlog_listener() -> (TcpListener, TcpStream) {
 pub struct HeldRelay {
     pub port: u16,
     gate: Arc<Gate>,
-    stop: Arc<AtomicBool>,
-    thread: Option<thread::JoinHandle<()>>,
+    _loop: AcceptLoop,
 }
 
 #[derive(Default)]
@@ -403,28 +353,18 @@ impl Gate {
 
 impl HeldRelay {
     pub fn start(target_port: u16, hold_after: u64) -> HeldRelay {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind held relay");
-        let port = listener.local_addr().expect("local_addr").port();
         let gate = Arc::new(Gate::default());
-        let stop = Arc::new(AtomicBool::new(false));
-        let (g, st) = (gate.clone(), stop.clone());
-        let thread = thread::spawn(move || {
-            for conn in listener.incoming() {
-                if st.load(Ordering::SeqCst) {
-                    break;
-                }
-                let Ok(client) = conn else { continue };
-                let Ok(server) = TcpStream::connect(("127.0.0.1", target_port)) else {
-                    continue;
-                };
-                held_pair(client, server, hold_after, g.clone());
-            }
+        let g = gate.clone();
+        let accept_loop = AcceptLoop::on_free_port("held relay", move |client| {
+            let Ok(server) = TcpStream::connect(("127.0.0.1", target_port)) else {
+                return;
+            };
+            held_pair(client, server, hold_after, g.clone());
         });
         HeldRelay {
-            port,
+            port: accept_loop.port(),
             gate,
-            stop,
-            thread: Some(thread),
+            _loop: accept_loop,
         }
     }
 
@@ -477,13 +417,9 @@ fn held_pair(client: TcpStream, server: TcpStream, hold_after: u64, gate: Arc<Ga
 }
 
 impl Drop for HeldRelay {
+    /// Opens the gate first, so no relay thread stays parked; `_loop` then stops accepting.
     fn drop(&mut self) {
         self.release();
-        self.stop.store(true, Ordering::SeqCst);
-        let _ = TcpStream::connect(("127.0.0.1", self.port));
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }
 
@@ -511,121 +447,4 @@ pub fn in_netns<T: Send>(f: impl FnOnce() -> T + Send) -> T {
         .join()
         .unwrap_or_else(|p| std::panic::resume_unwind(p))
     })
-}
-
-/// A unique image in podman's storage: busybox with a marker file (so its layer is new to
-/// the engine), `/etc/os-release` (Debian-like), an `update-ca-certificates` stand-in, and a
-/// main process that prints one line to stdout and one to stderr, then exits on TERM.
-/// Returns the local name; the caller removes it.
-pub fn build_talking_image(tag: &str, dir: &Path) -> String {
-    let name = format!("localhost/lyre-talking-{tag}:1");
-    let root = dir.join("rootfs");
-    let script = format!(
-        r#"set -e
-mkdir -p {r}/bin {r}/etc {r}/tmp
-cp "$(command -v busybox)" {r}/bin/busybox
-for a in sh echo sleep cat ls env mkdir rm true false test tar; do ln -sf busybox {r}/bin/$a; done
-printf 'PRETTY_NAME="Lyre test (Debian-like)"\nID=debian\n' > {r}/etc/os-release
-printf '#!/bin/sh\necho ran > /tmp/update-ca-certificates.ran\n' > {r}/bin/update-ca-certificates
-chmod +x {r}/bin/update-ca-certificates
-echo "{tag} $$ $(date +%s%N)" > {r}/marker
-tar -C {r} -cf {d}/rootfs.tar .
-"#,
-        r = root.display(),
-        d = dir.display(),
-    );
-    let st = std::process::Command::new("sh")
-        .args(["-c", &script])
-        .status()
-        .expect("sh");
-    assert!(st.success(), "build rootfs for {name}");
-    let cmd = r#"CMD ["/bin/sh", "-c", "echo lyre-exapp stdout; echo lyre-exapp stderr >&2; trap \"exit 0\" TERM; sleep 3600 & wait"]"#;
-    let out = std::process::Command::new("podman")
-        .args(["import", "-q", "--change", cmd])
-        .arg(dir.join("rootfs.tar"))
-        .arg(&name)
-        .output()
-        .expect("podman import: run tests/peers/podman/setup.sh");
-    assert!(
-        out.status.success(),
-        "podman import: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    name
-}
-
-/// `podman <args>` (no output check beyond success).
-pub fn podman(args: &[&str]) -> String {
-    let out = std::process::Command::new("podman")
-        .args(args)
-        .output()
-        .expect("run podman");
-    assert!(
-        out.status.success(),
-        "podman {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// A fake engine on a free port: records each request head (up to the blank line) and
-/// answers `reply` verbatim, then closes.
-pub struct RecordingEngine {
-    pub port: u16,
-    heads: Arc<Mutex<Vec<String>>>,
-    stop: Arc<AtomicBool>,
-    thread: Option<thread::JoinHandle<()>>,
-}
-
-impl RecordingEngine {
-    pub fn start(reply: &[u8]) -> RecordingEngine {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind recording engine");
-        let port = listener.local_addr().expect("local_addr").port();
-        let heads = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (hs, st, reply) = (heads.clone(), stop.clone(), reply.to_vec());
-        let thread = thread::spawn(move || {
-            for conn in listener.incoming() {
-                if st.load(Ordering::SeqCst) {
-                    break;
-                }
-                let Ok(mut s) = conn else { continue };
-                let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-                let mut head = Vec::new();
-                let mut buf = [0u8; 4096];
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match s.read(&mut buf) {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => head.extend_from_slice(&buf[..n]),
-                    }
-                }
-                hs.lock()
-                    .expect("lock")
-                    .push(String::from_utf8_lossy(&head).into_owned());
-                let _ = s.write_all(&reply);
-                let _ = s.shutdown(Shutdown::Both);
-            }
-        });
-        RecordingEngine {
-            port,
-            heads,
-            stop,
-            thread: Some(thread),
-        }
-    }
-
-    /// Request heads received so far, oldest first.
-    pub fn heads(&self) -> Vec<String> {
-        self.heads.lock().expect("lock").clone()
-    }
-}
-
-impl Drop for RecordingEngine {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        let _ = TcpStream::connect(("127.0.0.1", self.port));
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
 }

@@ -9,7 +9,7 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::Duration;
@@ -17,7 +17,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use super::http::{Conn, Response};
-use super::{free_port, port_from_stdout, repo_root, venv_python, Lyre, Proc, TempDir};
+use super::{free_port, repo_root, venv_python, Lyre, Proc, TempDir};
 
 /// The appliance's shared key (`HP_SHARED_KEY`), also the fake Nextcloud's daemon key.
 pub const KEY: &str = "lyre-test-shared-key";
@@ -77,25 +77,12 @@ impl FakeNc {
     pub fn start(config: &Value) -> FakeNc {
         let dir = TempDir::new("fake-nc");
         let log = dir.path().join("fake_nc.log");
-        let errf = std::fs::File::create(&log).expect("create fake_nc log");
         let mut cmd = Command::new("python3");
         cmd.arg("-u")
             .arg(repo_root().join("tests/peers/fake_nc.py"))
             .env("FAKE_NC_CONFIG", config.to_string())
-            .env("PYTHONDONTWRITEBYTECODE", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(errf);
-        let mut child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn python3 fake_nc.py: {e}"));
-        let stdout = child.stdout.take().expect("piped stdout");
-        let proc = Proc {
-            name: "fake_nc.py".into(),
-            child,
-            log,
-        };
-        let port = port_from_stdout(stdout, "fake_nc.py", &proc);
+            .env("PYTHONDONTWRITEBYTECODE", "1");
+        let (proc, port) = Proc::spawn_port_line("fake_nc.py", cmd, log);
         FakeNc {
             port,
             proc,
@@ -171,6 +158,25 @@ impl FakeNc {
     }
 }
 
+/// `python -u tests/peers/exapp/<script>` from `.peers/venv` with nothing inherited but PATH,
+/// and the variables every nc_py_api ExApp needs (`APP_VERSION` is [`APP_VERSION`]). The
+/// caller adds where it listens: `APP_HOST`/`APP_PORT`, `HP_SHARED_KEY`, `HP_EXAPP_SOCK`.
+pub fn nc_py_exapp_command(script: &str, app_id: &str, secret: &str) -> Command {
+    let mut cmd = Command::new(venv_python());
+    cmd.arg("-u")
+        .arg(repo_root().join("tests/peers/exapp").join(script))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .env("APP_ID", app_id)
+        .env("APP_VERSION", APP_VERSION)
+        .env("APP_SECRET", secret)
+        // The ExApp never calls Nextcloud in these tests; a closed port makes any
+        // accidental call fail loudly in its log.
+        .env("NEXTCLOUD_URL", "http://127.0.0.1:9");
+    cmd
+}
+
 /// tests/peers/exapp/main.py: nc_py_api on TCP 127.0.0.1:`port` (HP_SHARED_KEY empty).
 pub struct NcPyExApp {
     pub port: u16,
@@ -182,20 +188,9 @@ impl NcPyExApp {
     pub fn start() -> NcPyExApp {
         let dir = TempDir::new("exapp");
         let port = free_port();
-        let mut cmd = Command::new(venv_python());
-        cmd.arg("-u")
-            .arg(repo_root().join("tests/peers/exapp/main.py"))
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("PYTHONDONTWRITEBYTECODE", "1")
-            .env("APP_ID", APP_ID)
-            .env("APP_VERSION", APP_VERSION)
-            .env("APP_SECRET", SECRET)
-            .env("APP_HOST", "127.0.0.1")
+        let mut cmd = nc_py_exapp_command("main.py", APP_ID, SECRET);
+        cmd.env("APP_HOST", "127.0.0.1")
             .env("APP_PORT", port.to_string())
-            // The ExApp never calls Nextcloud in these tests; a closed port makes any
-            // accidental call fail loudly in its log.
-            .env("NEXTCLOUD_URL", "http://127.0.0.1:9")
             .env("HP_SHARED_KEY", "");
         let mut proc = Proc::spawn("nc_py_api exapp", cmd, dir.path().join("exapp.log"));
         proc.wait_listening(port);

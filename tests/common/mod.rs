@@ -25,7 +25,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -146,11 +146,29 @@ pub struct Proc {
 }
 
 impl Proc {
-    fn spawn(name: &str, mut cmd: Command, log: PathBuf) -> Proc {
+    /// Spawns `cmd` with stdin closed and stdout + stderr appended to `log`.
+    pub fn spawn(name: &str, mut cmd: Command, log: PathBuf) -> Proc {
         let out = File::create(&log).expect("create log file");
         let err = out.try_clone().expect("clone log file");
-        cmd.stdin(Stdio::null()).stdout(out).stderr(err);
+        cmd.stdin(Stdio::null()).stdout(out);
+        Self::spawn_with(name, cmd, log, err)
+    }
+
+    /// For a child whose first stdout line is `PORT <n>` (upstream.py, fake_nc.py): spawns
+    /// `cmd` with stdout piped (the rest of it drained) and stderr to `log`, and returns the
+    /// port, failing the test with the log if no such line comes within [`START_DEADLINE`].
+    pub fn spawn_port_line(name: &str, mut cmd: Command, log: PathBuf) -> (Proc, u16) {
+        let err = File::create(&log).expect("create log file");
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped());
+        let mut proc = Self::spawn_with(name, cmd, log, err);
+        let stdout = proc.child.stdout.take().expect("piped stdout");
+        let port = port_from_stdout(stdout, name, &proc);
+        (proc, port)
+    }
+
+    fn spawn_with(name: &str, mut cmd: Command, log: PathBuf, stderr: File) -> Proc {
         let child = cmd
+            .stderr(stderr)
             .spawn()
             .unwrap_or_else(|e| panic!("spawn {name} ({cmd:?}): {e}"));
         Proc {
@@ -174,7 +192,56 @@ impl Proc {
         self.child.try_wait().ok().flatten()
     }
 
-    fn log_tail(&self) -> String {
+    /// Waits up to `within` for the process to exit by itself.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let mut status = None;
+        poll_until(within, || {
+            status = self.exited();
+            status.is_some()
+        });
+        status
+    }
+
+    /// Kills (SIGKILL, by pid) and reaps the process now.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Polls the log until it contains `needle`; fails with the log (or on early exit).
+    pub fn wait_log(&mut self, needle: &str, within: Duration) {
+        self.wait_for(&format!("logged {needle:?}"), within, |p| {
+            p.log().contains(needle)
+        });
+    }
+
+    /// Polls `ready` every 20 ms; fails the test with the log tail if the process exits
+    /// first or `within` passes. `what` completes "<name> never ...".
+    fn wait_for(&mut self, what: &str, within: Duration, ready: impl Fn(&Proc) -> bool) {
+        let end = Instant::now() + within;
+        loop {
+            if ready(self) {
+                return;
+            }
+            if let Some(st) = self.exited() {
+                panic!(
+                    "{} exited ({st}) before it {what}\n--- log ---\n{}",
+                    self.name,
+                    self.log_tail()
+                );
+            }
+            assert!(
+                Instant::now() < end,
+                "{} never {what} within {within:?}\n--- log ---\n{}",
+                self.name,
+                self.log_tail()
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The last [`LOG_TAIL_BYTES`] of the log (what failure messages print).
+    pub fn log_tail(&self) -> String {
         let Ok(mut f) = File::open(&self.log) else {
             return String::new();
         };
@@ -188,34 +255,15 @@ impl Proc {
 
     /// Waits until `port` accepts, failing early (with the log) if the process exits.
     fn wait_listening(&mut self, port: u16) {
-        let end = Instant::now() + START_DEADLINE;
-        loop {
-            if let Some(st) = self.exited() {
-                panic!(
-                    "{} exited before listening on {port}: {st}\n--- log ---\n{}",
-                    self.name,
-                    self.log_tail()
-                );
-            }
-            if port_open(port) {
-                return;
-            }
-            assert!(
-                Instant::now() < end,
-                "{} not listening on 127.0.0.1:{port} after {START_DEADLINE:?}\n--- log ---\n{}",
-                self.name,
-                self.log_tail()
-            );
-            thread::sleep(Duration::from_millis(20));
-        }
+        let what = format!("listened on 127.0.0.1:{port}");
+        self.wait_for(&what, START_DEADLINE, |_| port_open(port));
     }
 }
 
 impl Drop for Proc {
     fn drop(&mut self) {
         // Kill exactly our child (SIGKILL by pid), then reap it.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.kill();
         if thread::panicking() {
             eprintln!(
                 "--- {} (pid {}) log tail: {} ---\n{}",
@@ -244,20 +292,8 @@ impl Upstream {
         cmd.arg("-u")
             .arg(&script)
             .env("PYTHONDONTWRITEBYTECODE", "1");
-        // stdout must be a pipe to read the `PORT n` line; stderr goes to the log file.
         let log = dir.path().join("upstream.log");
-        let errf = File::create(&log).expect("create upstream log");
-        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(errf);
-        let mut child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn upstream.py: {e}: {INSTALL_HINT}"));
-        let stdout = child.stdout.take().expect("piped stdout");
-        let proc = Proc {
-            name: "upstream.py".into(),
-            child,
-            log,
-        };
-        let port = port_from_stdout(stdout, "upstream.py", &proc);
+        let (proc, port) = Proc::spawn_port_line("upstream.py", cmd, log);
         Upstream {
             port,
             proc,
@@ -561,54 +597,118 @@ fn serve_command(e: &LyreEnv, args: &[&str]) -> Command {
     cmd
 }
 
-/// A tiny raw TCP upstream: for every connection it reads the request head (up to the
-/// first blank line, or 2 s), writes `reply` verbatim and closes. For 502 tests, and for
-/// an upstream that closes kept-alive connections (as uvicorn does after 5 s idle).
-pub struct RawUpstream {
-    pub port: u16,
-    accepted: Arc<AtomicU64>,
-    closed: Arc<AtomicU64>,
+/// A listener thread handing every accepted connection to `on_conn`, in order, on that
+/// thread. Dropping it stops the loop: it sets the stop flag, wakes the blocked `accept`
+/// with one connection to itself, and joins the thread.
+pub struct AcceptLoop {
+    pub addr: SocketAddr,
     stop: Arc<AtomicBool>,
     thread: Option<thread::JoinHandle<()>>,
 }
 
-impl RawUpstream {
-    pub fn start(reply: &[u8]) -> RawUpstream {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind raw upstream");
-        let port = listener.local_addr().expect("local_addr").port();
-        let accepted = Arc::new(AtomicU64::new(0));
-        let closed = Arc::new(AtomicU64::new(0));
+impl AcceptLoop {
+    pub fn spawn(
+        listener: TcpListener,
+        mut on_conn: impl FnMut(TcpStream) + Send + 'static,
+    ) -> AcceptLoop {
+        let addr = listener.local_addr().expect("local_addr");
         let stop = Arc::new(AtomicBool::new(false));
-        let (acc, cl, st) = (accepted.clone(), closed.clone(), stop.clone());
-        let reply = reply.to_vec();
+        let st = stop.clone();
         let thread = thread::spawn(move || {
             for conn in listener.incoming() {
                 if st.load(Ordering::SeqCst) {
                     break;
                 }
-                let Ok(mut s) = conn else { continue };
-                acc.fetch_add(1, Ordering::SeqCst);
-                let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-                let mut head = Vec::new();
-                let mut buf = [0u8; 4096];
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match s.read(&mut buf) {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => head.extend_from_slice(&buf[..n]),
-                    }
+                if let Ok(s) = conn {
+                    on_conn(s);
                 }
-                let _ = s.write_all(&reply);
-                let _ = s.shutdown(std::net::Shutdown::Both);
-                drop(s);
-                cl.fetch_add(1, Ordering::SeqCst);
             }
         });
-        RawUpstream {
-            port,
-            accepted,
-            closed,
+        AcceptLoop {
+            addr,
             stop,
             thread: Some(thread),
+        }
+    }
+
+    /// Binds 127.0.0.1:0 (`what` names the listener in the bind failure) and spawns.
+    pub fn on_free_port(what: &str, on_conn: impl FnMut(TcpStream) + Send + 'static) -> AcceptLoop {
+        let listener =
+            TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("bind {what}: {e}"));
+        AcceptLoop::spawn(listener, on_conn)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+}
+
+impl Drop for AcceptLoop {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(self.addr);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Reads a request head from `s`: up to the first blank line, EOF, an error, or `wait`
+/// without new bytes. Returns what arrived (possibly partial).
+pub fn read_head(s: &mut TcpStream, wait: Duration) -> Vec<u8> {
+    let _ = s.set_read_timeout(Some(wait));
+    let mut head = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+    }
+    head
+}
+
+/// A tiny raw TCP upstream: for every connection it reads the request head (up to the
+/// first blank line, or 2 s), records it, writes `reply` verbatim and closes. For 502
+/// tests, for an upstream that closes kept-alive connections (as uvicorn does after 5 s
+/// idle), and as a fake Docker engine that records what Lyre forwarded.
+pub struct RawUpstream {
+    pub port: u16,
+    accepted: Arc<AtomicU64>,
+    closed: Arc<AtomicU64>,
+    heads: Arc<Mutex<Vec<String>>>,
+    _loop: AcceptLoop,
+}
+
+impl RawUpstream {
+    pub fn start(reply: &[u8]) -> RawUpstream {
+        Self::start_waiting(reply, Duration::from_secs(2))
+    }
+
+    /// As [`RawUpstream::start`], waiting up to `head_wait` for each request head.
+    pub fn start_waiting(reply: &[u8], head_wait: Duration) -> RawUpstream {
+        let accepted = Arc::new(AtomicU64::new(0));
+        let closed = Arc::new(AtomicU64::new(0));
+        let heads = Arc::new(Mutex::new(Vec::new()));
+        let (acc, cl, hs) = (accepted.clone(), closed.clone(), heads.clone());
+        let reply = reply.to_vec();
+        let accept_loop = AcceptLoop::on_free_port("raw upstream", move |mut s| {
+            acc.fetch_add(1, Ordering::SeqCst);
+            let head = read_head(&mut s, head_wait);
+            hs.lock()
+                .expect("lock")
+                .push(String::from_utf8_lossy(&head).into_owned());
+            let _ = s.write_all(&reply);
+            let _ = s.shutdown(std::net::Shutdown::Both);
+            drop(s);
+            cl.fetch_add(1, Ordering::SeqCst);
+        });
+        RawUpstream {
+            port: accept_loop.port(),
+            accepted,
+            closed,
+            heads,
+            _loop: accept_loop,
         }
     }
 
@@ -620,14 +720,9 @@ impl RawUpstream {
     pub fn closed(&self) -> u64 {
         self.closed.load(Ordering::SeqCst)
     }
-}
 
-impl Drop for RawUpstream {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        let _ = TcpStream::connect(("127.0.0.1", self.port));
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+    /// Request heads received so far, oldest first.
+    pub fn heads(&self) -> Vec<String> {
+        self.heads.lock().expect("lock").clone()
     }
 }

@@ -133,18 +133,9 @@ impl Podman {
         split_response(&raw)
     }
 
-    /// `podman <args>` CLI, stdout as text; panics on failure.
+    /// `podman <args>` CLI, stdout as text; panics on failure (see [`podman`]).
     pub fn cli(&self, args: &[&str]) -> String {
-        let out = Command::new("podman")
-            .args(args)
-            .output()
-            .expect("run podman");
-        assert!(
-            out.status.success(),
-            "podman {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        podman(args)
     }
 
     pub fn container_json(&self, c: &str) -> serde_json::Value {
@@ -358,4 +349,58 @@ impl Drop for Registry {
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// `podman <args>` CLI (host storage, no service needed), stdout as text; panics with
+/// podman's stderr on failure.
+pub fn podman(args: &[&str]) -> String {
+    let out = Command::new("podman")
+        .args(args)
+        .output()
+        .expect("run podman: run tests/peers/podman/setup.sh (as root) first");
+    assert!(
+        out.status.success(),
+        "podman {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A unique image in podman's storage: busybox with a marker file (so its layer is new to
+/// the engine), `/etc/os-release` (Debian-like), an `update-ca-certificates` stand-in, and a
+/// main process that prints one line to stdout and one to stderr, then exits on TERM.
+/// Returns the local name; the caller removes it.
+pub fn build_talking_image(tag: &str, dir: &Path) -> String {
+    let name = format!("localhost/lyre-talking-{tag}:1");
+    let root = dir.join("rootfs");
+    let script = format!(
+        r#"set -e
+mkdir -p {r}/bin {r}/etc {r}/tmp
+cp "$(command -v busybox)" {r}/bin/busybox
+for a in sh echo sleep cat ls env mkdir rm true false test tar; do ln -sf busybox {r}/bin/$a; done
+printf 'PRETTY_NAME="Lyre test (Debian-like)"\nID=debian\n' > {r}/etc/os-release
+printf '#!/bin/sh\necho ran > /tmp/update-ca-certificates.ran\n' > {r}/bin/update-ca-certificates
+chmod +x {r}/bin/update-ca-certificates
+echo "{tag} $$ $(date +%s%N)" > {r}/marker
+tar -C {r} -cf {d}/rootfs.tar .
+"#,
+        r = root.display(),
+        d = dir.display(),
+    );
+    let st = std::process::Command::new("sh")
+        .args(["-c", &script])
+        .status()
+        .expect("sh");
+    assert!(st.success(), "build rootfs for {name}");
+    let cmd = r#"CMD ["/bin/sh", "-c", "echo lyre-exapp stdout; echo lyre-exapp stderr >&2; trap \"exit 0\" TERM; sleep 3600 & wait"]"#;
+    let tar = dir.join("rootfs.tar");
+    podman(&[
+        "import",
+        "-q",
+        "--change",
+        cmd,
+        &tar.to_string_lossy(),
+        &name,
+    ]);
+    name
 }
