@@ -38,6 +38,14 @@ impl Channel {
         }
     }
 
+    /// The yamux stream under this channel (tcpMux on).
+    pub fn mux(&self) -> Option<&Stream> {
+        match self {
+            Channel::Mux(s) => Some(s),
+            Channel::Raw(_) => None,
+        }
+    }
+
     /// Wait until a read would not block, without holding a buffer.
     pub async fn readable(&self) -> io::Result<()> {
         match self {

@@ -5,8 +5,10 @@
 //!
 //! Budget per relayed connection: up to two [`RELAY_BUF_BYTES`] buffers while data flows,
 //! none while idle (each direction waits for readiness first); per chunk one socket
-//! syscall plus one copy into the yamux queue (TLS legs cannot splice). With no wrappers,
-//! a read goes straight from the channel into the caller's buffer.
+//! syscall plus one copy into the yamux queue (TLS legs cannot splice). With no wrappers
+//! on a yamux stream, user-bound bytes are sent from the stream's buffer where they lie
+//! (no relay buffer that way); otherwise a read goes straight from the channel into the
+//! caller's buffer.
 
 use std::cell::RefCell;
 use std::io;
@@ -21,6 +23,7 @@ use super::crypto::{CfbReader, CfbWriter, KEY_BYTES};
 use super::msg::{self, MsgType, StartWorkConn};
 use super::registry::{Proxy, WorkConn};
 use super::snappy::{SnappyReader, SnappyWriter};
+use super::yamux::{Drain, Stream};
 use super::{FrpContext, FrpError};
 use crate::net::io as nio;
 
@@ -139,6 +142,20 @@ impl WorkStream {
             }
         }
         self.ch.readable().await
+    }
+
+    /// The yamux stream itself when nothing stands between it and the payload (no
+    /// encryption or compression layer, nothing left over in them): its buffered bytes can
+    /// then be sent on where they lie ([`Stream::drain_to`]).
+    pub fn bare_stream(&self) -> Option<&Stream> {
+        if self.wrapped {
+            return None;
+        }
+        let rx = self.rx.borrow();
+        if rx.pos < rx.plain.len() || !rx.leftover.is_empty() {
+            return None;
+        }
+        self.ch.mux()
     }
 
     /// Write frpc-bound payload (compressed, then encrypted, when the proxy asks).
@@ -293,6 +310,23 @@ pub async fn relay(tcp: &TcpStream, ws: &WorkStream) {
     let down = async {
         let mut b = BurstBuf::default();
         loop {
+            // A bare yamux stream's bytes are sent from its buffer, with no relay buffer.
+            if let Some(s) = ws.bare_stream() {
+                let sent = s.drain_to(usize::MAX, 0, |bytes| nio::try_send(tcp, bytes));
+                let ok = match sent {
+                    Ok(Drain::Sent(_)) => true,
+                    Ok(Drain::Empty) => {
+                        s.readable().await;
+                        true
+                    }
+                    Ok(Drain::Blocked) => tcp.writable(false).await.is_ok(),
+                    Ok(Drain::End) | Err(_) => false,
+                };
+                if !ok {
+                    return;
+                }
+                continue;
+            }
             // Idle: hold no buffer while waiting (as the other direction).
             if b.buf.is_empty() && ws.readable().await.is_err() {
                 return;

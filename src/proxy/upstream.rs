@@ -16,8 +16,10 @@
 //! using the tunnel's loopback listener (one local TCP hop).
 //!
 //! # Budget
-//! A work stream cannot splice (its bytes live in yamux/TLS buffers): bodies copy through a
-//! [`FRP_COPY_BUF_BYTES`] buffer allocated per body, framing reads zero-fill at most
+//! A work stream cannot splice (its bytes live in yamux/TLS buffers): a body from a bare
+//! yamux stream to a TCP client is sent from the stream's buffer where it lies; other
+//! bodies copy through a [`FRP_COPY_BUF_BYTES`] buffer allocated on first use per body,
+//! framing reads zero-fill at most
 //! `FRAMING_READ_BYTES` of spare room per read; TLS legs copy the same way. An idle 101
 //! tunnel holds no buffer: each direction waits for readiness of its source (TCP socket,
 //! TLS stream or work stream) first, reads into a [`FRP_TUNNEL_IDLE_BUF_BYTES`] buffer, and
@@ -32,6 +34,7 @@ use std::time::Duration;
 use monoio::net::TcpStream;
 use monoio::time::Instant;
 
+use crate::frp::yamux::{Drain, Stream};
 use crate::frp::WorkStream;
 use crate::net::io as nio;
 use crate::net::pump::supervise;
@@ -222,6 +225,8 @@ async fn timed<T, F: Future<Output = io::Result<T>>>(idle: Duration, f: F) -> io
 
 /// Copy `limit` bytes (or until EOF when `None`) from `from` to `to`, each read and write
 /// bounded by `idle`. Never reads past `limit`. Early EOF with a limit is `UnexpectedEof`.
+/// From a bare yamux stream to a TCP socket the bytes are sent from the stream's buffer
+/// where they lie ([`drain_stream`]); otherwise through a buffer allocated on first use.
 pub async fn copy_legs(
     from: Leg<'_>,
     to: Leg<'_>,
@@ -229,26 +234,64 @@ pub async fn copy_legs(
     idle: Duration,
 ) -> io::Result<u64> {
     let mut left = limit.unwrap_or(u64::MAX);
-    let cap = usize::try_from(left)
-        .unwrap_or(usize::MAX)
-        .min(FRP_COPY_BUF_BYTES);
-    let mut buf = vec![0u8; cap];
+    let mut buf = Vec::new();
     let mut moved = 0u64;
     while left > 0 {
-        let want = usize::try_from(left).unwrap_or(usize::MAX).min(buf.len());
+        let want = usize::try_from(left).unwrap_or(usize::MAX);
         let remaining = if limit.is_some() { left } else { 0 };
-        let got = timed(idle, from.read_expecting(&mut buf[..want], remaining)).await?;
+        let got = match (from, to) {
+            (Leg::Frp(ws), Leg::Tcp(tcp)) if ws.bare_stream().is_some() => {
+                let s = ws.bare_stream().expect("checked by the guard");
+                drain_stream(s, tcp, want, remaining, idle).await?
+            }
+            _ => {
+                if buf.is_empty() {
+                    buf = vec![0u8; want.min(FRP_COPY_BUF_BYTES)];
+                }
+                let want = want.min(buf.len());
+                let got = timed(idle, from.read_expecting(&mut buf[..want], remaining)).await?;
+                if got > 0 {
+                    timed(idle, to.write_all(&buf[..got])).await?;
+                }
+                got
+            }
+        };
         if got == 0 {
             return match limit {
                 Some(_) => Err(io::ErrorKind::UnexpectedEof.into()),
                 None => Ok(moved),
             };
         }
-        timed(idle, to.write_all(&buf[..got])).await?;
         left -= got as u64;
         moved += got as u64;
     }
     Ok(moved)
+}
+
+/// Send up to `max` bytes from a yamux stream's buffer straight to `tcp` (one copy fewer
+/// than reading them into a buffer first), waiting for bytes or for room as needed.
+/// Returns the bytes sent; 0 = the stream ended.
+async fn drain_stream(
+    s: &Stream,
+    tcp: &TcpStream,
+    max: usize,
+    remaining: u64,
+    idle: Duration,
+) -> io::Result<usize> {
+    loop {
+        match s.drain_to(max, remaining, |bytes| nio::try_send(tcp, bytes))? {
+            Drain::Sent(n) => return Ok(n),
+            Drain::End => return Ok(0),
+            Drain::Empty => {
+                timed(idle, async {
+                    s.readable_expecting(remaining).await;
+                    Ok(())
+                })
+                .await?
+            }
+            Drain::Blocked => timed(idle, tcp.writable(false)).await?,
+        }
+    }
 }
 
 /// After a 101 when a leg is not plain TCP (FRP fast path, HTTPS client): tunnel between

@@ -6,13 +6,15 @@
 //! records (alerts, key updates) never interleaves with a writer's records.
 //! Budget per read: one `recv` of up to [`TLS_READ_CHUNK_BYTES`] (a batched read: up to
 //! `net::batch::MAX_BATCH_BYTES`) plus rustls's own copy; the read buffer is released while
-//! the socket has nothing (idle connections hold none). Every socket wait goes through the
-//! transport's [`ReadBatch`].
+//! the socket has nothing and nothing is announced (idle connections hold none). Every
+//! socket wait goes through the transport's [`ReadBatch`]. [`Transport::read_chunks`] hands
+//! plaintext over where it lies (rustls's records), for a parser that needs no copy of its
+//! own (the yamux session).
 //! Used by the FRP server and by the HTTPS frontend's client leg (`proxy::client`).
 
 use std::cell::{Cell, RefCell};
 use std::future::poll_fn;
-use std::io::{self, Read, Write};
+use std::io::{self, BufRead, Read, Write};
 use std::os::fd::AsRawFd;
 use std::task::Poll;
 
@@ -194,6 +196,85 @@ impl Transport {
         }
     }
 
+    /// Hand the next plaintext to `sink` where it lies instead of copying it into a buffer
+    /// of the caller's: under TLS the slices are rustls's decrypted records; on plain TCP,
+    /// `scratch` after one `recv` (released while the socket is idle, so a parked session
+    /// holds no read buffer). `want`: plaintext bytes known to be coming, for batching as in
+    /// [`Transport::read_expecting`]. Everything rustls has decrypted is handed over in one
+    /// call. Returns the bytes handed over; 0 = end of stream.
+    pub async fn read_chunks<E: From<io::Error>>(
+        &self,
+        scratch: &mut Vec<u8>,
+        want: usize,
+        mut sink: impl FnMut(&[u8]) -> Result<(), E>,
+    ) -> Result<usize, E> {
+        match self {
+            Transport::Plain { tcp, prefix, .. } => {
+                let early = std::mem::take(&mut *prefix.borrow_mut());
+                if !early.is_empty() {
+                    sink(&early)?;
+                    return Ok(early.len());
+                }
+                loop {
+                    scratch.clear();
+                    match nio::try_recv_spare(tcp, scratch, MAX_BATCH_BYTES)? {
+                        Some(0) => return Ok(0),
+                        Some(n) => {
+                            sink(&scratch[..n])?;
+                            return Ok(n);
+                        }
+                        // Released while idle; kept while more is expected (as above).
+                        None if want == 0 => *scratch = Vec::new(),
+                        None => {}
+                    }
+                    self.wait_socket(want).await?;
+                }
+            }
+            Transport::Tls { .. } => {
+                let mut eof = false;
+                loop {
+                    let (handed, ended) = self.hand_plaintext(&mut sink)?;
+                    if ended || eof || handed > 0 {
+                        return Ok(handed);
+                    }
+                    eof = !self.recv_tls(want).await?;
+                    if self.tls_state().1 {
+                        self.flush_tls().await?;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Give every plaintext chunk rustls holds to `sink`. Returns the bytes handed and
+    /// whether the stream has ended (close_notify, or TCP EOF without one: Go often
+    /// closes that way).
+    fn hand_plaintext<E: From<io::Error>>(
+        &self,
+        sink: &mut impl FnMut(&[u8]) -> Result<(), E>,
+    ) -> Result<(usize, bool), E> {
+        let Transport::Tls { conn, .. } = self else {
+            return Ok((0, false));
+        };
+        let mut c = conn.borrow_mut();
+        let mut r = c.reader();
+        let mut handed = 0;
+        loop {
+            match r.fill_buf() {
+                Ok([]) => return Ok((handed, true)),
+                Ok(chunk) => {
+                    let n = chunk.len();
+                    sink(chunk)?;
+                    r.consume(n);
+                    handed += n;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok((handed, false)),
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok((handed, true)),
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
     /// Wait until a [`Transport::read`] has something to return (plaintext, EOF or an
     /// error) or at least new bytes to process, without holding a read buffer: an idle
     /// tunnel waits here (`proxy::upstream::tunnel_legs`).
@@ -257,11 +338,12 @@ impl Transport {
                         raw.start = used;
                         return Ok(true);
                     }
-                    None => {
-                        // Nothing pending: an idle connection (keep-alive client, WebSocket,
-                        // parked frpc) holds no read buffer while it waits.
-                        *raw = RawTls::default();
-                    }
+                    // Nothing pending: an idle connection (keep-alive client, WebSocket,
+                    // parked frpc) holds no read buffer while it waits. A reader expecting
+                    // more (a body in flight) keeps it: the next batch is a moment away,
+                    // and a fresh buffer per batch costs page faults.
+                    None if want == 0 => *raw = RawTls::default(),
+                    None => {}
                 }
             }
             self.wait_socket(want).await?;

@@ -29,7 +29,6 @@ use std::time::Duration;
 use bytes::{Buf, BytesMut};
 
 use super::frame::*;
-use crate::net::batch::MAX_BATCH_BYTES;
 use crate::runtime::signal::{Latch, Notify, WakerList};
 use crate::tls::Transport;
 
@@ -63,9 +62,6 @@ pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
 pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a closed session may take to flush its last frames.
 pub const CLOSE_FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
-/// Bytes requested from the transport per read: one full read batch
-/// ([`crate::net::batch`]), so a batched wakeup is taken in one `recv`.
-pub const READ_CHUNK_BYTES: usize = MAX_BATCH_BYTES;
 
 #[derive(Debug)]
 pub enum YamuxError {
@@ -107,6 +103,12 @@ impl std::fmt::Display for YamuxError {
 
 impl std::error::Error for YamuxError {}
 
+impl From<HeaderError> for YamuxError {
+    fn from(e: HeaderError) -> Self {
+        YamuxError::BadHeader(e)
+    }
+}
+
 impl From<io::Error> for YamuxError {
     fn from(e: io::Error) -> Self {
         YamuxError::Io(e)
@@ -145,6 +147,13 @@ impl StreamState {
 }
 
 type StreamCell = Rc<RefCell<StreamState>>;
+
+/// The frame being received: its header and, for a stream frame, the stream (`None`: an
+/// unknown stream, whose payload is dropped).
+struct Inbound {
+    h: Header,
+    stream: Option<StreamCell>,
+}
 
 struct Shared {
     streams: RefCell<HashMap<u32, StreamCell>>,
@@ -315,64 +324,103 @@ impl Session {
         .await
     }
 
-    /// Frames from the transport. The buffer is zero-filled once and used as a window
-    /// `[start, end)`: bytes move only when a partial frame sits near its end, and it grows
-    /// only for a frame larger than itself (bounded by the window check in `try_frame`).
+    /// Frames from the transport, decoded where the transport delivers them (a TLS
+    /// record's plaintext, one socket read): a DATA payload is copied once, into its
+    /// stream's buffer. `initial` = plaintext already read by the sniffer.
     async fn read_loop(&self, t: &Transport, initial: Vec<u8>) -> Result<(), YamuxError> {
-        let mut end = initial.len();
-        let mut buf = initial;
-        buf.resize(end.max(2 * READ_CHUNK_BYTES), 0);
-        let mut start = 0;
+        let mut dec = FrameDecoder::default();
+        let mut cur: Option<Inbound> = None;
+        dec.feed(&initial, |p| self.on_piece(&mut cur, p))?;
+        drop(initial);
+        let mut scratch = Vec::new();
         loop {
-            while let Some(used) = self.try_frame(&buf[start..end])? {
-                start += used;
-            }
-            if start == end {
-                (start, end) = (0, 0);
-            } else if buf.len() - end < READ_CHUNK_BYTES {
-                buf.copy_within(start..end, 0);
-                (start, end) = (0, end - start);
-                if buf.len() - end < READ_CHUNK_BYTES {
-                    buf.resize(end + READ_CHUNK_BYTES, 0);
-                }
-            }
             let want = self.shared.expected.get();
-            let n = t.read_expecting(&mut buf[end..], want).await?;
+            let n = t
+                .read_chunks(&mut scratch, want, |bytes| {
+                    dec.feed(bytes, |p| self.on_piece(&mut cur, p))
+                })
+                .await?;
             if n == 0 {
                 return Ok(());
             }
-            end += n;
         }
     }
 
-    /// Handle one complete frame at the start of `buf`; `Ok(None)` = need more bytes.
-    fn try_frame(&self, buf: &[u8]) -> Result<Option<usize>, YamuxError> {
-        let Some(head) = buf.get(..HEADER_BYTES) else {
-            return Ok(None);
-        };
-        // invariant: `get(..HEADER_BYTES)` returned exactly HEADER_BYTES bytes.
-        let h = Header::parse(head.try_into().expect("invariant: 12 bytes"))
-            .map_err(YamuxError::BadHeader)?;
-        let mut need = HEADER_BYTES;
-        if h.ty == FrameType::Data {
-            // Check before buffering: no legal frame is larger than what we ever grant.
-            if h.length > MAX_RECV_WINDOW_BYTES {
-                return Err(YamuxError::WindowExceeded {
-                    stream: h.stream_id,
-                    len: h.length,
-                    window: MAX_RECV_WINDOW_BYTES,
-                });
+    fn on_piece(&self, cur: &mut Option<Inbound>, p: Piece<'_>) -> Result<(), YamuxError> {
+        match p {
+            Piece::Head(h) => *cur = Some(self.on_head(h)?),
+            Piece::Payload(bytes) => {
+                if let Some(Inbound {
+                    stream: Some(cell), ..
+                }) = cur
+                {
+                    self.on_payload(&mut cell.borrow_mut(), bytes);
+                }
             }
-            need += h.length as usize;
+            Piece::End => {
+                if let Some(frame) = cur.take() {
+                    self.on_end(frame)?;
+                }
+            }
         }
-        if buf.len() < need {
-            return Ok(None);
-        }
-        self.on_frame(h, &buf[HEADER_BYTES..need])?;
-        Ok(Some(need))
+        Ok(())
     }
 
-    fn on_frame(&self, h: Header, payload: &[u8]) -> Result<(), YamuxError> {
+    /// A header: streams are opened and windows accounted for here, before the payload
+    /// (whose whole length the peer must have had window for).
+    fn on_head(&self, h: Header) -> Result<Inbound, YamuxError> {
+        let stream = match h.ty {
+            FrameType::Ping | FrameType::GoAway => None,
+            FrameType::Data | FrameType::WindowUpdate => {
+                // Checked before anything is buffered: no legal frame is larger than
+                // what we ever grant.
+                if h.ty == FrameType::Data && h.length > MAX_RECV_WINDOW_BYTES {
+                    return Err(YamuxError::WindowExceeded {
+                        stream: h.stream_id,
+                        len: h.length,
+                        window: MAX_RECV_WINDOW_BYTES,
+                    });
+                }
+                if h.has(FLAG_SYN) {
+                    self.open_stream(h)?;
+                }
+                // Unknown stream: its frame is dropped, not fatal (§2.5).
+                let cell = self.shared.streams.borrow().get(&h.stream_id).cloned();
+                if let Some(cell) = &cell {
+                    let mut st = cell.borrow_mut();
+                    if h.ty == FrameType::WindowUpdate {
+                        st.send_window = st.send_window.saturating_add(h.length);
+                    } else if h.length > st.recv_window {
+                        return Err(YamuxError::WindowExceeded {
+                            stream: h.stream_id,
+                            len: h.length,
+                            window: st.recv_window,
+                        });
+                    } else {
+                        st.recv_window -= h.length;
+                    }
+                }
+                cell
+            }
+        };
+        Ok(Inbound { h, stream })
+    }
+
+    /// Part of a DATA payload: buffered for the stream's reader (unless it has ended).
+    fn on_payload(&self, st: &mut StreamState, bytes: &[u8]) {
+        if !st.fin_recv && !st.reset {
+            st.recv.extend_from_slice(bytes);
+        }
+        let left = st.expect.saturating_sub(bytes.len());
+        self.shared.set_expect(st, left as u64);
+        if let Some(w) = st.read_waker.take() {
+            w.wake();
+        }
+    }
+
+    /// A frame is complete: its flags take effect (after its payload).
+    fn on_end(&self, frame: Inbound) -> Result<(), YamuxError> {
+        let h = frame.h;
         match h.ty {
             FrameType::Ping => {
                 if h.has(FLAG_SYN) {
@@ -381,54 +429,26 @@ impl Session {
                 } else if h.has(FLAG_ACK) && self.shared.ping_outstanding.get() == Some(h.length) {
                     self.shared.ping_outstanding.set(None);
                 }
-                Ok(())
             }
-            FrameType::GoAway => match h.length {
-                GOAWAY_NORMAL => {
-                    self.shared.close();
-                    Ok(())
+            FrameType::GoAway if h.length == GOAWAY_NORMAL => self.shared.close(),
+            FrameType::GoAway => return Err(YamuxError::GoAway(h.length)),
+            FrameType::Data | FrameType::WindowUpdate => {
+                let Some(cell) = frame.stream else {
+                    return Ok(());
+                };
+                let mut st = cell.borrow_mut();
+                if h.has(FLAG_FIN) {
+                    st.fin_recv = true;
+                    self.shared.set_expect(&mut st, 0);
                 }
-                code => Err(YamuxError::GoAway(code)),
-            },
-            FrameType::Data | FrameType::WindowUpdate => self.on_stream_frame(h, payload),
-        }
-    }
-
-    fn on_stream_frame(&self, h: Header, payload: &[u8]) -> Result<(), YamuxError> {
-        if h.has(FLAG_SYN) {
-            self.open_stream(h)?;
-        }
-        let Some(cell) = self.shared.streams.borrow().get(&h.stream_id).cloned() else {
-            return Ok(()); // unknown stream: dropped, not fatal (§2.5)
-        };
-        let mut st = cell.borrow_mut();
-        if h.ty == FrameType::WindowUpdate {
-            st.send_window = st.send_window.saturating_add(h.length);
-        } else if !payload.is_empty() {
-            if h.length > st.recv_window {
-                return Err(YamuxError::WindowExceeded {
-                    stream: h.stream_id,
-                    len: h.length,
-                    window: st.recv_window,
-                });
+                if h.has(FLAG_RST) {
+                    st.reset = true;
+                    st.recv.clear();
+                    self.shared.set_expect(&mut st, 0);
+                }
+                st.wake();
             }
-            st.recv_window -= h.length;
-            if !st.fin_recv && !st.reset {
-                st.recv.extend_from_slice(payload);
-            }
-            let left = st.expect.saturating_sub(payload.len());
-            self.shared.set_expect(&mut st, left as u64);
         }
-        if h.has(FLAG_FIN) {
-            st.fin_recv = true;
-            self.shared.set_expect(&mut st, 0);
-        }
-        if h.has(FLAG_RST) {
-            st.reset = true;
-            st.recv.clear();
-            self.shared.set_expect(&mut st, 0);
-        }
-        st.wake();
         Ok(())
     }
 
@@ -450,7 +470,7 @@ impl Session {
                 .queue(Header::new(FrameType::WindowUpdate, FLAG_RST, id, 0), &[]);
             return Ok(());
         }
-        // The SYN frame's own delta is added by `on_stream_frame` like any other update.
+        // The SYN frame's own delta is added by `on_head` like any other update.
         let cell = Rc::new(RefCell::new(StreamState {
             recv_window: MAX_RECV_WINDOW_BYTES,
             send_window: INITIAL_WINDOW_BYTES,
@@ -505,6 +525,19 @@ impl Session {
     }
 }
 
+/// What [`Stream::drain_to`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Drain {
+    /// This many bytes went to the sender.
+    Sent(usize),
+    /// Nothing buffered yet: wait with [`Stream::readable_expecting`].
+    Empty,
+    /// The sender could take nothing now (its socket is full).
+    Blocked,
+    /// FIN received (or the session ended) and everything was taken.
+    End,
+}
+
 /// One stream opened by frpc. Reads and writes take `&self`, so a relay can run both
 /// directions at once. Dropping it sends FIN (if not yet sent) and forgets the stream.
 pub struct Stream {
@@ -541,16 +574,7 @@ impl Stream {
             if !st.recv.is_empty() {
                 let n = st.recv.len().min(buf.len());
                 buf[..n].copy_from_slice(&st.recv[..n]);
-                st.recv.advance(n);
-                st.consumed += n as u32;
-                if st.consumed >= MAX_RECV_WINDOW_BYTES / 2 && !st.fin_recv {
-                    let delta = std::mem::take(&mut st.consumed);
-                    st.recv_window += delta;
-                    self.shared
-                        .queue(Header::new(FrameType::WindowUpdate, 0, self.id, delta), &[]);
-                }
-                let still = remaining.saturating_sub((n + st.recv.len()) as u64);
-                self.shared.set_expect(&mut st, still);
+                self.consumed(&mut st, n, remaining);
                 return Poll::Ready(Ok(n));
             }
             if st.reset {
@@ -564,6 +588,68 @@ impl Stream {
             Poll::Pending
         })
         .await
+    }
+
+    /// `n` buffered bytes were taken by the reader, which will read `remaining` in all
+    /// (them included): window granted back, batching announcement updated.
+    fn consumed(&self, st: &mut StreamState, n: usize, remaining: u64) {
+        st.recv.advance(n);
+        st.consumed += n as u32;
+        if st.consumed >= MAX_RECV_WINDOW_BYTES / 2 && !st.fin_recv {
+            let delta = std::mem::take(&mut st.consumed);
+            st.recv_window += delta;
+            self.shared
+                .queue(Header::new(FrameType::WindowUpdate, 0, self.id, delta), &[]);
+        }
+        let still = remaining.saturating_sub((n + st.recv.len()) as u64);
+        self.shared.set_expect(st, still);
+    }
+
+    /// Give up to `max` buffered bytes to `send` where they lie (a nonblocking socket send:
+    /// it returns how many it took, `None` = none now), instead of copying them into a
+    /// buffer of the caller's first. Accounting as for a read; never waits.
+    pub fn drain_to(
+        &self,
+        max: usize,
+        remaining: u64,
+        send: impl FnOnce(&[u8]) -> io::Result<Option<usize>>,
+    ) -> io::Result<Drain> {
+        let mut st = self.state.borrow_mut();
+        if st.recv.is_empty() {
+            if st.reset {
+                return Err(io::ErrorKind::ConnectionReset.into());
+            }
+            if st.fin_recv || self.shared.closed.is_fired() {
+                return Ok(Drain::End);
+            }
+            return Ok(Drain::Empty);
+        }
+        let n = st.recv.len().min(max);
+        match send(&st.recv[..n])? {
+            Some(0) => Err(io::ErrorKind::WriteZero.into()),
+            Some(sent) => {
+                self.consumed(&mut st, sent, remaining);
+                Ok(Drain::Sent(sent))
+            }
+            None => Ok(Drain::Blocked),
+        }
+    }
+
+    /// [`Stream::readable`] for a reader that will read `remaining` bytes: announced to
+    /// the session while waiting, so its socket reads are batched as for a read.
+    pub async fn readable_expecting(&self, remaining: u64) {
+        let withdraw = Withdraw(self);
+        poll_fn(|cx| {
+            let mut st = self.state.borrow_mut();
+            if !st.recv.is_empty() || st.reset || st.fin_recv || self.shared.closed.is_fired() {
+                return Poll::Ready(());
+            }
+            self.shared.set_expect(&mut st, remaining);
+            st.read_waker = Some(cx.waker().clone());
+            Poll::Pending
+        })
+        .await;
+        std::mem::forget(withdraw);
     }
 
     /// Wait until a read would not block (payload, FIN, reset or session end), without
@@ -683,6 +769,7 @@ mod tests {
     use crate::net::io as nio;
     use crate::runtime::on_both_drivers;
     use monoio::net::{TcpListener, TcpStream};
+    use std::os::fd::AsRawFd;
 
     /// A connected pair: (server-side transport, raw client socket).
     async fn pair() -> (Transport, TcpStream) {
@@ -914,6 +1001,176 @@ mod tests {
                 _ = session.run(&t, Vec::new()) => panic!("session ended"),
                 _ = app => {},
                 _ = client => {},
+            }
+        });
+    }
+
+    /// Frames cut anywhere by the transport (inside a header, inside a payload) arrive
+    /// intact: the payload byte-exact and in order, the ping answered, the FIN seen.
+    #[test]
+    fn frames_cut_at_any_byte_arrive_intact() {
+        on_both_drivers(|| async {
+            let (t, c) = pair().await;
+            let session = Session::new();
+            let payload: Vec<u8> = (0..40_000u32).map(|i| (i % 251) as u8).collect();
+            let mut wire = frame(FrameType::WindowUpdate, FLAG_SYN, 1, 0);
+            wire.extend_from_slice(&frame(FrameType::Data, 0, 1, payload.len() as u32));
+            wire.extend_from_slice(&payload);
+            wire.extend_from_slice(&frame(FrameType::Ping, FLAG_SYN, 0, 77));
+            wire.extend_from_slice(&frame(FrameType::WindowUpdate, FLAG_FIN, 1, 0));
+            let expected = payload.clone();
+            let app = async {
+                let s = session.accept().await.unwrap();
+                let mut got = Vec::new();
+                let mut buf = vec![0u8; 7_000];
+                loop {
+                    let n = s.read(&mut buf).await.unwrap();
+                    if n == 0 {
+                        break;
+                    }
+                    got.extend_from_slice(&buf[..n]);
+                }
+                assert!(got == expected, "payload differs ({} bytes)", got.len());
+            };
+            let client = async {
+                // Cuts at 5, 12+3, inside the payload, and across the last two headers;
+                // each piece is its own socket read on the session side.
+                let cuts = [
+                    5,
+                    15,
+                    16,
+                    30,
+                    9_000,
+                    40_020,
+                    40_030,
+                    wire.len() - 5,
+                    wire.len(),
+                ];
+                let mut at = 0;
+                for end in cuts {
+                    nio::write_all(&c, &wire[at..end]).await.unwrap();
+                    at = end;
+                    monoio::time::sleep(Duration::from_millis(5)).await;
+                }
+                let mut buf = Vec::new();
+                loop {
+                    let seen = read_frames(&c, &mut buf, 0).await;
+                    if seen.contains(&Header::new(FrameType::Ping, FLAG_ACK, 0, 77)) {
+                        break;
+                    }
+                }
+            };
+            let app_and_ping = async { monoio::join!(app, client) };
+            monoio::select! {
+                _ = session.run(&t, Vec::new()) => panic!("session ended"),
+                _ = app_and_ping => {},
+                _ = monoio::time::sleep(Duration::from_secs(10)) => panic!("timed out"),
+            }
+        });
+    }
+
+    /// `drain_to` sends buffered bytes on where they lie: a full receiver makes it report
+    /// `Blocked` (nothing lost), window is granted back as bytes leave, and after the FIN
+    /// and the last byte it reports `End`.
+    #[test]
+    fn drain_to_sends_buffered_bytes_and_waits_for_room() {
+        on_both_drivers(|| async {
+            let (t, c) = pair().await;
+            let (sink_tx, sink_rx) = {
+                let l = TcpListener::bind("127.0.0.1:0").unwrap();
+                let tx = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+                let (rx, _) = l.accept().await.unwrap();
+                (tx, rx)
+            };
+            crate::net::io::set_nonblocking(&sink_tx).unwrap();
+            // Small socket buffers, so the unread receiver fills up well before 1 MiB.
+            for (fd, opt) in [
+                (sink_tx.as_raw_fd(), libc::SO_SNDBUF),
+                (sink_rx.as_raw_fd(), libc::SO_RCVBUF),
+            ] {
+                let v: libc::c_int = 16 * 1024;
+                // SAFETY: setsockopt on an open socket with a c_int option value.
+                let r = unsafe {
+                    libc::setsockopt(
+                        fd,
+                        libc::SOL_SOCKET,
+                        opt,
+                        (&v as *const libc::c_int).cast(),
+                        std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                    )
+                };
+                assert_eq!(r, 0);
+            }
+            let session = Session::new();
+            let total = MAX_RECV_WINDOW_BYTES as usize;
+            let app = async {
+                let s = session.accept().await.unwrap();
+                let (mut sent, mut blocked) = (0usize, 0usize);
+                loop {
+                    let r = s.drain_to(usize::MAX, (total - sent) as u64, |b| {
+                        nio::try_send(&sink_tx, b)
+                    });
+                    match r.unwrap() {
+                        Drain::Sent(n) => sent += n,
+                        Drain::Empty => s.readable_expecting((total - sent) as u64).await,
+                        Drain::Blocked => {
+                            blocked += 1;
+                            sink_tx.writable(false).await.unwrap();
+                        }
+                        Drain::End => break,
+                    }
+                }
+                assert_eq!(sent, total);
+                assert!(blocked > 0, "the unread receiver never filled up");
+                drop(sink_tx);
+            };
+            let sink = async {
+                // Read nothing until the sender has had time to fill the socket.
+                monoio::time::sleep(Duration::from_millis(300)).await;
+                let mut got = Vec::new();
+                let mut buf = vec![0u8; 64 * 1024];
+                loop {
+                    match nio::try_recv(&sink_rx, &mut buf).unwrap() {
+                        Some(0) => break,
+                        Some(n) => got.extend_from_slice(&buf[..n]),
+                        None => sink_rx.readable(false).await.unwrap(),
+                    }
+                }
+                assert_eq!(got.len(), total);
+                assert!(got.iter().enumerate().all(|(i, b)| *b == (i % 253) as u8));
+            };
+            let client = async {
+                nio::write_all(&c, &frame(FrameType::WindowUpdate, FLAG_SYN, 1, 0))
+                    .await
+                    .unwrap();
+                let data: Vec<u8> = (0..total).map(|i| (i % 253) as u8).collect();
+                for piece in data.chunks(64 * 1024) {
+                    nio::write_all(&c, &frame(FrameType::Data, 0, 1, piece.len() as u32))
+                        .await
+                        .unwrap();
+                    nio::write_all(&c, piece).await.unwrap();
+                }
+                // The whole window is in flight: drained bytes must be granted back
+                // (half the window at a time) before anything more may be sent.
+                let mut buf = Vec::new();
+                loop {
+                    let seen = read_frames(&c, &mut buf, 0).await;
+                    if seen
+                        .iter()
+                        .any(|h| h.ty == FrameType::WindowUpdate && h.flags == 0)
+                    {
+                        break;
+                    }
+                }
+                nio::write_all(&c, &frame(FrameType::WindowUpdate, FLAG_FIN, 1, 0))
+                    .await
+                    .unwrap();
+            };
+            let all = async { monoio::join!(app, sink, client) };
+            monoio::select! {
+                _ = session.run(&t, Vec::new()) => panic!("session ended"),
+                _ = all => {},
+                _ = monoio::time::sleep(Duration::from_secs(10)) => panic!("timed out"),
             }
         });
     }
