@@ -173,22 +173,23 @@ pub async fn write_all2<S: Readiness>(
 
 /// One nonblocking two-part `sendmsg`; `Ok(None)` = would block. Never raises SIGPIPE.
 fn try_send2(s: &impl AsRawFd, first: &[u8], second: &[u8]) -> io::Result<Option<usize>> {
-    let mut iov = [
-        libc::iovec {
-            iov_base: first.as_ptr() as *mut libc::c_void,
-            iov_len: first.len(),
-        },
-        libc::iovec {
-            iov_base: second.as_ptr() as *mut libc::c_void,
-            iov_len: second.len(),
-        },
-    ];
+    try_sendv(s, &[io::IoSlice::new(first), io::IoSlice::new(second)])
+}
+
+/// Most slices one `sendmsg` takes (Linux UIO_MAXIOV); later ones wait for the next call.
+const MAX_IOVECS: usize = 1024;
+
+/// One nonblocking gathered `sendmsg` of `bufs` (the first [`MAX_IOVECS`] of them);
+/// `Ok(None)` = would block. Never raises SIGPIPE.
+pub fn try_sendv(s: &impl AsRawFd, bufs: &[io::IoSlice<'_>]) -> io::Result<Option<usize>> {
+    let bufs = &bufs[..bufs.len().min(MAX_IOVECS)];
     // SAFETY: a zeroed msghdr is valid (no name, no control data).
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = iov.as_mut_ptr();
-    msg.msg_iovlen = iov.len();
+    // IoSlice is ABI-compatible with iovec on Unix (std guarantees it).
+    msg.msg_iov = bufs.as_ptr() as *mut libc::iovec;
+    msg.msg_iovlen = bufs.len();
     retry_nonblocking(|| {
-        // SAFETY: msg points at two iovecs over live slices; sendmsg only reads them.
+        // SAFETY: msg points at iovecs over live slices; sendmsg only reads them.
         unsafe { libc::sendmsg(s.as_raw_fd(), &msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) }
     })
 }

@@ -381,17 +381,15 @@ impl Transport {
             return Ok(());
         };
         let _g = lock.lock().await;
-        loop {
-            let mut out = Vec::new();
-            conn.borrow_mut().write_tls(&mut out)?;
-            if out.is_empty() {
-                return Ok(());
-            }
-            nio::write_all(tcp, &out).await?;
+        while send_queued(&mut conn.borrow_mut(), tcp)? {
+            tcp.writable(false).await?;
         }
+        Ok(())
     }
 
-    /// Write all of `data` as plaintext (encrypting under TLS).
+    /// Write all of `data` as plaintext (encrypting under TLS). Under TLS the records leave
+    /// from rustls's own buffer (no staging copy), and a call given up while waiting for
+    /// room leaves whole, unsent records with rustls for the next write or flush.
     pub async fn write_all(&self, mut data: &[u8]) -> io::Result<()> {
         match self {
             Transport::Plain { tcp, lock, .. } => {
@@ -402,21 +400,62 @@ impl Transport {
                 tcp, conn, lock, ..
             } => {
                 let _g = lock.lock().await;
-                while !data.is_empty() {
-                    let mut out = Vec::with_capacity(data.len().min(1 << 20) + 1024);
-                    {
+                loop {
+                    let (queued, took) = {
                         let mut c = conn.borrow_mut();
-                        let n = c.writer().write(data)?;
-                        data = &data[n..];
-                        while c.wants_write() {
-                            c.write_tls(&mut out)?;
-                        }
+                        // Takes what fits under rustls's buffer limit.
+                        let took = if data.is_empty() {
+                            0
+                        } else {
+                            c.writer().write(data)?
+                        };
+                        data = &data[took..];
+                        (send_queued(&mut c, tcp)?, took)
+                    };
+                    if queued {
+                        tcp.writable(false).await?;
+                    } else if data.is_empty() {
+                        return Ok(());
+                    } else if took == 0 {
+                        // Nothing queued and nothing taken (a session past close_notify).
+                        return Err(io::ErrorKind::WriteZero.into());
                     }
-                    nio::write_all(tcp, &out).await?;
                 }
-                Ok(())
             }
         }
+    }
+}
+
+/// Send what rustls has queued until it has nothing left or the socket is full.
+/// `Ok(true)` = records are still queued: wait for room and call again.
+fn send_queued(c: &mut ServerConnection, tcp: &TcpStream) -> io::Result<bool> {
+    while c.wants_write() {
+        match c.write_tls(&mut ToSocket(tcp)) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(true),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(false)
+}
+
+/// rustls's encrypted records go to the socket straight from its buffer: everything queued
+/// in one gathered nonblocking send; `WouldBlock` when the socket is full (the records
+/// stay with rustls).
+struct ToSocket<'a>(&'a TcpStream);
+
+impl Write for ToSocket<'_> {
+    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+        self.write_vectored(&[io::IoSlice::new(b)])
+    }
+
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        nio::try_sendv(self.0, bufs)?.ok_or_else(|| io::ErrorKind::WouldBlock.into())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
     }
 }
 
