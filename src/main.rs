@@ -68,6 +68,8 @@ struct DemoArgs {
 }
 
 fn main() -> ExitCode {
+    // First, before any thread: may restart this process with a glibc tunable.
+    lyre::runtime::memcpy::prefer_vector_copies();
     let cli = Cli::parse();
     let result = match cli.command.unwrap_or(Command::Serve(ServeArgs::default())) {
         Command::Serve(args) => serve(args),

@@ -393,3 +393,47 @@ fn concurrent_keepalive_clients_each_get_their_own_answers() {
         "every request forwarded exactly once"
     );
 }
+
+/// `GLIBC_TUNABLES` entries of a running process.
+fn glibc_tunables_of(pid: u32) -> Option<String> {
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).expect("read /proc environ");
+    environ
+        .split(|b| *b == 0)
+        .filter_map(|kv| std::str::from_utf8(kv).ok())
+        .find_map(|kv| kv.strip_prefix("GLIBC_TUNABLES=").map(str::to_string))
+}
+
+/// On AMD with glibc < 2.39, `lyre serve` restarts itself (same pid) with glibc's vector
+/// memcpy and says so; on other hosts, or with `LYRE_MEMCPY=glibc`, it keeps glibc's
+/// choice. Either way it serves.
+#[test]
+fn memcpy_choice_follows_the_host_and_the_opt_out() {
+    use lyre::runtime::memcpy;
+    let up = Upstream::start();
+    let restarts = memcpy::wanted(memcpy::host(), false, false).is_some();
+    let lyre = Lyre::routed(&[(UP, up.port)], &[]);
+    assert_eq!(
+        glibc_tunables_of(lyre.pid()).as_deref(),
+        restarts.then_some(memcpy::TUNABLE),
+        "host {:?}",
+        memcpy::host()
+    );
+    let line = if restarts {
+        "memcpy: vector loop instead of REP MOVSB"
+    } else {
+        "memcpy: glibc's choice"
+    };
+    assert!(
+        poll_until(Duration::from_secs(5), || lyre.log().contains(line)),
+        "no {line:?} in the log:\n{}",
+        lyre.log()
+    );
+    assert_eq!(get(lyre.port, &format!("{UP}page")).head.status, 200);
+
+    let kept = Lyre::routed(&[(UP, up.port)], &[("LYRE_MEMCPY", "glibc")]);
+    assert_eq!(glibc_tunables_of(kept.pid()), None);
+    assert!(poll_until(Duration::from_secs(5), || kept
+        .log()
+        .contains("memcpy: glibc's choice")));
+    assert_eq!(get(kept.port, &format!("{UP}page")).head.status, 200);
+}

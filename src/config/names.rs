@@ -31,6 +31,8 @@ pub const LYRE_DOCKER_SOCKET: &str = "LYRE_DOCKER_SOCKET";
 pub const LYRE_FORWARD_SHARED_KEY: &str = "LYRE_FORWARD_SHARED_KEY";
 /// Extra CA PEM for an https `NC_INSTANCE_URL`; read into `Config::nc_ca_file` at start.
 pub const LYRE_NC_CA_FILE: &str = "LYRE_NC_CA_FILE";
+/// `glibc` keeps glibc's own memcpy choice (see `runtime::memcpy`); read before anything else.
+pub const LYRE_MEMCPY: &str = "LYRE_MEMCPY";
 
 /// Names Lyre reads.
 const READ: &[&str] = &[
@@ -61,6 +63,7 @@ const READ: &[&str] = &[
     LYRE_DOCKER_SOCKET,
     LYRE_FORWARD_SHARED_KEY,
     LYRE_NC_CA_FILE,
+    LYRE_MEMCPY,
 ];
 
 const NO_SPOE: &str = "Lyre decides in-process and has no SPOE agent";

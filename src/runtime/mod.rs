@@ -5,6 +5,7 @@
 //! The driver is picked once at start (`LYRE_DRIVER`): io_uring when the kernel allows it
 //! (Docker's default seccomp profile blocks it), else epoll; the choice is logged.
 
+pub mod memcpy;
 pub mod signal;
 
 use std::future::Future;
@@ -255,6 +256,7 @@ pub fn run(cfg: crate::config::Config, warnings: Vec<String>) -> Result<(), Stri
         address = %cfg.exapps_address,
         "lyre ready"
     );
+    info!("{}", memcpy::describe());
     log_https(&cfg, https_on);
     let sig = wait_for_stop_signal(https_reload.as_deref());
     info!(signal = sig, "stopping");
