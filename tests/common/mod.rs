@@ -72,10 +72,21 @@ pub fn nginx_bin() -> PathBuf {
     panic!("nginx not found in /usr/sbin, /usr/local/sbin, /usr/bin: {INSTALL_HINT}");
 }
 
-/// A free TCP port on 127.0.0.1 (bind :0, read it back, release it).
+/// A free TCP port on 127.0.0.1 (bind :0, read it back, release it), never one handed out
+/// before in this test process: the tests of one binary run in parallel, and a port picked
+/// for one test's peer (not yet listening) could otherwise be picked again by another test,
+/// whose server then answers in its place.
 pub fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    l.local_addr().expect("local_addr").port()
+    static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    loop {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let port = l.local_addr().expect("local_addr").port();
+        let mut seen = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
+        if !seen.contains(&port) {
+            seen.push(port);
+            return port;
+        }
+    }
 }
 
 /// Polls until `cond` is true or `deadline` passes; returns whether it became true.
