@@ -7,7 +7,8 @@
 //! Same frpc config, same unix-socket backend, same TLS setting and certificates.
 //!
 //! Reported per TLS setting: throughput of a 1 GiB download (median of [`RUNS`]), CPU
-//! seconds per GiB (Lyre alone vs HAProxy + frps together; frpc shown apart), CPU-us per
+//! seconds per GiB (Lyre alone vs HAProxy + frps together; frpc shown apart), the same for
+//! a 1 GiB upload (informational: the targets are for downloads), CPU-us per
 //! small keep-alive request under `lyre bench` load, and the RSS delta per idle connection
 //! through the tunnel (1,000 connections). Ratios are printed next to the targets.
 //! Every wait is bounded; every process is killed when its stack drops.
@@ -94,11 +95,14 @@ fn compare(tls: bool) -> Result<(), String> {
         let lyre = stack::lyre(&ldir, &certs, tls, &sock)?;
         let harp = stack::harp(&hdir, &certs, tls, &sock, lyre.remote_port)?;
         println!("\n== TLS {} ==", on_off(tls));
-        // FRP_BENCH_ONLY=throughput|small|idle runs one part (while tuning).
+        // FRP_BENCH_ONLY=throughput|upload|small|idle runs one part (while tuning).
         let only = std::env::var("FRP_BENCH_ONLY").unwrap_or_default();
         let run = |part: &str| only.is_empty() || only == part;
         if run("throughput") {
             throughput(&lyre, &harp)?;
+        }
+        if run("upload") {
+            uploads(&lyre, &harp)?;
         }
         if run("small") {
             small(&lyre, &harp);
@@ -169,6 +173,45 @@ fn throughput(lyre: &Stack, harp: &Stack) -> Result<(), String> {
     println!(
         "CPU/GiB ratio lyre/(haproxy+frps) {cr:.2} (target <= {TARGET_CPU_RATIO:.2}: {})",
         mark(cr <= TARGET_CPU_RATIO)
+    );
+    Ok(())
+}
+
+/// 1 GiB uploads through each stack (user -> frpc; no target, the targets are
+/// downloads): throughput and CPU per GiB, medians of [`RUNS`].
+fn uploads(lyre: &Stack, harp: &Stack) -> Result<(), String> {
+    let mut runs: [Vec<Download>; 2] = [Vec::new(), Vec::new()];
+    for _ in 0..RUNS {
+        for (i, s) in [lyre, harp].into_iter().enumerate() {
+            match measure::upload(s, TOTAL_BYTES) {
+                Ok(d) => runs[i].push(d),
+                Err(e) => println!("  {} upload failed: {e}", s.label),
+            }
+        }
+    }
+    let gib = TOTAL_BYTES as f64 / (1u64 << 30) as f64;
+    let mut rows = Vec::new();
+    for (s, r) in [lyre, harp].iter().zip(&runs) {
+        if r.is_empty() {
+            return Err(format!("{}: no successful upload", s.label));
+        }
+        let gbps = median(
+            r.iter()
+                .map(|d| TOTAL_BYTES as f64 * 8.0 / d.secs / 1e9)
+                .collect(),
+        );
+        let cpu = median(r.iter().map(|d| d.cpu / gib).collect());
+        let frpc = median(r.iter().map(|d| d.frpc_cpu / gib).collect());
+        println!(
+            "{:<14} upload {gbps:>6.2} Gbit/s  {cpu:.3} CPU-s/GiB  (frpc {frpc:.3} CPU-s/GiB)",
+            s.label
+        );
+        rows.push((gbps, cpu));
+    }
+    println!(
+        "upload ratios lyre/frps: throughput {:.2}x, CPU/GiB {:.2}",
+        rows[0].0 / rows[1].0,
+        rows[0].1 / rows[1].1
     );
     Ok(())
 }

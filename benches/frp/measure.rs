@@ -25,8 +25,9 @@ const LOAD_SECS: u64 = 5;
 const BACKEND_STACK: usize = 128 * 1024;
 const BLOCK: usize = 256 * 1024;
 
-/// Starts the backend on `sock`: `/bytes/<n>` (Content-Length n), `/upgrade` (101, one
-/// "ping" -> "pong", then idle until EOF), anything else 200 "ok"; keep-alive.
+/// Starts the backend on `sock`: `/bytes/<n>` (Content-Length n), `/sink` (reads the
+/// request's Content-Length body, answers 200 "ok"), `/upgrade` (101, one "ping" -> "pong",
+/// then idle until EOF), anything else 200 "ok"; keep-alive.
 pub fn start_backend(sock: &Path) -> Result<(), String> {
     let _ = std::fs::remove_file(sock);
     let l = UnixListener::bind(sock).map_err(|e| format!("bind {}: {e}", sock.display()))?;
@@ -59,6 +60,8 @@ fn serve(mut c: UnixStream) {
         let path = head.split(' ').nth(1).unwrap_or("/");
         let ok = if let Some(n) = path.rsplit("/bytes/").next().and_then(|n| n.parse().ok()) {
             send_bytes(&mut c, &block, n)
+        } else if path.ends_with("/sink") {
+            sink_body(&mut c, &mut buf, content_length(&head))
         } else if path.ends_with("/upgrade") {
             upgrade(&mut c);
             return;
@@ -86,6 +89,32 @@ fn send_bytes(c: &mut UnixStream, block: &[u8], n: u64) -> bool {
         left -= take as u64;
     }
     true
+}
+
+/// The Content-Length of a request head (0 when absent).
+fn content_length(head: &str) -> u64 {
+    head.lines()
+        .filter_map(|l| l.split_once(':'))
+        .find(|(k, _)| k.trim().eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Read and drop a body of `n` bytes (some may already be in `buf`), then answer 200.
+fn sink_body(c: &mut UnixStream, buf: &mut Vec<u8>, n: u64) -> bool {
+    let early = (buf.len() as u64).min(n);
+    buf.drain(..early as usize);
+    let mut left = n - early;
+    let mut chunk = vec![0u8; BLOCK];
+    while left > 0 {
+        let want = left.min(chunk.len() as u64) as usize;
+        match c.read(&mut chunk[..want]) {
+            Ok(0) | Err(_) => return false,
+            Ok(k) => left -= k as u64,
+        }
+    }
+    c.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        .is_ok()
 }
 
 fn upgrade(c: &mut UnixStream) {
@@ -217,6 +246,46 @@ pub fn download(s: &Stack, total: u64) -> Result<Download, String> {
                 let d = v - threads0.get(&k).copied().unwrap_or(0.0);
                 (k, d)
             })
+            .collect(),
+    })
+}
+
+/// One upload of `total` bytes (`POST .../sink`, Content-Length), measured as a download.
+pub fn upload(s: &Stack, total: u64) -> Result<Download, String> {
+    let cpu0 = cpu_secs(&s.measured)?;
+    let frpc0 = cpu_secs(&[s.frpc_pid])?;
+    let threads0 = thread_cpu(s.measured[0]);
+    let start = Instant::now();
+    let mut c = TcpStream::connect(s.front).map_err(|e| format!("connect: {e}"))?;
+    c.set_read_timeout(Some(IO_TIMEOUT))
+        .map_err(|e| e.to_string())?;
+    c.set_write_timeout(Some(IO_TIMEOUT))
+        .map_err(|e| e.to_string())?;
+    let req = format!(
+        "POST /exapps/{APP_ID}/sink HTTP/1.1\r\nHost: bench\r\nContent-Length: {total}\r\n\
+         Connection: close\r\n\r\n"
+    );
+    c.write_all(req.as_bytes()).map_err(|e| e.to_string())?;
+    let block = vec![0xa5u8; BLOCK];
+    let mut left = total;
+    while left > 0 {
+        let n = left.min(BLOCK as u64) as usize;
+        c.write_all(&block[..n])
+            .map_err(|e| format!("upload after {} bytes: {e}", total - left))?;
+        left -= n as u64;
+    }
+    let (status, _) = read_head(&mut c)?;
+    let secs = start.elapsed().as_secs_f64();
+    if status != 200 {
+        return Err(format!("upload answered {status}"));
+    }
+    Ok(Download {
+        secs,
+        cpu: cpu_secs(&s.measured)? - cpu0,
+        frpc_cpu: cpu_secs(&[s.frpc_pid])? - frpc0,
+        threads: thread_cpu(s.measured[0])
+            .into_iter()
+            .map(|(k, v)| (k.clone(), v - threads0.get(&k).copied().unwrap_or(0.0)))
             .collect(),
     })
 }
