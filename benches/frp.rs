@@ -121,21 +121,32 @@ fn median(mut v: Vec<f64>) -> f64 {
     v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
-fn throughput(lyre: &Stack, harp: &Stack) -> Result<(), String> {
+/// One direction of bulk transfer: its measurement and how its rows are labelled.
+struct Direction {
+    /// "download" / "upload", for messages.
+    what: &'static str,
+    /// Printed between the stack's label and the numbers.
+    tag: &'static str,
+    run: fn(&Stack, u64) -> Result<Download, String>,
+}
+
+/// [`RUNS`] transfers of [`TOTAL_BYTES`] through each stack, alternating; prints each
+/// stack's medians (Lyre's per thread too) and returns (Gbit/s, CPU-s/GiB) per stack.
+fn transfers(lyre: &Stack, harp: &Stack, dir: &Direction) -> Result<[(f64, f64); 2], String> {
     let mut runs: [Vec<Download>; 2] = [Vec::new(), Vec::new()];
     for _ in 0..RUNS {
         for (i, s) in [lyre, harp].into_iter().enumerate() {
-            match measure::download(s, TOTAL_BYTES) {
+            match (dir.run)(s, TOTAL_BYTES) {
                 Ok(d) => runs[i].push(d),
-                Err(e) => println!("  {} download failed: {e}", s.label),
+                Err(e) => println!("  {} {} failed: {e}", s.label, dir.what),
             }
         }
     }
     let gib = TOTAL_BYTES as f64 / (1u64 << 30) as f64;
-    let mut rows = Vec::new();
-    for (s, r) in [lyre, harp].iter().zip(&runs) {
+    let mut rows = [(0.0, 0.0); 2];
+    for (i, (s, r)) in [lyre, harp].iter().zip(&runs).enumerate() {
         if r.is_empty() {
-            return Err(format!("{}: no successful download", s.label));
+            return Err(format!("{}: no successful {}", s.label, dir.what));
         }
         let gbps = median(
             r.iter()
@@ -145,8 +156,8 @@ fn throughput(lyre: &Stack, harp: &Stack) -> Result<(), String> {
         let cpu = median(r.iter().map(|d| d.cpu / gib).collect());
         let frpc = median(r.iter().map(|d| d.frpc_cpu / gib).collect());
         println!(
-            "{:<14} {gbps:>6.2} Gbit/s  {cpu:.3} CPU-s/GiB  (frpc {frpc:.3} CPU-s/GiB)",
-            s.label
+            "{:<14} {}{gbps:>6.2} Gbit/s  {cpu:.3} CPU-s/GiB  (frpc {frpc:.3} CPU-s/GiB)",
+            s.label, dir.tag
         );
         if s.label == "lyre" {
             let names: Vec<&String> = r[0].threads.keys().collect();
@@ -163,8 +174,18 @@ fn throughput(lyre: &Stack, harp: &Stack) -> Result<(), String> {
                 .collect();
             println!("{:<14} per thread CPU-s/GiB: {}", "", parts.join(", "));
         }
-        rows.push((gbps, cpu));
+        rows[i] = (gbps, cpu);
     }
+    Ok(rows)
+}
+
+fn throughput(lyre: &Stack, harp: &Stack) -> Result<(), String> {
+    let download = Direction {
+        what: "download",
+        tag: "",
+        run: measure::download,
+    };
+    let rows = transfers(lyre, harp, &download)?;
     let (tr, cr) = (rows[0].0 / rows[1].0, rows[0].1 / rows[1].1);
     println!(
         "throughput ratio lyre/frps {tr:.2}x (target >= {TARGET_THROUGHPUT_RATIO}x: {})",
@@ -180,34 +201,12 @@ fn throughput(lyre: &Stack, harp: &Stack) -> Result<(), String> {
 /// 1 GiB uploads through each stack (user -> frpc; no target, the targets are
 /// downloads): throughput and CPU per GiB, medians of [`RUNS`].
 fn uploads(lyre: &Stack, harp: &Stack) -> Result<(), String> {
-    let mut runs: [Vec<Download>; 2] = [Vec::new(), Vec::new()];
-    for _ in 0..RUNS {
-        for (i, s) in [lyre, harp].into_iter().enumerate() {
-            match measure::upload(s, TOTAL_BYTES) {
-                Ok(d) => runs[i].push(d),
-                Err(e) => println!("  {} upload failed: {e}", s.label),
-            }
-        }
-    }
-    let gib = TOTAL_BYTES as f64 / (1u64 << 30) as f64;
-    let mut rows = Vec::new();
-    for (s, r) in [lyre, harp].iter().zip(&runs) {
-        if r.is_empty() {
-            return Err(format!("{}: no successful upload", s.label));
-        }
-        let gbps = median(
-            r.iter()
-                .map(|d| TOTAL_BYTES as f64 * 8.0 / d.secs / 1e9)
-                .collect(),
-        );
-        let cpu = median(r.iter().map(|d| d.cpu / gib).collect());
-        let frpc = median(r.iter().map(|d| d.frpc_cpu / gib).collect());
-        println!(
-            "{:<14} upload {gbps:>6.2} Gbit/s  {cpu:.3} CPU-s/GiB  (frpc {frpc:.3} CPU-s/GiB)",
-            s.label
-        );
-        rows.push((gbps, cpu));
-    }
+    let upload = Direction {
+        what: "upload",
+        tag: "upload ",
+        run: measure::upload,
+    };
+    let rows = transfers(lyre, harp, &upload)?;
     println!(
         "upload ratios lyre/frps: throughput {:.2}x, CPU/GiB {:.2}",
         rows[0].0 / rows[1].0,

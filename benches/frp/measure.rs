@@ -209,33 +209,41 @@ fn hz() -> f64 {
 }
 
 pub fn download(s: &Stack, total: u64) -> Result<Download, String> {
+    accounted(s, || {
+        let mut c = TcpStream::connect(s.front).map_err(|e| format!("connect: {e}"))?;
+        c.set_read_timeout(Some(IO_TIMEOUT))
+            .map_err(|e| e.to_string())?;
+        let req = format!(
+            "GET /exapps/{APP_ID}/bytes/{total} HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n"
+        );
+        c.write_all(req.as_bytes()).map_err(|e| e.to_string())?;
+        let (status, mut got) = read_head(&mut c)?;
+        if status != 200 {
+            return Err(format!("download answered {status}"));
+        }
+        let mut buf = vec![0u8; 1 << 20];
+        while got < total {
+            match c.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => got += n as u64,
+                Err(e) => return Err(format!("download after {got} bytes: {e}")),
+            }
+        }
+        if got != total {
+            return Err(format!("download: {got} of {total} bytes"));
+        }
+        Ok(())
+    })
+}
+
+/// Run one transfer, timed, with the CPU its stack (and frpc, and Lyre's threads) spent.
+fn accounted(s: &Stack, transfer: impl FnOnce() -> Result<(), String>) -> Result<Download, String> {
     let cpu0 = cpu_secs(&s.measured)?;
     let frpc0 = cpu_secs(&[s.frpc_pid])?;
     let threads0 = thread_cpu(s.measured[0]);
     let start = Instant::now();
-    let mut c = TcpStream::connect(s.front).map_err(|e| format!("connect: {e}"))?;
-    c.set_read_timeout(Some(IO_TIMEOUT))
-        .map_err(|e| e.to_string())?;
-    let req = format!(
-        "GET /exapps/{APP_ID}/bytes/{total} HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n"
-    );
-    c.write_all(req.as_bytes()).map_err(|e| e.to_string())?;
-    let (status, mut got) = read_head(&mut c)?;
-    if status != 200 {
-        return Err(format!("download answered {status}"));
-    }
-    let mut buf = vec![0u8; 1 << 20];
-    while got < total {
-        match c.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => got += n as u64,
-            Err(e) => return Err(format!("download after {got} bytes: {e}")),
-        }
-    }
+    transfer()?;
     let secs = start.elapsed().as_secs_f64();
-    if got != total {
-        return Err(format!("download: {got} of {total} bytes"));
-    }
     Ok(Download {
         secs,
         cpu: cpu_secs(&s.measured)? - cpu0,
@@ -252,41 +260,29 @@ pub fn download(s: &Stack, total: u64) -> Result<Download, String> {
 
 /// One upload of `total` bytes (`POST .../sink`, Content-Length), measured as a download.
 pub fn upload(s: &Stack, total: u64) -> Result<Download, String> {
-    let cpu0 = cpu_secs(&s.measured)?;
-    let frpc0 = cpu_secs(&[s.frpc_pid])?;
-    let threads0 = thread_cpu(s.measured[0]);
-    let start = Instant::now();
-    let mut c = TcpStream::connect(s.front).map_err(|e| format!("connect: {e}"))?;
-    c.set_read_timeout(Some(IO_TIMEOUT))
-        .map_err(|e| e.to_string())?;
-    c.set_write_timeout(Some(IO_TIMEOUT))
-        .map_err(|e| e.to_string())?;
-    let req = format!(
-        "POST /exapps/{APP_ID}/sink HTTP/1.1\r\nHost: bench\r\nContent-Length: {total}\r\n\
-         Connection: close\r\n\r\n"
-    );
-    c.write_all(req.as_bytes()).map_err(|e| e.to_string())?;
-    let block = vec![0xa5u8; BLOCK];
-    let mut left = total;
-    while left > 0 {
-        let n = left.min(BLOCK as u64) as usize;
-        c.write_all(&block[..n])
-            .map_err(|e| format!("upload after {} bytes: {e}", total - left))?;
-        left -= n as u64;
-    }
-    let (status, _) = read_head(&mut c)?;
-    let secs = start.elapsed().as_secs_f64();
-    if status != 200 {
-        return Err(format!("upload answered {status}"));
-    }
-    Ok(Download {
-        secs,
-        cpu: cpu_secs(&s.measured)? - cpu0,
-        frpc_cpu: cpu_secs(&[s.frpc_pid])? - frpc0,
-        threads: thread_cpu(s.measured[0])
-            .into_iter()
-            .map(|(k, v)| (k.clone(), v - threads0.get(&k).copied().unwrap_or(0.0)))
-            .collect(),
+    accounted(s, || {
+        let mut c = TcpStream::connect(s.front).map_err(|e| format!("connect: {e}"))?;
+        c.set_read_timeout(Some(IO_TIMEOUT))
+            .map_err(|e| e.to_string())?;
+        c.set_write_timeout(Some(IO_TIMEOUT))
+            .map_err(|e| e.to_string())?;
+        let req = format!(
+            "POST /exapps/{APP_ID}/sink HTTP/1.1\r\nHost: bench\r\nContent-Length: {total}\r\n\
+             Connection: close\r\n\r\n"
+        );
+        c.write_all(req.as_bytes()).map_err(|e| e.to_string())?;
+        let block = vec![0xa5u8; BLOCK];
+        let mut left = total;
+        while left > 0 {
+            let n = left.min(BLOCK as u64) as usize;
+            c.write_all(&block[..n])
+                .map_err(|e| format!("upload after {} bytes: {e}", total - left))?;
+            left -= n as u64;
+        }
+        match read_head(&mut c)? {
+            (200, _) => Ok(()),
+            (status, _) => Err(format!("upload answered {status}")),
+        }
     })
 }
 
