@@ -1,7 +1,9 @@
 //! Stage 2: the real `lyre serve` binary as a subprocess. A download of `GET /big` through
 //! a static route to an in-bench HTTP server (1 GiB with Content-Length), CPU from
-//! /proc/<pid>/stat (all of Lyre's threads, kernel time included); and 1,000 WebSocket-style
-//! upgrades held idle, RSS from /proc/<pid>/status.
+//! /proc/<pid>/stat (all of Lyre's threads, kernel time included), over plain HTTP (splice
+//! and copy pumps, both drivers) and over HTTPS with a rustls client (Lyre's memcpy choice
+//! against glibc's, `runtime::memcpy`); and 1,000 WebSocket-style upgrades held idle, RSS
+//! from /proc/<pid>/status.
 //!
 //! Skipped with a message when the binary does not serve (the proxy is not merged yet).
 
@@ -38,9 +40,20 @@ fn free_port() -> Result<u16, String> {
 }
 
 fn start_lyre(upstream: SocketAddr, pump: &str, driver: &str) -> Result<Lyre, String> {
+    start_lyre_with(upstream, pump, driver, &[])
+}
+
+/// [`start_lyre`] with extra environment variables.
+fn start_lyre_with(
+    upstream: SocketAddr,
+    pump: &str,
+    driver: &str,
+    env: &[(&str, String)],
+) -> Result<Lyre, String> {
     let port = free_port()?;
     let child = Command::new(LYRE)
         .args(["serve", "--route", &format!("/={upstream}")])
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .env("HP_SHARED_KEY", "x")
         .env("NC_INSTANCE_URL", "http://127.0.0.1:9")
         .env("HP_FRP_ADDRESS", "127.0.0.1:0")
@@ -93,7 +106,84 @@ pub fn rows() -> Vec<Row> {
             ));
         }
     }
+    // HTTPS client leg (TLS costs copies, not splices): Lyre's memcpy choice
+    // (`runtime::memcpy`) against glibc's own (`LYRE_MEMCPY=glibc`), in the same run. On AMD
+    // with glibc < 2.39 they differ (vector loop vs REP MOVSB); elsewhere they are the same.
+    for memcpy in ["auto", "glibc"] {
+        let label = format!("lyre serve https / memcpy {memcpy}");
+        rows.push((label, Box::new(move || download_https(source, memcpy))));
+    }
     rows
+}
+
+/// `GET /big` over HTTPS (a rustls client) through a fresh Lyre with `LYRE_MEMCPY=memcpy`;
+/// CPU = Lyre's whole process during the body.
+fn download_https(source: SocketAddr, memcpy: &str) -> Result<Sample, String> {
+    let dir = std::env::temp_dir().join(format!("lyre-fwd-https-{}", std::process::id()));
+    let pki = lyre::tls::ensure_frp_pki(&dir, 30).map_err(|e| e.to_string())?;
+    let read = |p: &std::path::Path| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
+    let pem = [read(&pki.server_crt)?, read(&pki.server_key)?].concat();
+    std::fs::write(dir.join("cert.pem"), pem).map_err(|e| e.to_string())?;
+    let https = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+    let env = [
+        ("LYRE_CERTS_DIR", dir.display().to_string()),
+        ("HP_EXAPPS_HTTPS_ADDRESS", https.to_string()),
+        ("LYRE_MEMCPY", memcpy.to_string()),
+    ];
+    let lyre = start_lyre_with(source, "splice", "uring", &env)?;
+    let end = Instant::now() + START_TIMEOUT;
+    while TcpStream::connect(https).is_err() {
+        if Instant::now() > end {
+            return Err("HTTPS listener did not come up".into());
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    use rustls::pki_types::pem::PemObject;
+    let ca = rustls::pki_types::CertificateDer::from_pem_file(&pki.ca_crt)
+        .map_err(|e| format!("CA: {e}"))?;
+    roots.add(ca).map_err(|e| e.to_string())?;
+    let cfg = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from(lyre::tls::pki::SERVER_NAME)
+        .map_err(|e| e.to_string())?;
+    let conn =
+        rustls::ClientConnection::new(std::sync::Arc::new(cfg), name).map_err(|e| e.to_string())?;
+
+    let pid = lyre.child.id();
+    let stat = format!("/proc/{pid}/stat");
+    let before = cpu::stat_ticks(&stat).ok_or("no /proc stat for lyre")?;
+    let start = Instant::now();
+    let tcp = TcpStream::connect(https).map_err(|e| format!("connect lyre https: {e}"))?;
+    tcp.set_read_timeout(Some(IO_TIMEOUT))
+        .map_err(|e| e.to_string())?;
+    let mut c = rustls::StreamOwned::new(conn, tcp);
+    c.write_all(b"GET /big HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
+        .map_err(|e| format!("request: {e}"))?;
+    let (status, rest) = read_head(&mut c)?;
+    if status != 200 {
+        return Err(format!("GET /big over HTTPS answered {status}"));
+    }
+    let mut body = rest as u64;
+    let mut buf = vec![0u8; 1 << 20];
+    while body < TOTAL_BYTES {
+        match c.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => body += n as u64,
+            Err(e) => return Err(format!("HTTPS body after {body} bytes: {e}")),
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let after = cpu::stat_ticks(&stat).ok_or("no /proc stat for lyre")?;
+    let _ = std::fs::remove_dir_all(&dir);
+    if body != TOTAL_BYTES {
+        return Err(format!("HTTPS body {body} bytes, expected {TOTAL_BYTES}"));
+    }
+    Ok(Sample {
+        secs,
+        cpu_secs: Some(after.saturating_sub(before) as f64 / cpu::clock_ticks()),
+    })
 }
 
 /// `GET /big` through a fresh Lyre; CPU = Lyre's whole process during the body.
@@ -126,7 +216,7 @@ fn download_via_lyre(source: SocketAddr, pump: &str, driver: &str) -> Result<Sam
 }
 
 /// Read a response head; returns the status and how many body bytes came with it.
-fn read_head(c: &mut TcpStream) -> Result<(u16, usize), String> {
+fn read_head(c: &mut impl Read) -> Result<(u16, usize), String> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
     loop {

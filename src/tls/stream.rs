@@ -401,24 +401,28 @@ impl Transport {
             } => {
                 let _g = lock.lock().await;
                 loop {
-                    let (queued, took) = {
+                    let queued = {
                         let mut c = conn.borrow_mut();
-                        // Takes what fits under rustls's buffer limit.
-                        let took = if data.is_empty() {
-                            0
+                        // Room first: rustls takes new plaintext only up to its buffer
+                        // limit, so records still queued from a full socket go out first.
+                        let queued = send_queued(&mut c, tcp)?;
+                        if queued || data.is_empty() {
+                            queued
                         } else {
-                            c.writer().write(data)?
-                        };
-                        data = &data[took..];
-                        (send_queued(&mut c, tcp)?, took)
+                            let took = c.writer().write(data)?;
+                            if took == 0 {
+                                // Empty buffer and still nothing taken: the session no
+                                // longer accepts data (past close_notify).
+                                return Err(io::ErrorKind::WriteZero.into());
+                            }
+                            data = &data[took..];
+                            send_queued(&mut c, tcp)?
+                        }
                     };
                     if queued {
                         tcp.writable(false).await?;
                     } else if data.is_empty() {
                         return Ok(());
-                    } else if took == 0 {
-                        // Nothing queued and nothing taken (a session past close_notify).
-                        return Err(io::ErrorKind::WriteZero.into());
                     }
                 }
             }
