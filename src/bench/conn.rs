@@ -89,7 +89,7 @@ pub async fn drive(
         let start = Instant::now();
         let left = deadline.saturating_duration_since(start) + timeout;
         let exchange = exchange(&s, request, head_only, &mut buf);
-        match monoio::time::timeout(timeout.min(left), exchange).await {
+        match crate::runtime::time::limit(timeout.min(left), exchange).await {
             Ok(Ok((status, after))) => {
                 tally.latency.record(start.elapsed().as_micros() as u64);
                 tally.statuses[usize::from(status).min(999)] += 1;
@@ -106,7 +106,7 @@ pub async fn drive(
 }
 
 async fn connect(addr: SocketAddr, timeout: Duration) -> Result<TcpStream, &'static str> {
-    match monoio::time::timeout(timeout, TcpStream::connect(addr)).await {
+    match crate::runtime::time::limit(timeout, TcpStream::connect(addr)).await {
         Ok(Ok(s)) => {
             let _ = s.set_nodelay(true);
             Ok(s)

@@ -31,7 +31,7 @@ async fn serve_admin_conn(s: TcpStream) {
     if set_nonblocking(&s).is_err() {
         return;
     }
-    let read = monoio::time::timeout(ADMIN_READ_TIMEOUT, read_admin_head(&s)).await;
+    let read = crate::runtime::time::limit(ADMIN_READ_TIMEOUT, read_admin_head(&s)).await;
     let Ok(Some(head)) = read else { return };
     let _ = write_all(&s, &admin_answer(&head)).await;
 }

@@ -91,7 +91,7 @@ pub async fn call(
     req: &EngineRequest<'_>,
     timeout: Duration,
 ) -> Result<EngineReply, DockerError> {
-    match monoio::time::timeout(timeout, exchange(engine, req, timeout)).await {
+    match crate::runtime::time::limit(timeout, exchange(engine, req, timeout)).await {
         Ok(r) => r,
         Err(_) => Err(DockerError::Timeout {
             engine: engine.to_string(),

@@ -71,7 +71,7 @@ pub async fn connect_engine(engine: &Engine, timeout: Duration) -> io::Result<En
             Engine::Tcp(addr) => TcpStream::connect_addr(*addr).await.map(EngineStream::Tcp),
         }
     };
-    let stream = match monoio::time::timeout(timeout, connect).await {
+    let stream = match crate::runtime::time::limit(timeout, connect).await {
         Ok(r) => r?,
         Err(_) => return Err(io::ErrorKind::TimedOut.into()),
     };

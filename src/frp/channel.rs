@@ -125,7 +125,7 @@ pub async fn read_first_msg(
             }
         }
     };
-    match monoio::time::timeout(FIRST_MSG_TIMEOUT, read).await {
+    match crate::runtime::time::limit(FIRST_MSG_TIMEOUT, read).await {
         Ok(r) => r,
         Err(_) => Err(FrpError::Timeout("no first message within 10 s")),
     }

@@ -134,7 +134,7 @@ async fn replace_old_control(ctx: &FrpContext, run_id: &str) {
     let old = ctx.registry.borrow().control(run_id);
     if let Some(old) = old {
         old.kill();
-        let _ = monoio::time::timeout(REPLACE_TIMEOUT, old.done.wait()).await;
+        let _ = crate::runtime::time::limit(REPLACE_TIMEOUT, old.done.wait()).await;
     }
 }
 
@@ -185,7 +185,7 @@ async fn read_loop(
         let n = if ch.is_mux() {
             ch.read(&mut chunk).await?
         } else {
-            monoio::time::timeout(RAW_HEARTBEAT_TIMEOUT, ch.read(&mut chunk))
+            crate::runtime::time::limit(RAW_HEARTBEAT_TIMEOUT, ch.read(&mut chunk))
                 .await
                 .map_err(|_| FrpError::Timeout("no Ping within the 90 s heartbeat timeout"))??
         };

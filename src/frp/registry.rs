@@ -140,7 +140,7 @@ impl Control {
                 self.closing_waker(cx.waker());
                 Poll::Pending
             });
-            wc = monoio::time::timeout(USER_CONN_TIMEOUT, wait)
+            wc = crate::runtime::time::limit(USER_CONN_TIMEOUT, wait)
                 .await
                 .ok()
                 .flatten();

@@ -58,7 +58,8 @@ async fn serve_conn_inner(
         .await
         .map_err(FrpError::Tls)?;
     let mut initial = vec![0u8; CLASSIFY_READ_BYTES];
-    let n = match monoio::time::timeout(tls::sniff::FIRST_BYTE_TIMEOUT, t.read(&mut initial)).await
+    let n = match crate::runtime::time::limit(tls::sniff::FIRST_BYTE_TIMEOUT, t.read(&mut initial))
+        .await
     {
         Ok(r) => r?,
         Err(_) => return Err(FrpError::Timeout("no data after connect")),

@@ -64,7 +64,7 @@ impl ReadBatch {
             self.relaxed.set(false);
             return tcp.readable(false).await;
         }
-        match monoio::time::timeout(BATCH_WAIT, tcp.readable(false)).await {
+        match crate::runtime::time::limit(BATCH_WAIT, tcp.readable(false)).await {
             Ok(r) => r,
             Err(_) => {
                 self.relaxed.set(true);

@@ -86,6 +86,7 @@ use std::time::Duration;
 use monoio::net::TcpStream;
 
 use crate::config::PumpChoice;
+use crate::runtime::time::timed;
 
 pub use lease::{pooled, MAX_POOLED_BUFS, MAX_POOLED_PIPES};
 use lease::{BufLease, PipeLease};
@@ -275,14 +276,4 @@ async fn write_all_timed(to: &TcpStream, mut data: &[u8], idle: Duration) -> io:
         }
     }
     Ok(())
-}
-
-async fn timed<F: std::future::Future<Output = io::Result<()>>>(
-    d: Duration,
-    f: F,
-) -> io::Result<()> {
-    match monoio::time::timeout(d, f).await {
-        Ok(r) => r,
-        Err(_) => Err(io::ErrorKind::TimedOut.into()),
-    }
 }

@@ -284,7 +284,7 @@ impl NcClient {
     }
 
     async fn call(&self, req: &[u8]) -> Result<NcResponse, NcError> {
-        match monoio::time::timeout(self.total_timeout, self.exchange(req)).await {
+        match crate::runtime::time::limit(self.total_timeout, self.exchange(req)).await {
             Ok(result) => result,
             Err(_) => Err(NcError::Timeout(self.total_timeout)),
         }
@@ -336,7 +336,7 @@ impl NcClient {
         &self,
         f: impl std::future::Future<Output = Result<T, NcError>>,
     ) -> Result<T, NcError> {
-        match monoio::time::timeout(self.connect_timeout, f).await {
+        match crate::runtime::time::limit(self.connect_timeout, f).await {
             Ok(r) => r,
             Err(_) => Err(NcError::ConnectTimeout(self.connect_timeout)),
         }

@@ -12,6 +12,7 @@ use std::time::Duration;
 use super::upstream::{copy_legs, Leg};
 use crate::http::{BodyFraming, ChunkedScanner, HeadError};
 use crate::net::pump::Pump;
+use crate::runtime::time::timed;
 
 /// Chunk payloads at least this large are handed to the pump; smaller ones are copied with
 /// the framing (one syscall pair either way, and the pump's setup would not pay off).
@@ -172,15 +173,4 @@ async fn forward_exact(
 /// [`Leg::read_some`] bounded by `idle`.
 pub async fn timed_read_leg(idle: Duration, from: Leg<'_>, buf: &mut Vec<u8>) -> io::Result<usize> {
     timed(idle, from.read_some(buf, FRAMING_READ_BYTES)).await
-}
-
-/// Any socket future bounded by `idle`.
-pub async fn timed<T, F>(idle: Duration, f: F) -> io::Result<T>
-where
-    F: std::future::Future<Output = io::Result<T>>,
-{
-    match monoio::time::timeout(idle, f).await {
-        Ok(r) => r,
-        Err(_) => Err(io::ErrorKind::TimedOut.into()),
-    }
 }

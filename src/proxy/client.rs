@@ -133,7 +133,7 @@ pub async fn accept_tls(
     limit: Duration,
 ) -> io::Result<ClientConn> {
     let conn = ServerConnection::new(cfg.clone()).map_err(io::Error::other)?;
-    match monoio::time::timeout(limit, Transport::accept_tls(tcp, conn, &[])).await {
+    match crate::runtime::time::limit(limit, Transport::accept_tls(tcp, conn, &[])).await {
         Ok(Ok(t)) => Ok(ClientConn::Tls(Box::new(t))),
         Ok(Err(e)) => Err(e),
         Err(_) => Err(io::Error::new(

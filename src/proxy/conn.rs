@@ -57,7 +57,7 @@ pub async fn serve_tls_client(
     if let Some(ClientConn::Tls(t)) = serve_client(w, client, peer).await {
         // A clean end: close_notify, so an answer framed by the close is complete (OpenSSL
         // 3 clients report a close without it as truncation).
-        let _ = monoio::time::timeout(idle, t.shutdown_write()).await;
+        let _ = crate::runtime::time::limit(idle, t.shutdown_write()).await;
     }
 }
 
@@ -243,7 +243,7 @@ async fn read_head(
                 client.read_some(buf, spare).await
             }
         };
-        match monoio::time::timeout(idle, read).await {
+        match crate::runtime::time::limit(idle, read).await {
             Ok(Ok(0)) if buf.is_empty() => return HeadRead::Closed,
             Ok(Ok(0)) => return HeadRead::Reject(400),
             Ok(Ok(_)) => {}
@@ -260,7 +260,7 @@ fn head_error_status(e: &HeadError) -> u16 {
 
 /// Write a canned answer, bounded by the client timeout.
 pub async fn answer(client: &ClientConn, bytes: &[u8], idle: Duration) -> io::Result<()> {
-    match monoio::time::timeout(idle, client.write_all(bytes)).await {
+    match crate::runtime::time::limit(idle, client.write_all(bytes)).await {
         Ok(r) => r,
         Err(_) => Err(io::ErrorKind::TimedOut.into()),
     }

@@ -38,7 +38,7 @@ pub enum Decided {
 }
 
 pub async fn decide_request(w: &Rc<Worker>, head: &RequestHead, peer: IpAddr) -> Decided {
-    match monoio::time::timeout(DECISION_BUDGET, run_decision(w, head, peer)).await {
+    match crate::runtime::time::limit(DECISION_BUDGET, run_decision(w, head, peer)).await {
         Ok(d) => d,
         Err(_) => Decided::Deny(DenyStatus::Unavailable503),
     }
@@ -124,7 +124,7 @@ async fn resolve_exapp(w: &Rc<Worker>, fwd: Box<Forward>) -> Decided {
 async fn resolve_exapp_name(w: &Rc<Worker>, fwd: Box<Forward>) -> Decided {
     let name = fwd.host.clone();
     let lookup = monoio::spawn_blocking(move || resolve_ipv4_first(&name));
-    let ip = match monoio::time::timeout(DNS_BUDGET, lookup).await {
+    let ip = match crate::runtime::time::limit(DNS_BUDGET, lookup).await {
         Ok(Ok(Some(ip))) => ip,
         other => {
             debug!(host = %fwd.host, ok = other.is_ok(), "ExApp host did not resolve");

@@ -23,7 +23,7 @@ use std::time::Duration;
 use monoio::net::TcpStream;
 use tracing::debug;
 
-use super::body::{forward_body, timed, BodyError, Lead, FRAMING_READ_BYTES};
+use super::body::{forward_body, BodyError, Lead, FRAMING_READ_BYTES};
 use super::client::ClientConn;
 use super::conn::answer;
 use super::upstream::{tunnel_legs, Leg, UpstreamConn};
@@ -36,6 +36,7 @@ use crate::http::{
 };
 use crate::net::io::{set_nonblocking, write_all};
 use crate::net::pump::{tunnel_with, Pump};
+use crate::runtime::time::timed;
 
 /// Where a routed request goes.
 #[derive(Debug, Clone, Copy)]

@@ -11,7 +11,6 @@ use std::rc::Rc;
 
 use tracing::debug;
 
-use super::body::timed;
 use super::client::ClientConn;
 use super::conn::answer;
 use super::dispatch::reply_without_upstream;
@@ -19,6 +18,7 @@ use super::exchange::Next;
 use super::worker::Worker;
 use crate::docker::{connect_engine, passthrough_allowed, EngineStream};
 use crate::http::{answers, write_request, BodyFraming, HeadEdits, RequestHead};
+use crate::runtime::time::timed;
 
 /// Relay read size for engine answers.
 pub const RELAY_BYTES: usize = 64 * 1024;

@@ -26,7 +26,6 @@
 //! grows to [`FRP_TUNNEL_BUF_BYTES`] while a burst fills it.
 
 use std::cell::Cell;
-use std::future::Future;
 use std::io;
 use std::pin::pin;
 use std::time::Duration;
@@ -38,6 +37,7 @@ use crate::frp::yamux::{Drain, Stream};
 use crate::frp::WorkStream;
 use crate::net::io as nio;
 use crate::net::pump::supervise;
+use crate::runtime::time::timed;
 use crate::tls::Transport;
 
 /// Copy buffer per body forwarded to or from a work stream (the pump's copy size).
@@ -212,14 +212,6 @@ impl<'b> Extend<'b> {
 impl Drop for Extend<'_> {
     fn drop(&mut self) {
         self.buf.truncate(self.len);
-    }
-}
-
-/// Any I/O future bounded by `idle`.
-async fn timed<T, F: Future<Output = io::Result<T>>>(idle: Duration, f: F) -> io::Result<T> {
-    match monoio::time::timeout(idle, f).await {
-        Ok(r) => r,
-        Err(_) => Err(io::ErrorKind::TimedOut.into()),
     }
 }
 

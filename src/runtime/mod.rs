@@ -7,6 +7,7 @@
 
 pub mod memcpy;
 pub mod signal;
+pub mod time;
 
 use std::future::Future;
 use std::io;

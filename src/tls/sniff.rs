@@ -39,7 +39,7 @@ pub async fn accept(
     tls: Option<&Arc<ServerConfig>>,
 ) -> Result<Transport, TlsError> {
     let mut buf = Vec::with_capacity(SNIFF_READ_BYTES);
-    match monoio::time::timeout(
+    match crate::runtime::time::limit(
         FIRST_BYTE_TIMEOUT,
         nio::read_some(&tcp, &mut buf, SNIFF_READ_BYTES),
     )
@@ -65,7 +65,7 @@ pub async fn accept(
     };
     let conn = ServerConnection::new(cfg.clone()).map_err(|e| TlsError::Config(e.to_string()))?;
     let handshake = Transport::accept_tls(tcp, conn, &buf[skip..]);
-    match monoio::time::timeout(FIRST_BYTE_TIMEOUT, handshake).await {
+    match crate::runtime::time::limit(FIRST_BYTE_TIMEOUT, handshake).await {
         Err(_) => Err(TlsError::FirstByteTimeout),
         Ok(r) => r.map_err(TlsError::Handshake),
     }

@@ -126,7 +126,7 @@ impl Transport {
                 }
             }
         };
-        let _ = monoio::time::timeout(linger, drain).await;
+        let _ = crate::runtime::time::limit(linger, drain).await;
     }
 
     /// End our direction only (a tunnel passing on its peer's EOF): TLS close_notify, then

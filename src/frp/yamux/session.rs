@@ -900,7 +900,7 @@ mod tests {
                 assert_eq!(bulk.state.borrow().expect, 200_000 - 48 * 1024);
                 assert_eq!(expected(), 200_000 - 48 * 1024);
                 // A read given up while pending withdraws its announcement.
-                let gave_up = monoio::time::timeout(
+                let gave_up = crate::runtime::time::limit(
                     Duration::from_millis(5),
                     bulk.read_expecting(&mut buf, 9),
                 )
