@@ -1,12 +1,15 @@
 //! Lyre's FRP server against the REAL frpc 0.65 (frp-protocol.md §10 test plan).
 //! Needs frpc: tests/peers/install_frp.sh (or LYRE_FRPC=/path/to/frpc).
 
+mod common;
 mod frp_harness;
 
 use std::io::{Read, Write};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use common::pattern::HashSink;
+use common::Pattern;
 use frp_harness::*;
 
 fn echo_case(tls: bool, tcp_mux: bool, custom_first_byte: bool) {
@@ -188,6 +191,48 @@ fn t10_port_outside_allow_list_and_second_port_per_client_are_refused() {
         Duration::from_secs(20),
     );
     echo_once(ok_port, b"still mine");
+}
+
+/// 64 MiB up and back down through the `127.0.0.1:<remotePort>` listener: the upload side
+/// reads straight into the yamux send queue (`Stream::fill_from`), the download side sends
+/// from the stream's buffer; both must be byte-exact, with and without TLS.
+fn bulk_echo_case(tls: bool) {
+    const SIZE: u64 = 64 * 1024 * 1024;
+    let server = start_server(tls);
+    let port = pick_remote_port();
+    let frpc = Frpc::start(&FrpcOpts::new(
+        &server,
+        vec![ProxyOpts::tcp("bulk", port, tcp_echo())],
+    ));
+    wait_tunnel_echo(&frpc, port);
+    let mut s = connect_tunnel(port, Duration::from_secs(5));
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let mut w = s.try_clone().unwrap();
+    let writer = std::thread::spawn(move || {
+        Pattern::new().for_each_block(SIZE, |b| w.write_all(b).unwrap());
+    });
+    let mut sink = HashSink::default();
+    let mut buf = vec![0u8; 256 * 1024];
+    while sink.size < SIZE {
+        let n = s
+            .read(&mut buf)
+            .unwrap_or_else(|e| panic!("echo broken after {} bytes: {e}", sink.size));
+        assert!(n > 0, "tunnel closed after {} bytes", sink.size);
+        sink.update(&buf[..n]);
+    }
+    writer.join().unwrap();
+    assert_eq!(sink.size, SIZE, "echoed size");
+    assert_eq!(sink.hex(), Pattern::new().sha256(SIZE), "echoed sha256");
+}
+
+#[test]
+fn bulk_echo_through_the_tunnel_port_is_byte_exact_tls() {
+    bulk_echo_case(true);
+}
+
+#[test]
+fn bulk_echo_through_the_tunnel_port_is_byte_exact_plaintext() {
+    bulk_echo_case(false);
 }
 
 #[test]

@@ -23,7 +23,7 @@ use super::crypto::{CfbReader, CfbWriter, KEY_BYTES};
 use super::msg::{self, MsgType, StartWorkConn};
 use super::registry::{Proxy, WorkConn};
 use super::snappy::{SnappyReader, SnappyWriter};
-use super::yamux::{Drain, Stream};
+use super::yamux::{Drain, Fill, Stream};
 use super::{FrpContext, FrpError};
 use crate::net::io as nio;
 
@@ -153,6 +153,16 @@ impl WorkStream {
         }
         let rx = self.rx.borrow();
         if rx.pos < rx.plain.len() || !rx.leftover.is_empty() {
+            return None;
+        }
+        self.ch.mux()
+    }
+
+    /// The yamux stream itself when frpc-bound payload goes in as it is (no encryption or
+    /// compression layer): bytes can then be read straight into its send queue
+    /// ([`Stream::fill_from`]).
+    pub fn bare_sink(&self) -> Option<&Stream> {
+        if self.wrapped {
             return None;
         }
         self.ch.mux()
@@ -289,6 +299,22 @@ pub async fn relay(tcp: &TcpStream, ws: &WorkStream) {
     let up = async {
         let mut b = BurstBuf::default();
         loop {
+            // Into a bare yamux stream the bytes are read straight into its send queue.
+            if let Some(s) = ws.bare_sink() {
+                let ok = match s.fill_from(usize::MAX, |slots| nio::try_recv_slots(tcp, slots)) {
+                    Ok(Fill::Queued(_)) => true,
+                    Ok(Fill::WouldBlock) => tcp.readable(false).await.is_ok(),
+                    Ok(Fill::NoRoom) => {
+                        s.send_room().await;
+                        true
+                    }
+                    Ok(Fill::End) | Err(_) => false,
+                };
+                if !ok {
+                    return;
+                }
+                continue;
+            }
             let n = match nio::try_recv(tcp, b.get()) {
                 Ok(Some(0)) | Err(_) => return,
                 Ok(Some(n)) => n,

@@ -122,6 +122,35 @@ pub fn try_recv_spare(
     Ok(got)
 }
 
+/// Most slots [`try_recv_slots`] reads into at once.
+const MAX_RECV_SLOTS: usize = 8;
+
+/// One nonblocking scattering `recvmsg` into `slots` (the first [`MAX_RECV_SLOTS`]), filled
+/// in order; `Ok(None)` = would block. The slots may be uninitialised: the kernel only
+/// writes them, and the count says how many bytes it wrote.
+pub fn try_recv_slots(
+    s: &impl AsRawFd,
+    slots: &mut [&mut [std::mem::MaybeUninit<u8>]],
+) -> io::Result<Option<usize>> {
+    let mut iov = [libc::iovec {
+        iov_base: std::ptr::null_mut(),
+        iov_len: 0,
+    }; MAX_RECV_SLOTS];
+    let used = slots.len().min(MAX_RECV_SLOTS);
+    for (v, slot) in iov.iter_mut().zip(slots.iter_mut()) {
+        v.iov_base = slot.as_mut_ptr().cast();
+        v.iov_len = slot.len();
+    }
+    // SAFETY: a zeroed msghdr is valid (no name, no control data).
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = iov.as_mut_ptr();
+    msg.msg_iovlen = used;
+    retry_nonblocking(|| {
+        // SAFETY: the iovecs cover live, writable slots that outlive the call.
+        unsafe { libc::recvmsg(s.as_raw_fd(), &mut msg, libc::MSG_DONTWAIT) }
+    })
+}
+
 /// Read at least one byte into the spare capacity of `buf` (grown to `min_spare` if
 /// needed). `Ok(0)` = peer closed its write side.
 pub async fn read_some<S: Readiness>(

@@ -17,8 +17,10 @@
 //!
 //! # Budget
 //! A work stream cannot splice (its bytes live in yamux/TLS buffers): a body from a bare
-//! yamux stream to a TCP client is sent from the stream's buffer where it lies; other
-//! bodies copy through a [`FRP_COPY_BUF_BYTES`] buffer allocated on first use per body,
+//! yamux stream to a TCP client is sent from the stream's buffer where it lies, and one
+//! from a TCP client into a bare stream is read straight into the session's send queue
+//! (`Stream::fill_from`); other bodies copy through a [`FRP_COPY_BUF_BYTES`] buffer
+//! allocated on first use per body,
 //! framing reads zero-fill at most
 //! `FRAMING_READ_BYTES` of spare room per read; TLS legs copy the same way. An idle 101
 //! tunnel holds no buffer: each direction waits for readiness of its source (TCP socket,
@@ -33,7 +35,7 @@ use std::time::Duration;
 use monoio::net::TcpStream;
 use monoio::time::Instant;
 
-use crate::frp::yamux::{Drain, Stream};
+use crate::frp::yamux::{Drain, Fill, Stream};
 use crate::frp::WorkStream;
 use crate::net::io as nio;
 use crate::net::pump::supervise;
@@ -236,6 +238,10 @@ pub async fn copy_legs(
                 let s = ws.bare_stream().expect("checked by the guard");
                 drain_stream(s, tcp, want, remaining, idle).await?
             }
+            (Leg::Tcp(tcp), Leg::Frp(ws)) if ws.bare_sink().is_some() => {
+                let s = ws.bare_sink().expect("checked by the guard");
+                fill_stream(tcp, s, want, idle).await?
+            }
             _ => {
                 if buf.is_empty() {
                     buf = vec![0u8; want.min(FRP_COPY_BUF_BYTES)];
@@ -282,6 +288,26 @@ async fn drain_stream(
                 .await?
             }
             Drain::Blocked => timed(idle, tcp.writable(false)).await?,
+        }
+    }
+}
+
+/// Read up to `max` bytes from `tcp` straight into a yamux stream's send queue (one copy
+/// fewer than through a buffer), waiting for bytes or for window/queue room as needed.
+/// Returns the bytes queued; 0 = `tcp` reached EOF.
+async fn fill_stream(tcp: &TcpStream, s: &Stream, max: usize, idle: Duration) -> io::Result<usize> {
+    loop {
+        match s.fill_from(max, |slots| nio::try_recv_slots(tcp, slots))? {
+            Fill::Queued(n) => return Ok(n),
+            Fill::End => return Ok(0),
+            Fill::WouldBlock => timed(idle, tcp.readable(false)).await?,
+            Fill::NoRoom => {
+                timed(idle, async {
+                    s.send_room().await;
+                    Ok(())
+                })
+                .await?
+            }
         }
     }
 }

@@ -6,4 +6,4 @@
 pub mod frame;
 pub mod session;
 
-pub use session::{Drain, Session, Stream, YamuxError};
+pub use session::{Drain, Fill, Session, Stream, YamuxError};
