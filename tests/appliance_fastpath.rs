@@ -252,21 +252,28 @@ fn fast_path_without_tcp_mux() {
 /// keep-alive continues on the new worker, and bodies and a WebSocket work after it.
 #[test]
 fn fast_path_from_every_worker() {
-    from_every_worker("io_uring");
+    from_every_worker("io_uring", false);
 }
 
 /// The same on the epoll driver: the handed-over fd leaves one worker's epoll set and
 /// joins the other's.
 #[test]
 fn fast_path_from_every_worker_epoll() {
-    from_every_worker("epoll");
+    from_every_worker("epoll", false);
 }
 
-fn from_every_worker(driver: &str) {
+/// HTTPS clients too: the rustls session moves with the socket, and the connection's next
+/// requests (keep-alive), bodies and a WebSocket run over the moved session.
+#[test]
+fn fast_path_from_every_worker_https() {
+    from_every_worker("io_uring", true);
+}
+
+fn from_every_worker(driver: &str, https: bool) {
     let s = setup_workers(
         false,
         true,
-        false,
+        https,
         &[("LYRE_WORKERS", "2"), ("LYRE_DRIVER", driver)],
     );
     let before = fast_path_count(&s.lyre);
@@ -291,7 +298,9 @@ fn from_every_worker(driver: &str) {
     let handed = s
         .lyre
         .log()
-        .matches("connection handed over to the FRP worker")
+        .lines()
+        .filter(|l| l.contains("connection handed over to the FRP worker"))
+        .filter(|l| l.contains(if https { "tls=true" } else { "tls=false" }))
         .count();
     assert!(
         handed >= 1,

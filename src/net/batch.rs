@@ -73,6 +73,12 @@ impl ReadBatch {
         }
     }
 
+    /// Put the socket's mark back to 1 byte (before the socket changes hands). Best effort:
+    /// a socket that refuses it is about to fail its next read anyway.
+    pub fn reset(&self, tcp: &TcpStream) {
+        let _ = self.set_mark(tcp, 1);
+    }
+
     /// The mark now set on the socket (for tests and diagnostics).
     pub fn mark(&self) -> usize {
         self.lowat.get() as usize

@@ -22,6 +22,7 @@ use super::exchange::{exchange, run_tunnel, Next, Plan, Upstream};
 use super::worker::{Worker, FRP_WORKER};
 use crate::http::{answers, parse_request, HeadError, RequestHead, MAX_HEAD_BYTES};
 use crate::net::io::set_nonblocking;
+use crate::tls::{TlsSession, Transport};
 
 /// Initial capacity of a connection's head buffer; grows up to MAX_HEAD_BYTES.
 pub const HEAD_BUF_BYTES: usize = 8 * 1024;
@@ -133,10 +134,11 @@ async fn serve_from(
 }
 
 /// A client connection on its way to the FRP worker, with the request it sent (not yet
-/// forwarded) and any bytes read behind it.
+/// forwarded) and any bytes read behind it; an HTTPS client's TLS session travels with it.
 #[derive(Debug)]
 pub struct HandedClient {
     fd: OwnedFd,
+    tls: Option<TlsSession>,
     peer: SocketAddr,
     buf: Vec<u8>,
     pending: Box<(RequestHead, Plan)>,
@@ -145,7 +147,8 @@ pub struct HandedClient {
 type NotHandedOver = (ClientConn, Vec<u8>, Box<(RequestHead, Plan)>);
 
 /// Send the connection to [`FRP_WORKER`] over the bus. The socket travels as a duplicate
-/// fd; this worker's copy closes (and leaves its driver) when `client` drops here.
+/// fd; this worker's copy closes (and leaves its driver) when `client` drops here. An HTTPS
+/// client's rustls session moves with it (between requests nothing is queued in it).
 fn hand_over(
     w: &Worker,
     client: ClientConn,
@@ -153,11 +156,8 @@ fn hand_over(
     buf: Vec<u8>,
     pending: Box<(RequestHead, Plan)>,
 ) -> Result<(), NotHandedOver> {
-    let ClientConn::Tcp(tcp) = &client else {
-        return Err((client, buf, pending));
-    };
-    // SAFETY: the fd is open for as long as `tcp` lives, which outlasts this borrow.
-    let borrowed = unsafe { BorrowedFd::borrow_raw(tcp.as_raw_fd()) };
+    // SAFETY: the fd is open for as long as `client` lives, which outlasts this borrow.
+    let borrowed = unsafe { BorrowedFd::borrow_raw(client.tcp().as_raw_fd()) };
     let fd = match borrowed.try_clone_to_owned() {
         Ok(fd) => fd,
         Err(e) => {
@@ -165,9 +165,17 @@ fn hand_over(
             return Err((client, buf, pending));
         }
     };
-    debug!(%peer, from = w.id, "connection handed over to the FRP worker");
+    let tls = match client {
+        ClientConn::Tcp(_) => None,
+        ClientConn::Tls(t) => match t.into_session() {
+            Ok((_tcp, session)) => Some(session),
+            Err(t) => return Err((ClientConn::Tls(t), buf, pending)),
+        },
+    };
+    debug!(%peer, from = w.id, tls = tls.is_some(), "connection handed over to the FRP worker");
     let handed = HandedClient {
         fd,
+        tls,
         peer,
         buf,
         pending,
@@ -181,6 +189,7 @@ fn hand_over(
 pub async fn adopt_client(w: Rc<Worker>, handed: Box<HandedClient>) {
     let HandedClient {
         fd,
+        tls,
         peer,
         mut buf,
         pending,
@@ -192,7 +201,10 @@ pub async fn adopt_client(w: Rc<Worker>, handed: Box<HandedClient>) {
             return;
         }
     };
-    let client = ClientConn::Tcp(tcp);
+    let client = match tls {
+        None => ClientConn::Tcp(tcp),
+        Some(session) => ClientConn::Tls(Box::new(Transport::from_session(tcp, session))),
+    };
     let (head, mut plan) = *pending;
     if let Upstream::Tcp(addr) = plan.upstream {
         plan.upstream = pick_upstream(&w, addr, peer);

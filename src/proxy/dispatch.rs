@@ -28,7 +28,7 @@ pub async fn serve_decided(
     match decide_request(w, &head, peer.ip()).await {
         Decided::ExApp { fwd, addr } => {
             let plan = exapp_plan(w, fwd, pick_upstream(w, addr, peer));
-            if hand_over_to_frp_worker(w, client, &plan) {
+            if hand_over_to_frp_worker(w, &plan) {
                 return Next::HandOver(Box::new((head, plan)));
             }
             exchange(w, client, buf, head, plan).await
@@ -87,17 +87,16 @@ fn exapp_plan(w: &Worker, fwd: Box<Forward>, upstream: Upstream) -> Plan {
     }
 }
 
-/// A plain TCP client whose ExApp sits behind a live tunnel, on a worker that does not run
-/// the FRP server: cheaper to move the connection to that worker (one fd over the bus,
-/// once per connection) than to relay every byte through the tunnel port's loopback
-/// listener (a second TCP connection, crossing cores both ways, for its whole life).
-/// HTTPS clients keep the loopback path: their TLS state is not moved.
-fn hand_over_to_frp_worker(w: &Worker, client: &ClientConn, plan: &Plan) -> bool {
+/// A client whose ExApp sits behind a live tunnel, on a worker that does not run the FRP
+/// server: cheaper to move the connection to that worker (one fd over the bus, plus the
+/// rustls session for HTTPS, once per connection) than to relay every byte through the
+/// tunnel port's loopback listener (a second TCP connection, crossing cores both ways, for
+/// its whole life).
+fn hand_over_to_frp_worker(w: &Worker, plan: &Plan) -> bool {
     let Upstream::Tcp(addr) = plan.upstream else {
         return false;
     };
     w.id != FRP_WORKER
-        && matches!(client, ClientConn::Tcp(_))
         && addr.ip() == IpAddr::V4(Ipv4Addr::LOCALHOST)
         && w.live_tunnels.is_live(addr.port())
 }

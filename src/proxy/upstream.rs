@@ -11,9 +11,9 @@
 //! # Why the fast path exists only on the FRP worker
 //! A tunnel (its control connection, yamux session and parked work connections) lives on
 //! the one worker that runs the FRP server; its state is `Rc` and cannot be touched from
-//! another core. A plain HTTP connection accepted by another worker is handed over to the
-//! FRP worker (`conn::hand_over`) with its first tunnel-bound request; an HTTPS one keeps
-//! using the tunnel's loopback listener (one local TCP hop).
+//! another core. A connection accepted by another worker is handed over to the FRP worker
+//! (`conn::hand_over`) with its first tunnel-bound request; an HTTPS one takes its rustls
+//! session along (`tls::Transport::into_session`).
 //!
 //! # Budget
 //! A work stream cannot splice (its bytes live in yamux/TLS buffers): a body from a bare

@@ -19,7 +19,7 @@ pub use config::server_config;
 pub use frontend::https_config;
 pub use pki::{ensure_frp_pki, PkiPaths};
 pub use sniff::{accept, FirstByte};
-pub use stream::Transport;
+pub use stream::{TlsSession, Transport};
 
 #[derive(Debug)]
 pub enum TlsError {

@@ -90,6 +90,52 @@ impl Transport {
         }
     }
 
+    /// Take a TLS stream apart into its socket and its session, to move the connection to
+    /// another worker between requests. `Err(self)` for plaintext, or while TLS records are
+    /// still queued for the peer. The socket's read low-water mark is reset to 1 byte: the
+    /// next owner starts with a fresh [`ReadBatch`].
+    pub fn into_session(self: Box<Self>) -> Result<(TcpStream, TlsSession), Box<Transport>> {
+        let queued = match &*self {
+            Transport::Tls { conn, .. } => conn.borrow().wants_write(),
+            Transport::Plain { .. } => true,
+        };
+        if queued {
+            return Err(self);
+        }
+        let Transport::Tls {
+            tcp,
+            conn,
+            rbuf,
+            batch,
+            ..
+        } = *self
+        else {
+            unreachable!("plaintext was returned above");
+        };
+        batch.reset(&tcp);
+        let raw = rbuf.into_inner();
+        let session = TlsSession {
+            conn: conn.into_inner(),
+            raw: raw.buf[raw.start..].to_vec(),
+        };
+        Ok((tcp, session))
+    }
+
+    /// The TLS stream [`Transport::into_session`] took apart, on `tcp` (the same socket,
+    /// now registered with this worker's driver).
+    pub fn from_session(tcp: TcpStream, session: TlsSession) -> Transport {
+        Transport::Tls {
+            tcp,
+            conn: RefCell::new(session.conn),
+            rbuf: RefCell::new(RawTls {
+                buf: session.raw,
+                start: 0,
+            }),
+            lock: WriteLock::default(),
+            batch: ReadBatch::default(),
+        }
+    }
+
     pub fn tcp(&self) -> &TcpStream {
         match self {
             Transport::Plain { tcp, .. } | Transport::Tls { tcp, .. } => tcp,
@@ -475,6 +521,21 @@ impl RawTls {
     /// Bytes read from the socket that rustls has not taken yet.
     fn pending(&self) -> bool {
         self.start < self.buf.len()
+    }
+}
+
+/// A TLS session without its socket (see [`Transport::into_session`]): rustls's state,
+/// which may cross threads, and the raw bytes read but not yet taken by rustls.
+pub struct TlsSession {
+    conn: Box<ServerConnection>,
+    raw: Vec<u8>,
+}
+
+impl std::fmt::Debug for TlsSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsSession")
+            .field("raw_bytes", &self.raw.len())
+            .finish_non_exhaustive()
     }
 }
 
