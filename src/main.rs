@@ -32,6 +32,9 @@ enum Command {
     Bench(lyre::bench::BenchArgs),
     /// Generate HaRP's FRP PKI (CA, server, client) under <certs-dir>/frp if it is missing.
     Certs(CertsArgs),
+    /// Container health check of a running `lyre serve` (same environment): exit 0 if its
+    /// heartbeat answers and its listeners accept, else 1 naming what failed.
+    Healthcheck,
 }
 
 #[derive(clap::Args)]
@@ -76,6 +79,7 @@ fn main() -> ExitCode {
         Command::Demo(args) => demo(args),
         Command::Bench(args) => lyre::bench::run(args),
         Command::Certs(args) => certs(args),
+        Command::Healthcheck => healthcheck(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -123,6 +127,13 @@ fn demo(args: DemoArgs) -> Result<(), String> {
     let (cfg, warnings) = Config::from_env(env).map_err(|e| e.to_string())?;
     lyre::demo::print_banner(&args.listen);
     lyre::runtime::run(cfg, warnings)
+}
+
+fn healthcheck() -> Result<(), String> {
+    let (cfg, _warnings) = Config::from_env(std::env::vars()).map_err(|e| e.to_string())?;
+    let checked = lyre::control::healthcheck::run(&cfg).map_err(|e| format!("unhealthy: {e}"))?;
+    println!("healthy: {checked}");
+    Ok(())
 }
 
 fn certs(args: CertsArgs) -> Result<(), String> {

@@ -6,6 +6,7 @@
 //! like HaRP's: keep it on loopback.
 
 pub mod api;
+pub mod healthcheck;
 pub mod reply;
 
 use std::rc::Rc;

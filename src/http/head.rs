@@ -468,3 +468,12 @@ fn keep_alive(facts: &FieldFacts, minor_version: u8) -> bool {
 #[cfg(test)]
 #[path = "head_tests.rs"]
 mod tests;
+
+/// The status code of a response head in `bytes` (`HTTP/1.x NNN ...`), if it is one.
+pub fn status_line_code(bytes: &[u8]) -> Option<u16> {
+    let code = bytes.strip_prefix(b"HTTP/1.")?.get(2..5)?;
+    if bytes.get(8) != Some(&b' ') || !code.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(code).ok()?.parse().ok()
+}

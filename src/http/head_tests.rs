@@ -618,3 +618,13 @@ fn never_panics_on_random_input() {
         }
     }
 }
+
+#[test]
+fn status_line_code_reads_a_response_head_only() {
+    assert_eq!(status_line_code(b"HTTP/1.1 403 Forbidden\r\n"), Some(403));
+    assert_eq!(status_line_code(b"HTTP/1.0 200 OK\r\n"), Some(200));
+    assert_eq!(status_line_code(b"HTTP/1.1 20"), None);
+    assert_eq!(status_line_code(b"HTTP/1.1 2x0 OK"), None);
+    assert_eq!(status_line_code(b"HTTP/1.10 200 OK"), None);
+    assert_eq!(status_line_code(b"{\"json\": 1}"), None);
+}

@@ -18,6 +18,7 @@ mod write;
 pub use chunked::{ChunkProgress, ChunkedScanner};
 pub use cookie::cookie_value;
 pub use head::{
-    parse_request, parse_response, write_request, write_response, write_response_to, BodyFraming,
-    HeadEdits, HeadError, Header, RequestHead, ResponseHead, MAX_HEADERS, MAX_HEAD_BYTES,
+    parse_request, parse_response, status_line_code, write_request, write_response,
+    write_response_to, BodyFraming, HeadEdits, HeadError, Header, RequestHead, ResponseHead,
+    MAX_HEADERS, MAX_HEAD_BYTES,
 };

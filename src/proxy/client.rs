@@ -16,6 +16,7 @@
 //!
 //! The client IP for X-Forwarded-For and bans is the TCP peer's, TLS or not.
 
+use std::cell::Cell;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
@@ -30,27 +31,69 @@ use super::upstream::{tls_read_some, tls_write_all2, Leg};
 use crate::net::io as nio;
 use crate::tls::Transport;
 
-/// A client connection. The TLS stream is boxed: its rustls state would otherwise make
-/// every plain connection's (per-request) future larger.
-pub enum ClientConn {
+/// A client connection: its socket, and the status of the last response head written to
+/// it (for the access log).
+pub struct ClientConn {
+    socket: ClientSocket,
+    status: Cell<u16>,
+}
+
+/// The socket under a [`ClientConn`]. The TLS stream is boxed: its rustls state would
+/// otherwise make every plain connection's (per-request) future larger.
+pub enum ClientSocket {
     Tcp(TcpStream),
     Tls(Box<Transport>),
 }
 
+impl From<ClientSocket> for ClientConn {
+    fn from(socket: ClientSocket) -> ClientConn {
+        ClientConn {
+            socket,
+            status: Cell::new(0),
+        }
+    }
+}
+
 impl ClientConn {
+    pub fn tcp_client(s: TcpStream) -> ClientConn {
+        ClientConn::from(ClientSocket::Tcp(s))
+    }
+
+    pub fn tls_client(t: Box<Transport>) -> ClientConn {
+        ClientConn::from(ClientSocket::Tls(t))
+    }
+
+    pub fn socket(&self) -> &ClientSocket {
+        &self.socket
+    }
+
+    pub fn into_socket(self) -> ClientSocket {
+        self.socket
+    }
+
+    /// Remember the status of a response head just written (interim 1xx heads excluded).
+    pub fn note_status(&self, status: u16) {
+        self.status.set(status);
+    }
+
+    /// The status noted since the last call (0: no response head was written).
+    pub fn take_status(&self) -> u16 {
+        self.status.replace(0)
+    }
+
     /// The same side as a forwarding [`Leg`] (bodies, tunnels).
     pub fn as_leg(&self) -> Leg<'_> {
-        match self {
-            ClientConn::Tcp(s) => Leg::Tcp(s),
-            ClientConn::Tls(t) => Leg::Tls(t),
+        match &self.socket {
+            ClientSocket::Tcp(s) => Leg::Tcp(s),
+            ClientSocket::Tls(t) => Leg::Tls(t),
         }
     }
 
     /// The TCP socket (under TLS for an HTTPS client).
     pub fn tcp(&self) -> &TcpStream {
-        match self {
-            ClientConn::Tcp(s) => s,
-            ClientConn::Tls(t) => t.tcp(),
+        match &self.socket {
+            ClientSocket::Tcp(s) => s,
+            ClientSocket::Tls(t) => t.tcp(),
         }
     }
 
@@ -60,9 +103,9 @@ impl ClientConn {
         buf: &'f mut Vec<u8>,
         min_spare: usize,
     ) -> ClientIo<'f, impl Future<Output = io::Result<usize>> + 'f> {
-        match self {
-            ClientConn::Tcp(s) => ClientIo::Tcp(nio::read_some(s, buf, min_spare)),
-            ClientConn::Tls(t) => ClientIo::Tls(Box::pin(tls_read_some(t, buf, min_spare))),
+        match &self.socket {
+            ClientSocket::Tcp(s) => ClientIo::Tcp(nio::read_some(s, buf, min_spare)),
+            ClientSocket::Tls(t) => ClientIo::Tls(Box::pin(tls_read_some(t, buf, min_spare))),
         }
     }
 
@@ -72,9 +115,9 @@ impl ClientConn {
         buf: &'f mut Vec<u8>,
         min_spare: usize,
     ) -> ClientIo<'f, impl Future<Output = io::Result<usize>> + 'f> {
-        match self {
-            ClientConn::Tcp(s) => ClientIo::Tcp(nio::read_some_after_wait(s, buf, min_spare)),
-            ClientConn::Tls(t) => ClientIo::Tls(Box::pin(tls_read_some(t, buf, min_spare))),
+        match &self.socket {
+            ClientSocket::Tcp(s) => ClientIo::Tcp(nio::read_some_after_wait(s, buf, min_spare)),
+            ClientSocket::Tls(t) => ClientIo::Tls(Box::pin(tls_read_some(t, buf, min_spare))),
         }
     }
 
@@ -83,9 +126,9 @@ impl ClientConn {
         &'f self,
         data: &'f [u8],
     ) -> ClientIo<'f, impl Future<Output = io::Result<()>> + 'f> {
-        match self {
-            ClientConn::Tcp(s) => ClientIo::Tcp(nio::write_all(s, data)),
-            ClientConn::Tls(t) => ClientIo::Tls(Box::pin(t.write_all(data))),
+        match &self.socket {
+            ClientSocket::Tcp(s) => ClientIo::Tcp(nio::write_all(s, data)),
+            ClientSocket::Tls(t) => ClientIo::Tls(Box::pin(t.write_all(data))),
         }
     }
 
@@ -95,9 +138,9 @@ impl ClientConn {
         first: &'f [u8],
         second: &'f [u8],
     ) -> ClientIo<'f, impl Future<Output = io::Result<()>> + 'f> {
-        match self {
-            ClientConn::Tcp(s) => ClientIo::Tcp(nio::write_all2(s, first, second)),
-            ClientConn::Tls(t) => ClientIo::Tls(Box::pin(tls_write_all2(t, first, second))),
+        match &self.socket {
+            ClientSocket::Tcp(s) => ClientIo::Tcp(nio::write_all2(s, first, second)),
+            ClientSocket::Tls(t) => ClientIo::Tls(Box::pin(tls_write_all2(t, first, second))),
         }
     }
 }
@@ -134,7 +177,7 @@ pub async fn accept_tls(
 ) -> io::Result<ClientConn> {
     let conn = ServerConnection::new(cfg.clone()).map_err(io::Error::other)?;
     match crate::runtime::time::limit(limit, Transport::accept_tls(tcp, conn, &[])).await {
-        Ok(Ok(t)) => Ok(ClientConn::Tls(Box::new(t))),
+        Ok(Ok(t)) => Ok(ClientConn::tls_client(Box::new(t))),
         Ok(Err(e)) => Err(e),
         Err(_) => Err(io::Error::new(
             io::ErrorKind::TimedOut,

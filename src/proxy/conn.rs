@@ -15,8 +15,9 @@ use monoio::net::TcpStream;
 use rustls::ServerConfig;
 use tracing::debug;
 
+use super::access;
 use super::bus::BusMsg;
-use super::client::{accept_tls, ClientConn};
+use super::client::{accept_tls, ClientConn, ClientSocket};
 use super::dispatch::{pick_upstream, serve_decided};
 use super::exchange::{exchange, run_tunnel, Next, Plan, Upstream};
 use super::worker::{Worker, FRP_WORKER};
@@ -55,7 +56,10 @@ pub async fn serve_tls_client(
     };
     drop(tls);
     let idle = w.cfg.timeout_client;
-    if let Some(ClientConn::Tls(t)) = serve_client(w, client, peer).await {
+    let ended = serve_client(w, client, peer)
+        .await
+        .map(ClientConn::into_socket);
+    if let Some(ClientSocket::Tls(t)) = ended {
         // A clean end: close_notify, so an answer framed by the close is complete (OpenSSL
         // 3 clients report a close without it as truncation).
         let _ = crate::runtime::time::limit(idle, t.shutdown_write()).await;
@@ -71,7 +75,7 @@ pub async fn serve_client(
     client: ClientConn,
     peer: SocketAddr,
 ) -> Option<ClientConn> {
-    if let ClientConn::Tcp(tcp) = &client {
+    if let ClientSocket::Tcp(tcp) = client.socket() {
         let _ = tcp.set_nodelay(true);
         if let Err(e) = set_nonblocking(tcp) {
             debug!(%peer, "cannot make client socket nonblocking: {e}");
@@ -91,6 +95,8 @@ async fn serve_from(
     mut first: Option<Next>,
 ) -> Option<ClientConn> {
     let mut answered = first.is_some();
+    // The access-log line of the request in progress (kept across a failed hand-over).
+    let mut log = None;
     loop {
         let next = match first.take() {
             Some(next) => next,
@@ -101,17 +107,22 @@ async fn serve_from(
                     HeadRead::Closed => return Some(client),
                     HeadRead::Reject(status) => {
                         debug!(%peer, status, "rejecting request head");
+                        access::rejected(peer, status);
                         let _ = answer(&client, answers::proxy_error(status), w.cfg.timeout_client)
                             .await;
                         return Some(client);
                     }
                 };
+                log = access::start(&head, peer);
                 match static_route(&w, &head) {
                     Some(up) => exchange(&w, &client, &mut buf, head, Plan::plain(up)).await,
                     None => serve_decided(&w, &client, &mut buf, head, peer).await,
                 }
             }
         };
+        if !matches!(next, Next::HandOver(_)) {
+            access::finish(log.take(), &client, &next);
+        }
         match next {
             Next::KeepAlive => answered = true,
             Next::Close => return Some(client),
@@ -165,11 +176,11 @@ fn hand_over(
             return Err((client, buf, pending));
         }
     };
-    let tls = match client {
-        ClientConn::Tcp(_) => None,
-        ClientConn::Tls(t) => match t.into_session() {
+    let tls = match client.into_socket() {
+        ClientSocket::Tcp(_) => None,
+        ClientSocket::Tls(t) => match t.into_session() {
             Ok((_tcp, session)) => Some(session),
-            Err(t) => return Err((ClientConn::Tls(t), buf, pending)),
+            Err(t) => return Err((ClientConn::tls_client(t), buf, pending)),
         },
     };
     debug!(%peer, from = w.id, tls = tls.is_some(), "connection handed over to the FRP worker");
@@ -202,14 +213,16 @@ pub async fn adopt_client(w: Rc<Worker>, handed: Box<HandedClient>) {
         }
     };
     let client = match tls {
-        None => ClientConn::Tcp(tcp),
-        Some(session) => ClientConn::Tls(Box::new(Transport::from_session(tcp, session))),
+        None => ClientConn::tcp_client(tcp),
+        Some(session) => ClientConn::tls_client(Box::new(Transport::from_session(tcp, session))),
     };
     let (head, mut plan) = *pending;
     if let Upstream::Tcp(addr) = plan.upstream {
         plan.upstream = pick_upstream(&w, addr, peer);
     }
+    let log = access::start(&head, peer);
     let first = exchange(&w, &client, &mut buf, head, plan).await;
+    access::finish(log, &client, &first);
     let _ = Box::pin(serve_from(w, client, peer, buf, Some(first))).await;
 }
 
@@ -272,6 +285,9 @@ fn head_error_status(e: &HeadError) -> u16 {
 
 /// Write a canned answer, bounded by the client timeout.
 pub async fn answer(client: &ClientConn, bytes: &[u8], idle: Duration) -> io::Result<()> {
+    if let Some(status) = crate::http::status_line_code(bytes) {
+        client.note_status(status);
+    }
     match crate::runtime::time::limit(idle, client.write_all(bytes)).await {
         Ok(r) => r,
         Err(_) => Err(io::ErrorKind::TimedOut.into()),

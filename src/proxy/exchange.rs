@@ -315,6 +315,7 @@ async fn forward_response(
         }
     };
     started.set(true);
+    client.note_status(head.status);
     if let Some((statuses, client_ip)) = bruteforce {
         if let Some(effect) = response_failure(statuses, head.status, client_ip) {
             w.publish(effect.into_update(now_ms()));

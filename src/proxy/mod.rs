@@ -1,12 +1,14 @@
 //! The data plane: accept -> parse head -> decide -> connect -> forward.
 //!
 //! - `conn`     one client connection's lifecycle (the loop over requests).
+//! - `access`   the access log, one line per request at info.
 //! - `client`   the client leg: plain TCP or TLS (the HTTPS frontend).
 //! - `exchange` one request/response with an upstream, both bodies streamed concurrently.
 //! - `body`     body forwarding by framing, through the pump.
 //! - `pool`     per-worker keep-alive upstream connections.
 //! - `upstream` TCP or in-process FRP work stream (the fast path on the FRP worker).
 
+mod access;
 mod body;
 pub mod bus;
 mod client;
@@ -38,7 +40,11 @@ pub use worker::{now_ms, Worker, FRP_WORKER};
 /// Accept loop of one worker's public listener.
 pub async fn accept_loop(w: Rc<Worker>, listener: TcpListener) {
     accept_each(&w, &listener, |stream, peer| {
-        monoio::spawn(serve_client(w.clone(), ClientConn::Tcp(stream), peer));
+        monoio::spawn(serve_client(
+            w.clone(),
+            ClientConn::tcp_client(stream),
+            peer,
+        ));
     })
     .await
 }

@@ -131,6 +131,11 @@ async fn relay_answer(w: &Worker, client: &ClientConn, engine: &EngineStream) ->
                 return Next::Close;
             }
         }
+        if !sent_any {
+            if let Some(status) = crate::http::status_line_code(&chunk) {
+                client.note_status(status);
+            }
+        }
         sent_any = true;
         if timed(w.cfg.timeout_client, client.write_all(&chunk))
             .await

@@ -511,6 +511,7 @@ pub struct Lyre {
     /// `HP_EXAPPS_HTTPS_ADDRESS`'s port (served only when the certs dir has `cert.pem`).
     pub https_port: u16,
     proc: Proc,
+    env: LyreEnv,
     _dir: TempDir,
 }
 
@@ -541,8 +542,14 @@ impl Lyre {
             frp_port: e.frp_port,
             https_port: https.port(),
             proc,
+            env: e,
             _dir: dir,
         }
+    }
+
+    /// `lyre <subcommand>` with this Lyre's environment (e.g. `healthcheck`).
+    pub fn command(&self, subcommand: &str) -> Command {
+        lyre_command(&self.env, subcommand, &[])
     }
 
     /// Runs `lyre serve ARGS` expecting it to refuse to start: returns its exit status and
@@ -600,8 +607,13 @@ impl Lyre {
 
 /// `lyre serve ARGS` with exactly the variables of `e` (nothing inherited but PATH).
 fn serve_command(e: &LyreEnv, args: &[&str]) -> Command {
+    lyre_command(e, "serve", args)
+}
+
+/// `lyre <subcommand> ARGS` with exactly `e`'s environment (plus PATH, RUST_BACKTRACE).
+fn lyre_command(e: &LyreEnv, subcommand: &str, args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_lyre"));
-    cmd.env_clear().arg("serve").args(args);
+    cmd.env_clear().arg(subcommand).args(args);
     cmd.env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("RUST_BACKTRACE", "1");
     cmd.envs(e.pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())));

@@ -1,0 +1,67 @@
+//! `lyre healthcheck` (harp-compat.md §6.4: the container HEALTHCHECK): run with the same
+//! environment as a live `lyre serve`, it passes and lists what it probed (the HTTPS
+//! listener only when `cert.pem` exists); once Lyre is gone it fails with exit status 1
+//! and names the variable whose address did not answer.
+
+mod common;
+
+use std::process::Output;
+use std::time::Duration;
+
+use common::tls::make_certs;
+use common::{poll_until, Lyre, TempDir};
+
+fn run(cmd: &mut std::process::Command) -> (Output, String, String) {
+    let out = cmd.output().expect("run lyre healthcheck");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    (out, stdout, stderr)
+}
+
+#[test]
+fn healthy_while_serving_unhealthy_once_stopped() {
+    let lyre = Lyre::start(&[], &[]);
+    let mut check = lyre.command("healthcheck");
+    let (out, stdout, stderr) = run(&mut check);
+    assert!(out.status.success(), "healthcheck failed: {stdout}{stderr}");
+    for probed in [
+        "heartbeat 127.0.0.1:",
+        "HP_FRP_ADDRESS",
+        "HP_EXAPPS_ADDRESS",
+    ] {
+        assert!(stdout.contains(probed), "{probed} not probed: {stdout}");
+    }
+    assert!(
+        !stdout.contains("HP_EXAPPS_HTTPS_ADDRESS"),
+        "HTTPS probed without cert.pem: {stdout}"
+    );
+    drop(lyre);
+    let (out, stdout, stderr) = run(&mut check);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("unhealthy: LYRE_CONTROL_ADDRESS 127.0.0.1:"),
+        "failure does not name the variable: {stderr}"
+    );
+}
+
+#[test]
+fn the_https_listener_is_probed_when_cert_pem_exists() {
+    let dir = TempDir::new("health-certs");
+    let certs = make_certs(&dir.path().join("certs"));
+    let certs_dir = certs.dir.to_string_lossy().into_owned();
+    let lyre = Lyre::start(&[("LYRE_CERTS_DIR", &certs_dir)], &[]);
+    // The HTTPS listener binds next to the HTTP one; the check passes once both accept.
+    let mut check = lyre.command("healthcheck");
+    let passed = poll_until(Duration::from_secs(10), || {
+        check.output().is_ok_and(|o| o.status.success())
+    });
+    let (_, stdout, stderr) = run(&mut check);
+    assert!(passed, "healthcheck never passed: {stdout}{stderr}");
+    assert!(
+        stdout.contains(&format!(
+            "HP_EXAPPS_HTTPS_ADDRESS 127.0.0.1:{}",
+            lyre.https_port
+        )),
+        "HTTPS not probed: {stdout}"
+    );
+}
