@@ -347,6 +347,43 @@ fn h103_control_body_over_1mib_is_413() {
     assert_ne!(r.head.status, 413, "1 MiB exactly must be accepted");
 }
 
+/// H-86: Lyre has no Kubernetes backend, so its wrappers answer as HaRP's do with the
+/// backend off: 503 with HaRP's text; `install_certificates` validates and answers 204.
+#[test]
+fn h86_kubernetes_wrappers_answer_as_with_the_backend_disabled() {
+    let nc = FakeNc::start(&json!({"shared_key": KEY}));
+    let lyre = lyre_for(&nc, &[]);
+    let post = |action: &str, body: &str| {
+        let req = format!(
+            "POST /exapps/app_api/k8s/exapp/{action} HTTP/1.1\r\nHost: lyre.test\r\n\
+             Connection: close\r\nharp-shared-key: {KEY}\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        send_raw(lyre.port, req.as_bytes()).answered(action)
+    };
+    let name = r#"{"name": "testapp", "instance_id": ""}"#;
+    for action in [
+        "exists",
+        "create",
+        "start",
+        "wait_for_start",
+        "remove",
+        "expose",
+    ] {
+        let r = post(action, name);
+        assert_eq!(r.head.status, 503, "{action}: {}", r.body_str());
+        assert_eq!(
+            r.body_str(),
+            "Kubernetes backend is disabled in HaRP.",
+            "{action}"
+        );
+    }
+    assert_eq!(post("install_certificates", name).head.status, 204);
+    let r = post("install_certificates", "not json");
+    assert_eq!(r.head.status, 400);
+    assert_eq!(r.body_str(), "Invalid JSON body");
+}
+
 /// H-56: no route matches -> 404 and a failure (HP_BLACKLIST_COUNT=1: the next request is
 /// dropped).
 #[test]

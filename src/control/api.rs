@@ -49,9 +49,34 @@ pub fn handle(
         b"/frp_handler" if req.method == b"POST" => return Some(frp_login(req.body, ctx)),
         b"/frp_handler" => ControlReply::method_not_allowed("POST"),
         p if p.starts_with(b"/exapp_storage/") => return Some(exapp_storage(req, ctx)),
+        p if p.starts_with(K8S_PREFIX) => kubernetes_disabled(req),
         _ => return None,
     };
     Some((reply, none))
+}
+
+/// HaRP's Kubernetes wrappers live under this path (harp-compat.md §4.5).
+const K8S_PREFIX: &[u8] = b"/k8s/exapp/";
+/// What HaRP answers on them while its Kubernetes backend is off (its default).
+pub const K8S_DISABLED: &str = "Kubernetes backend is disabled in HaRP.";
+
+/// Lyre has no Kubernetes backend: its wrappers answer as HaRP's do with the backend off
+/// (H-86): 503 with HaRP's text. `install_certificates` has no Kubernetes precondition in
+/// HaRP: it validates the payload and answers 204 (a no-op). `expose` with
+/// `expose_type=manual`, which HaRP also serves without the backend, is answered 503 too:
+/// AppAPI calls it only for a Kubernetes daemon, which Lyre cannot be.
+fn kubernetes_disabled(req: &ControlRequest<'_>) -> ControlReply {
+    let action = &req.path[K8S_PREFIX.len()..];
+    if req.method != b"POST" {
+        return ControlReply::method_not_allowed("POST");
+    }
+    if action == b"install_certificates" {
+        return match crate::docker::parse_certs(req.body) {
+            Ok(_) => ControlReply::no_content(),
+            Err(e) => ControlReply::text(400, e.message()),
+        };
+    }
+    ControlReply::text(503, K8S_DISABLED)
 }
 
 fn info_body() -> String {
@@ -156,6 +181,36 @@ mod tests {
             now_ms: 1000,
         };
         handle(&ControlRequest { method, path, body }, &ctx).expect("known endpoint")
+    }
+
+    #[test]
+    fn h86_kubernetes_wrappers_answer_as_with_the_backend_disabled() {
+        let (st, key) = ctx_state();
+        let (r, ups) = call(b"POST", b"/k8s/exapp/create", b"{}", &st, &key);
+        assert_eq!(
+            (r.status, r.body.as_slice()),
+            (503, K8S_DISABLED.as_bytes())
+        );
+        assert!(ups.is_empty());
+        let certs = br#"{"name": "app", "install_frp_certs": true}"#;
+        assert_eq!(
+            call(
+                b"POST",
+                b"/k8s/exapp/install_certificates",
+                certs,
+                &st,
+                &key
+            )
+            .0
+            .status,
+            204
+        );
+        let bad = call(b"POST", b"/k8s/exapp/install_certificates", b"[", &st, &key).0;
+        assert_eq!(bad.status, 400);
+        assert_eq!(
+            call(b"GET", b"/k8s/exapp/exists", b"", &st, &key).0.status,
+            405
+        );
     }
 
     #[test]

@@ -66,7 +66,7 @@ pub use engine::{
 pub use exapp::CallTimeouts;
 pub use frames::{decode_frames, demux_text, tar_files, Frame, FRAME_HEADER_BYTES};
 pub use passthrough::passthrough_allowed;
-pub use payload::{ExAppName, PayloadError};
+pub use payload::{parse_certs, ExAppName, PayloadError};
 
 /// aiohttp's default `client_max_size`: larger control bodies get 413 (§4, big CA bundles).
 pub const MAX_CONTROL_BODY_BYTES: usize = 1024 * 1024;
