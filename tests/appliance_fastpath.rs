@@ -10,6 +10,7 @@
 mod common;
 mod frp_harness;
 
+use std::io;
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::Duration;
@@ -312,6 +313,63 @@ fn from_every_worker(driver: &str, https: bool) {
         upload(&s);
         websocket(&s);
     }
+}
+
+/// frpc killed while a body streams up the tunnel (read straight into the yamux send
+/// queue): the user's connection ends within the timeouts instead of hanging, Lyre keeps
+/// serving, and the ExApp answers 503 until a tunnel is back.
+#[test]
+fn frpc_killed_mid_upload_ends_the_user_connection() {
+    let mut s = setup(true, true);
+    let mut c = s.conn();
+    c.set_timeout(Duration::from_secs(20));
+    let total: u64 = 1 << 30;
+    let head =
+        format!("POST /exapps/{APP}/upload HTTP/1.1\r\nHost: t\r\nContent-Length: {total}\r\n\r\n");
+    c.send(head.as_bytes());
+    let block = Pattern::new().block(0);
+    for _ in 0..128 {
+        c.send(&block); // 8 MiB through the tunnel before the kill
+    }
+    s.frpc.kill();
+    let t = std::time::Instant::now();
+    // Keep sending (never the whole body) until Lyre refuses bytes or 20 s pass.
+    let mut sent: u64 = 128 * block.len() as u64;
+    let mut write_failed = false;
+    while t.elapsed() < Duration::from_secs(20) && sent + (block.len() as u64) < total {
+        if c.send_lenient(&block).is_err() {
+            write_failed = true;
+            break;
+        }
+        sent += block.len() as u64;
+    }
+    let ended = write_failed
+        || match c.try_read_response(false) {
+            Ok(r) => {
+                assert!(
+                    r.head.status >= 500,
+                    "answer after frpc died: {}",
+                    r.head.status
+                );
+                true
+            }
+            Err(e) => !matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ),
+        };
+    assert!(
+        ended,
+        "upload connection still open {:?} after frpc died",
+        t.elapsed()
+    );
+    s.lyre.assert_alive();
+    let gone = common::poll_until(Duration::from_secs(10), || {
+        let mut c = Conn::connect(s.lyre.port);
+        c.send(&get_req(&format!("/exapps/{APP}/echo-headers")));
+        c.read_response().head.status == 503
+    });
+    assert!(gone, "no 503 after frpc died\n{}", s.lyre.log());
 }
 
 /// A tunnel that goes away: the record still points at its port, nothing listens there
