@@ -49,7 +49,7 @@ pub fn handle(
         b"/frp_handler" if req.method == b"POST" => return Some(frp_login(req.body, ctx)),
         b"/frp_handler" => ControlReply::method_not_allowed("POST"),
         p if p.starts_with(b"/exapp_storage/") => return Some(exapp_storage(req, ctx)),
-        p if p.starts_with(K8S_PREFIX) => kubernetes_disabled(req),
+        p if is_k8s_wrapper(p) => kubernetes_disabled(req),
         _ => return None,
     };
     Some((reply, none))
@@ -57,6 +57,22 @@ pub fn handle(
 
 /// HaRP's Kubernetes wrappers live under this path (harp-compat.md §4.5).
 const K8S_PREFIX: &[u8] = b"/k8s/exapp/";
+/// The wrappers HaRP has there (any other path under it is a 404, as in HaRP).
+const K8S_ACTIONS: [&[u8]; 8] = [
+    b"exists",
+    b"create",
+    b"start",
+    b"stop",
+    b"wait_for_start",
+    b"remove",
+    b"install_certificates",
+    b"expose",
+];
+
+fn is_k8s_wrapper(path: &[u8]) -> bool {
+    path.strip_prefix(K8S_PREFIX)
+        .is_some_and(|action| K8S_ACTIONS.contains(&action))
+}
 /// What HaRP answers on them while its Kubernetes backend is off (its default).
 pub const K8S_DISABLED: &str = "Kubernetes backend is disabled in HaRP.";
 
@@ -210,6 +226,20 @@ mod tests {
         assert_eq!(
             call(b"GET", b"/k8s/exapp/exists", b"", &st, &key).0.status,
             405
+        );
+        let ctx = ControlCtx {
+            state: &st,
+            shared_key: &key,
+            now_ms: 1000,
+        };
+        let unknown = ControlRequest {
+            method: b"POST",
+            path: b"/k8s/exapp/bogus",
+            body: b"",
+        };
+        assert!(
+            handle(&unknown, &ctx).is_none(),
+            "unknown wrapper: 404 as in HaRP"
         );
     }
 
