@@ -25,6 +25,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the appliance (the default), configured by HP_* / LYRE_* variables.
+    #[command(after_help = serve_after_help())]
     Serve(ServeArgs),
     /// Run Lyre with an embedded demo upstream on 127.0.0.1:8780; nothing else needed.
     Demo(DemoArgs),
@@ -88,6 +89,18 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `lyre serve --help` lists every variable it reads (defaults and meanings: README).
+fn serve_after_help() -> String {
+    use lyre::config::names;
+    let mut all = vec![names::NC_INSTANCE_URL];
+    all.extend_from_slice(names::read_names());
+    let names = all.join(", ");
+    format!(
+        "Environment (HaRP's HP_* names, plus LYRE_*; defaults and meanings in the README's \
+         Configuration table; HP_SHARED_KEY or HP_SHARED_KEY_FILE is required):\n  {names}"
+    )
 }
 
 fn serve(args: ServeArgs) -> Result<(), String> {

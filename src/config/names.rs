@@ -34,6 +34,11 @@ pub const LYRE_NC_CA_FILE: &str = "LYRE_NC_CA_FILE";
 /// `glibc` keeps glibc's own memcpy choice (see `runtime::memcpy`); read before anything else.
 pub const LYRE_MEMCPY: &str = "LYRE_MEMCPY";
 
+/// Every `HP_*` / `LYRE_*` variable `lyre serve` reads (for `lyre serve --help`).
+pub fn read_names() -> &'static [&'static str] {
+    READ
+}
+
 /// Names Lyre reads.
 const READ: &[&str] = &[
     HP_SHARED_KEY,
