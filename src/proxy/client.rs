@@ -45,22 +45,20 @@ pub enum ClientSocket {
     Tls(Box<Transport>),
 }
 
-impl From<ClientSocket> for ClientConn {
-    fn from(socket: ClientSocket) -> ClientConn {
+impl ClientConn {
+    pub fn tcp_client(s: TcpStream) -> ClientConn {
+        ClientConn::new(ClientSocket::Tcp(s))
+    }
+
+    pub fn tls_client(t: Box<Transport>) -> ClientConn {
+        ClientConn::new(ClientSocket::Tls(t))
+    }
+
+    fn new(socket: ClientSocket) -> ClientConn {
         ClientConn {
             socket,
             status: Cell::new(0),
         }
-    }
-}
-
-impl ClientConn {
-    pub fn tcp_client(s: TcpStream) -> ClientConn {
-        ClientConn::from(ClientSocket::Tcp(s))
-    }
-
-    pub fn tls_client(t: Box<Transport>) -> ClientConn {
-        ClientConn::from(ClientSocket::Tls(t))
     }
 
     pub fn socket(&self) -> &ClientSocket {

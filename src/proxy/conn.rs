@@ -288,8 +288,5 @@ pub async fn answer(client: &ClientConn, bytes: &[u8], idle: Duration) -> io::Re
     if let Some(status) = crate::http::status_line_code(bytes) {
         client.note_status(status);
     }
-    match crate::runtime::time::limit(idle, client.write_all(bytes)).await {
-        Ok(r) => r,
-        Err(_) => Err(io::ErrorKind::TimedOut.into()),
-    }
+    crate::runtime::time::timed(idle, client.write_all(bytes)).await
 }

@@ -113,10 +113,11 @@ impl Transport {
             unreachable!("plaintext was returned above");
         };
         batch.reset(&tcp);
-        let raw = rbuf.into_inner();
+        let RawTls { mut buf, start } = rbuf.into_inner();
+        buf.drain(..start);
         let session = TlsSession {
             conn: conn.into_inner(),
-            raw: raw.buf[raw.start..].to_vec(),
+            raw: buf,
         };
         Ok((tcp, session))
     }

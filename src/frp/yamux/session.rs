@@ -696,7 +696,7 @@ impl Stream {
         if let Err(e) = self.can_send(&st) {
             return Poll::Ready(Err(e));
         }
-        if !self.has_room(&mut st, waker) {
+        if !self.has_room(&mut st, Some(waker)) {
             return Poll::Pending;
         }
         let n = data
@@ -725,15 +725,19 @@ impl Stream {
         Ok(())
     }
 
-    /// True if the peer's window and our send queue both have room; otherwise `waker` is
-    /// registered for whichever is missing.
-    fn has_room(&self, st: &mut StreamState, waker: &Waker) -> bool {
+    /// True if the peer's window and our send queue both have room; otherwise `waker`, if
+    /// given, is registered for whichever is missing.
+    fn has_room(&self, st: &mut StreamState, waker: Option<&Waker>) -> bool {
         if st.send_window == 0 {
-            st.write_waker = Some(waker.clone());
+            if let Some(w) = waker {
+                st.write_waker = Some(w.clone());
+            }
             return false;
         }
         if self.shared.out.borrow().len() >= MAX_SEND_QUEUE_BYTES {
-            self.shared.space.register(waker);
+            if let Some(w) = waker {
+                self.shared.space.register(w);
+            }
             return false;
         }
         true
@@ -744,7 +748,7 @@ impl Stream {
     pub async fn send_room(&self) {
         poll_fn(|cx| {
             let mut st = self.state.borrow_mut();
-            if self.can_send(&st).is_err() || self.has_room(&mut st, cx.waker()) {
+            if self.can_send(&st).is_err() || self.has_room(&mut st, Some(cx.waker())) {
                 return Poll::Ready(());
             }
             Poll::Pending
@@ -764,7 +768,7 @@ impl Stream {
     {
         let mut st = self.state.borrow_mut();
         self.can_send(&st)?;
-        if st.send_window == 0 || self.shared.out.borrow().len() >= MAX_SEND_QUEUE_BYTES {
+        if !self.has_room(&mut st, None) {
             return Ok(Fill::NoRoom);
         }
         let cap = max
