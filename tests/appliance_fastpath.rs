@@ -247,8 +247,8 @@ fn fast_path_without_tcp_mux() {
     websocket(&s);
 }
 
-/// Two workers: a connection accepted by the worker that does not run the FRP server is
-/// handed over to the one that does. Every request still takes the in-process fast path
+/// Two workers, one tunnel: a connection accepted by the worker the tunnel does not live on
+/// is handed over to the one it lives on. Every request still takes the in-process fast path
 /// (none goes through the tunnel's loopback listener, which would log no fast-path line),
 /// keep-alive continues on the new worker, and bodies and a WebSocket work after it.
 #[test]
@@ -300,7 +300,7 @@ fn from_every_worker(driver: &str, https: bool) {
         .lyre
         .log()
         .lines()
-        .filter(|l| l.contains("connection handed over to the FRP worker"))
+        .filter(|l| l.contains("connection handed over to its tunnel's worker"))
         .filter(|l| l.contains(if https { "tls=true" } else { "tls=false" }))
         .count();
     assert!(
@@ -313,6 +313,130 @@ fn from_every_worker(driver: &str, https: bool) {
         upload(&s);
         websocket(&s);
     }
+}
+
+/// Two workers, two tunnels: worker 0 accepts every frpc connection and places each new
+/// session on the worker with fewer, so the second tunnel lives on worker 1. That one runs
+/// without tcpMux: each of its work connections is a new TLS connection, accepted by
+/// worker 0 and moved to worker 1 by its run_id. Requests to both ExApps, from connections
+/// on either worker, all take the in-process fast path (handed over to the tunnel's worker
+/// when they land on the other), byte-exact. Ports and proxy names stay unique across
+/// workers: a third frpc placed on worker 0 cannot take worker 1's port or name.
+#[test]
+fn tunnels_live_on_every_worker() {
+    let upstream = Upstream::start();
+    let certs = TempDir::new("spread-certs");
+    let pki = lyre::tls::ensure_frp_pki(certs.path(), 30).expect("generate PKI");
+    let certs_dir = certs.path().to_str().expect("utf-8 temp path").to_string();
+    let env = [
+        ("LYRE_WORKERS", "2"),
+        ("HP_LOG_LEVEL", "debug"),
+        ("LYRE_CERTS_DIR", certs_dir.as_str()),
+    ];
+    let lyre = Lyre::start(&env, &[]);
+    let server = Server {
+        port: lyre.frp_port,
+        failures: Arc::new(AtomicUsize::new(0)),
+        pki: Some(pki),
+    };
+    let frpc_for = |name: &str, port: u16, tcp_mux: bool| {
+        let mut opts = FrpcOpts::new(&server, vec![ProxyOpts::tcp(name, port, upstream.port)]);
+        opts.token = SHARED_KEY.into();
+        opts.tcp_mux = tcp_mux;
+        Frpc::start(&opts)
+    };
+    let api = AppApi::new(lyre.port, 0).with_engine_port(None);
+    let apps = ["spread0", "spread1"];
+    let mut tunnels = Vec::new();
+    for (i, app) in apps.iter().enumerate() {
+        let port = pick_remote_port();
+        let frpc = frpc_for(&format!("{app}-proxy"), port, i == 0);
+        frpc.wait_log("start proxy success", Duration::from_secs(20));
+        let record = json!({
+            "exapp_token": "spread-token", "exapp_version": "1.0.0",
+            "host": "127.0.0.1", "port": port,
+            "routes": [{"url": ".*", "access_level": 0}],
+        });
+        let path = format!("/exapps/app_api/exapp_storage/{app}");
+        let r = api.call("POST", &path, record.to_string().as_bytes());
+        assert_eq!(r.head.status, 204, "storing {app}: {}", r.body_str());
+        tunnels.push((port, frpc));
+    }
+    let logins = |worker: usize| {
+        let want = format!("worker={worker}");
+        lyre.log()
+            .lines()
+            .filter(|l| l.contains("frp client logged in") && l.contains(&want))
+            .count()
+    };
+    assert_eq!(
+        (logins(0), logins(1)),
+        (1, 1),
+        "one session per worker\n{}",
+        lyre.log()
+    );
+
+    let count = || lyre.log().matches(FAST_LINE).count();
+    let before = count();
+    const CONNS: usize = 16;
+    for i in 0..CONNS {
+        for app in apps {
+            let mut c = Conn::connect(lyre.port);
+            for q in 0..2 {
+                c.send(&get_req(&format!("/exapps/{app}/echo-headers?c={i}&q={q}")));
+                let r = c.read_response();
+                assert_eq!(r.head.status, 200, "{app} {i}/{q}: {}", r.body_str());
+                assert_eq!(r.json()["query"], format!("c={i}&q={q}"));
+            }
+        }
+    }
+    let all = before + 2 * 2 * CONNS;
+    let fast = common::poll_until(Duration::from_secs(5), || count() >= all);
+    assert!(
+        fast,
+        "expected >= {all} fast-path lines, got {}\n{}",
+        count(),
+        lyre.log()
+    );
+    for app in apps {
+        let mut c = Conn::connect(lyre.port);
+        c.set_timeout(Duration::from_secs(60));
+        c.send(&get_req(&format!("/exapps/{app}/bytes/{BIG}?cl=1")));
+        let head = c.read_head();
+        assert_eq!(head.status, 200, "{app} download");
+        let mut sink = HashSink::default();
+        c.try_read_body(&head, false, &mut |b| sink.update(b))
+            .unwrap_or_else(|e| panic!("{app}: download broken after {} bytes: {e}", sink.size));
+        assert_eq!(
+            sink.hex(),
+            Pattern::new().sha256(BIG),
+            "{app} download sha256"
+        );
+    }
+
+    // Sessions (1, 1): a third goes to worker 0, and worker 1's port and name are taken.
+    let thief = frpc_for("thief", tunnels[1].0, true);
+    thief.wait_log(
+        "[thief] start error: port already used",
+        Duration::from_secs(20),
+    );
+    drop(thief);
+    let ended = || lyre.log().contains("frp client session ended");
+    assert!(
+        common::poll_until(Duration::from_secs(10), ended),
+        "thief's session ended"
+    );
+    let twin = frpc_for("spread1-proxy", pick_remote_port(), true);
+    twin.wait_log(
+        "proxy [spread1-proxy] already exists",
+        Duration::from_secs(20),
+    );
+    assert_eq!(
+        (logins(0), logins(1)),
+        (3, 1),
+        "the extra clients were placed on worker 0\n{}",
+        lyre.log()
+    );
 }
 
 /// frpc killed while a body streams up the tunnel (read straight into the yamux send

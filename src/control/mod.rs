@@ -9,6 +9,7 @@ pub mod api;
 pub mod healthcheck;
 pub mod reply;
 
+use crate::runtime::contain::spawn_conn;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -24,7 +25,7 @@ pub const ADMIN_READ_TIMEOUT: Duration = Duration::from_secs(10);
 pub async fn serve_admin(listener: TcpListener) {
     let listener = Rc::new(listener);
     while let Ok((stream, _)) = listener.accept().await {
-        monoio::spawn(serve_admin_conn(stream));
+        spawn_conn("admin connection", serve_admin_conn(stream));
     }
 }
 

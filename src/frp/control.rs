@@ -115,7 +115,7 @@ pub async fn serve_control(
         for _ in 0..login.pool_count.clamp(1, MAX_POOL_COUNT) {
             control.send(MsgType::ReqWorkConn, &msg::Empty {});
         }
-        tracing::info!(%peer, run_id, "frp client logged in");
+        tracing::info!(%peer, run_id, worker = ctx.worker(), "frp client logged in");
         monoio::select! {
             r = read_loop(&ctx, &control, &ch, rest) => r,
             r = write_loop(&control, &ch) => r,
@@ -245,16 +245,24 @@ fn new_proxy(ctx: &Rc<FrpContext>, control: &Rc<Control>, req: &NewProxy) -> New
     if control.proxies.borrow().len() >= ctx.max_ports_per_client {
         return fail("exceed the max_ports_per_client".into());
     }
-    if ctx.registry.borrow().name_taken(&name) {
+    if !ctx.registry.borrow().claim_name(&name) {
         return fail(format!("proxy [{name}] already exists"));
     }
-    let port = match pick_port(ctx, req.remote_port) {
+    let port = match claim_port(ctx, req.remote_port) {
         Ok(p) => p,
-        Err(e) => return fail(e.into()),
+        Err(e) => {
+            ctx.registry.borrow().release_name(&name);
+            return fail(e.into());
+        }
     };
     let listener = match bind_proxy(ctx, port) {
         Ok(l) => l,
-        Err(_) => return fail("port unavailable".into()),
+        Err(_) => {
+            let reg = ctx.registry.borrow();
+            reg.release_name(&name);
+            reg.release_port(port);
+            return fail("port unavailable".into());
+        }
     };
     let proxy = Rc::new(Proxy {
         name: name.clone(),
@@ -276,14 +284,15 @@ fn new_proxy(ctx: &Rc<FrpContext>, control: &Rc<Control>, req: &NewProxy) -> New
     }
 }
 
-fn pick_port(ctx: &FrpContext, requested: i64) -> Result<u16, &'static str> {
+/// Claim the requested port (0 = the first free allowed one) on every worker.
+fn claim_port(ctx: &FrpContext, requested: i64) -> Result<u16, &'static str> {
     let reg = ctx.registry.borrow();
     if requested == 0 {
         let free = ctx
             .allowed_ports
             .iter()
             .flat_map(|r| r.clone())
-            .find(|p| !reg.port_taken(*p));
+            .find(|p| reg.claim_port(*p));
         return free.ok_or("no available port");
     }
     let Ok(port) = u16::try_from(requested) else {
@@ -292,7 +301,7 @@ fn pick_port(ctx: &FrpContext, requested: i64) -> Result<u16, &'static str> {
     if !ctx.port_allowed(port) {
         return Err("port not allowed");
     }
-    if reg.port_taken(port) {
+    if !reg.claim_port(port) {
         return Err("port already used");
     }
     Ok(port)
@@ -313,6 +322,7 @@ mod tests {
     use crate::frp::BanHook;
     use std::cell::Cell;
     use std::net::IpAddr;
+    use std::sync::Arc;
 
     struct Bans {
         banned: bool,
@@ -394,19 +404,41 @@ mod tests {
     }
 
     #[test]
-    fn port_rules_follow_frps_wording() {
-        let ctx = FrpContext::new(Secret::new("key".into()), None);
-        let rows: [(i64, Result<u16, &str>); 7] = [
+    fn port_rules_follow_frps_wording_and_hold_across_workers() {
+        struct Nowhere;
+        impl crate::frp::Handoff for Nowhere {
+            fn send(&self, _to: usize, _conn: crate::frp::HandedFrp) {}
+        }
+        let dir = Arc::new(crate::frp::Directory::new(2));
+        let on = |w| {
+            FrpContext::new(Secret::new("key".into()), None).on_worker(
+                w,
+                dir.clone(),
+                Box::new(Nowhere),
+            )
+        };
+        let (ctx, other) = (on(0), on(1));
+        let rows: [(i64, Result<u16, &str>); 8] = [
             (23000, Ok(23000)),
+            (23000, Err("port already used")),
             (24099, Ok(24099)),
             (22999, Err("port not allowed")),
             (24100, Err("port not allowed")),
             (-1, Err("port not allowed")),
             (70000, Err("port not allowed")),
-            (0, Ok(23000)),
+            (0, Ok(23001)),
         ];
         for (req, want) in rows {
-            assert_eq!(pick_port(&ctx, req), want, "remote_port {req}");
+            assert_eq!(claim_port(&ctx, req), want, "remote_port {req}");
         }
+        assert_eq!(claim_port(&other, 23001), Err("port already used"));
+        assert_eq!(
+            claim_port(&other, 0),
+            Ok(23002),
+            "worker 1 skips worker 0's ports"
+        );
+        ctx.registry.borrow().release_port(23001);
+        assert_eq!(claim_port(&other, 23001), Ok(23001));
+        assert_eq!(dir.owner(23001), Some(1));
     }
 }

@@ -7,15 +7,16 @@
 //! listeners (`work`). Not owned: TLS (`crate::tls`), bans (the caller's [`BanHook`]),
 //! routing of HTTP requests (`proxy`).
 //!
-//! Everything runs on ONE monoio worker: [`serve_frp`] and every `open_work_stream` caller
-//! must share that thread (state is `Rc`, not shared across cores). Without tcpMux each
-//! work connection is a separate TCP connection that must reach the same worker as its
-//! control, which holds because one worker owns the FRP listener.
+//! A tunnel lives on one worker (its state is `Rc`). Every worker has its own
+//! [`FrpContext`]; worker 0 accepts every FRP connection and places it by its first
+//! message ([`directory`]): new sessions spread over the workers, a reconnect or a non-mux
+//! work connection goes to the worker of its run_id. `open_work_stream` callers must be
+//! on the worker that owns the port ([`Directory::owner`]).
 
 pub mod channel;
 pub mod control;
 pub mod crypto;
-pub mod live;
+pub mod directory;
 pub mod msg;
 pub mod registry;
 pub mod server;
@@ -30,8 +31,8 @@ use std::sync::Arc;
 
 use crate::config::Secret;
 
-pub use live::LiveTunnels;
-pub use server::serve_frp;
+pub use directory::Directory;
+pub use server::{adopt, serve_frp, HandedFrp};
 pub use work::{open_work_stream, WorkStream};
 
 /// HaRP's `allowPorts` (harp-compat §5.1): ExApps, then Docker engines.
@@ -43,6 +44,12 @@ pub const HARP_MAX_PORTS_PER_CLIENT: usize = 1;
 pub trait BanHook {
     fn is_banned(&self, ip: IpAddr) -> bool;
     fn record_failure(&self, ip: IpAddr);
+}
+
+/// Moves an FRP connection to the worker it was placed on (the caller's worker bus);
+/// that worker continues it with [`adopt`].
+pub trait Handoff {
+    fn send(&self, to: usize, conn: HandedFrp);
 }
 
 /// No bans: the default until the decision module supplies its own.
@@ -71,6 +78,8 @@ pub struct FrpContext {
     /// empty (frp-protocol §5.3).
     pub(crate) key: [u8; crypto::KEY_BYTES],
     pub(crate) registry: RefCell<registry::Registry>,
+    /// How a connection placed on another worker gets there; `None` = one worker only.
+    pub(crate) handoff: Option<Box<dyn Handoff>>,
 }
 
 impl FrpContext {
@@ -86,6 +95,7 @@ impl FrpContext {
             bans: Box::new(NoBans),
             key: crypto::derive_key(b""),
             registry: RefCell::new(registry::Registry::default()),
+            handoff: None,
         }
     }
 
@@ -94,10 +104,31 @@ impl FrpContext {
         self
     }
 
-    /// Publish registered ports here (shared with the other workers).
-    pub fn with_live_tunnels(self, live: Arc<LiveTunnels>) -> FrpContext {
-        self.registry.borrow_mut().live = live;
-        self
+    /// This context is worker `worker`'s, among the workers sharing `directory`, and
+    /// connections placed elsewhere travel by `handoff`.
+    pub fn on_worker(
+        self,
+        worker: usize,
+        directory: Arc<Directory>,
+        handoff: Box<dyn Handoff>,
+    ) -> FrpContext {
+        {
+            let mut reg = self.registry.borrow_mut();
+            reg.worker = worker;
+            reg.directory = directory;
+        }
+        FrpContext {
+            handoff: Some(handoff),
+            ..self
+        }
+    }
+
+    pub fn worker(&self) -> usize {
+        self.registry.borrow().worker
+    }
+
+    pub fn directory(&self) -> Arc<Directory> {
+        self.registry.borrow().directory.clone()
     }
 
     /// Remote ports currently registered (for health/metrics and tests).

@@ -4,10 +4,11 @@
 //! Owns the bookkeeping only; sockets and listeners belong to `control` and `work`.
 
 use std::cell::{Cell, RefCell};
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::future::poll_fn;
 use std::net::SocketAddr;
 use std::rc::{Rc, Weak};
+use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
@@ -15,6 +16,7 @@ use serde::Serialize;
 
 use super::channel::Channel;
 use super::crypto::CfbWriter;
+use super::directory::Directory;
 use super::msg::{self, MsgType};
 use super::yamux::Session;
 use crate::runtime::signal::{Latch, Notify, WakerList};
@@ -229,13 +231,14 @@ pub struct Proxy {
     pub listener_fd: std::os::fd::RawFd,
 }
 
+/// This worker's controls and proxies. Names, ports and run_ids are also claimed in the
+/// shared [`Directory`], so they stay unique across workers.
 #[derive(Default)]
 pub struct Registry {
     controls: HashMap<String, Rc<Control>>,
     ports: HashMap<u16, Rc<Proxy>>,
-    names: HashSet<String>,
-    /// `ports`' keys, as other workers see them.
-    pub(crate) live: std::sync::Arc<super::LiveTunnels>,
+    pub(crate) worker: usize,
+    pub(crate) directory: Arc<Directory>,
 }
 
 impl Registry {
@@ -244,6 +247,7 @@ impl Registry {
     }
 
     pub fn insert_control(&mut self, c: Rc<Control>) {
+        self.directory.set_run(&c.run_id, self.worker);
         self.controls.insert(c.run_id.clone(), c);
     }
 
@@ -256,6 +260,7 @@ impl Registry {
             .is_some_and(|x| Rc::ptr_eq(x, c))
         {
             self.controls.remove(&c.run_id);
+            self.directory.clear_run(&c.run_id, self.worker);
         }
     }
 
@@ -263,25 +268,34 @@ impl Registry {
         self.ports.get(&port).cloned()
     }
 
-    pub fn name_taken(&self, name: &str) -> bool {
-        self.names.contains(name)
+    /// Claim `name` on every worker; `false` if a proxy of that name exists anywhere.
+    pub fn claim_name(&self, name: &str) -> bool {
+        self.directory.claim_name(name)
     }
 
-    pub fn port_taken(&self, port: u16) -> bool {
-        self.ports.contains_key(&port)
+    pub fn release_name(&self, name: &str) {
+        self.directory.release_name(name);
     }
 
+    /// Claim `port` for this worker; `false` if a session anywhere holds it.
+    pub fn claim_port(&self, port: u16) -> bool {
+        self.directory.claim_port(port, self.worker)
+    }
+
+    pub fn release_port(&self, port: u16) {
+        self.directory.release_port(port, self.worker);
+    }
+
+    /// Register a proxy whose name and port were claimed.
     pub fn insert_proxy(&mut self, p: Rc<Proxy>) {
-        self.names.insert(p.name.clone());
-        self.live.set(p.port, true);
         self.ports.insert(p.port, p);
     }
 
     pub fn remove_proxy(&mut self, p: &Rc<Proxy>) {
         if self.ports.get(&p.port).is_some_and(|x| Rc::ptr_eq(x, p)) {
             self.ports.remove(&p.port);
-            self.names.remove(&p.name);
-            self.live.set(p.port, false);
+            self.release_name(&p.name);
+            self.release_port(p.port);
         }
         if p.closed.is_fired() {
             return;

@@ -1,8 +1,12 @@
-//! The FRP listener: accept, sniff/handshake TLS, tell yamux from non-mux by the first
-//! plaintext byte (§1.3), and hand streams to `control` (Login) or park them as work
-//! connections (NewWorkConn). A bad peer ends its own connection, never the worker.
+//! The FRP listener: accept, sniff/handshake TLS, read frpc's first message to place the
+//! connection on a worker (`directory`; moved there with its TLS session), tell yamux from
+//! non-mux by the first plaintext byte (§1.3), and hand streams to `control` (Login) or
+//! park them as work connections (NewWorkConn). A bad peer ends its own connection, never
+//! the worker.
 
+use crate::runtime::contain::spawn_conn;
 use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -10,11 +14,13 @@ use monoio::net::{TcpListener, TcpStream};
 
 use super::channel::{read_first_msg, Channel};
 use super::control::serve_control;
-use super::msg::{self, MsgType, NewWorkConn};
+use super::directory::{FirstMsg, SessionSlot};
+use super::msg::{self, Login, MsgType, NewWorkConn};
 use super::registry::{Killer, WorkConn};
+use super::yamux::frame::{FrameType, Header, HEADER_BYTES};
 use super::yamux::{Session, Stream};
 use super::{FrpContext, FrpError};
-use crate::tls::{self, Transport};
+use crate::tls::{self, TlsSession, Transport};
 
 /// Pause after a failed accept (EMFILE and friends).
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(20);
@@ -25,14 +31,14 @@ const CLOSE_LINGER: Duration = Duration::from_secs(1);
 /// Plaintext look-ahead read after TLS to classify yamux vs. non-mux.
 const CLASSIFY_READ_BYTES: usize = 16 * 1024;
 
-/// Serve frpc clients on `listener` forever. Runs on one monoio worker whose runtime has
-/// the timer enabled (`enable_timer()`: keepalive, deadlines); every caller of
-/// [`super::open_work_stream`] must be on the same thread.
+/// Serve frpc clients on `listener` forever, placing each connection on a worker by its
+/// first message (`directory`). The runtime needs the timer enabled (`enable_timer()`:
+/// keepalive, deadlines).
 pub async fn serve_frp(listener: TcpListener, ctx: Rc<FrpContext>) {
     loop {
         match listener.accept().await {
             Ok((tcp, peer)) => {
-                monoio::spawn(serve_conn(ctx.clone(), tcp, peer));
+                spawn_conn("frpc connection", serve_conn(ctx.clone(), tcp, peer));
             }
             Err(e) => {
                 tracing::warn!(error = %e, "frp accept failed");
@@ -57,17 +63,183 @@ async fn serve_conn_inner(
     let t = tls::accept(tcp, ctx.tls.as_ref())
         .await
         .map_err(FrpError::Tls)?;
-    let mut initial = vec![0u8; CLASSIFY_READ_BYTES];
-    let n = match crate::runtime::time::limit(tls::sniff::FIRST_BYTE_TIMEOUT, t.read(&mut initial))
-        .await
-    {
-        Ok(r) => r?,
-        Err(_) => return Err(FrpError::Timeout("no data after connect")),
-    };
-    if n == 0 {
+    let Some(initial) = read_opening(&t).await? else {
         return Ok(());
+    };
+    let first = match peek_first_msg(&initial) {
+        Peek::Found(first) => Some(first),
+        Peek::Partial | Peek::Other => None,
+    };
+    let placed = ctx.directory().place(first.as_ref(), ctx.worker());
+    let mut slot = placed.slot;
+    if placed.worker != ctx.worker() {
+        let Some(handoff) = ctx.handoff.as_ref() else {
+            return serve_classified(ctx, t, initial, peer, slot).await;
+        };
+        match Box::new(t).into_session() {
+            Ok((tcp, tls)) => {
+                let fd = dup_fd(&tcp)?;
+                drop(tcp);
+                let conn = HandedFrp {
+                    fd,
+                    tls,
+                    initial,
+                    peer,
+                    _slot: slot,
+                };
+                handoff.send(placed.worker, conn);
+                return Ok(());
+            }
+            Err(t) => {
+                // Not movable right now (TLS records queued): it lives here after all.
+                if let Some(s) = slot.as_mut() {
+                    s.rehome(ctx.worker());
+                }
+                return serve_classified(ctx, *t, initial, peer, slot).await;
+            }
+        }
     }
-    initial.truncate(n);
+    serve_classified(ctx, t, initial, peer, slot).await
+}
+
+/// An FRP connection on its way to the worker it was placed on: the socket (a duplicate
+/// fd; the accepting worker's copy is closed), its TLS session, the plaintext read so far,
+/// and its session count.
+#[derive(Debug)]
+pub struct HandedFrp {
+    fd: OwnedFd,
+    tls: Option<TlsSession>,
+    initial: Vec<u8>,
+    peer: SocketAddr,
+    _slot: Option<SessionSlot>,
+}
+
+/// On the worker a connection was placed on: serve it from where the accepting worker
+/// stopped.
+pub async fn adopt(ctx: Rc<FrpContext>, conn: HandedFrp) {
+    let HandedFrp {
+        fd,
+        tls,
+        initial,
+        peer,
+        _slot: slot,
+    } = conn;
+    let tcp = match TcpStream::from_std(std::net::TcpStream::from(fd)) {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::warn!(%peer, error = %e, "frp connection could not move to this worker");
+            return;
+        }
+    };
+    let t = match tls {
+        Some(session) => Transport::from_session(tcp, session),
+        None => Transport::plain(tcp, Vec::new()),
+    };
+    if let Err(e) = serve_classified(ctx, t, initial, peer, slot).await {
+        tracing::warn!(%peer, error = %e, "frp connection closed");
+    }
+}
+
+fn dup_fd(tcp: &TcpStream) -> Result<OwnedFd, FrpError> {
+    // SAFETY: the fd is open for as long as `tcp` lives, which outlasts this borrow.
+    let borrowed = unsafe { BorrowedFd::borrow_raw(tcp.as_raw_fd()) };
+    Ok(borrowed.try_clone_to_owned()?)
+}
+
+/// Read until frpc's first message is complete (placement needs its run_id), at most
+/// [`CLASSIFY_READ_BYTES`]. `None`: the peer closed before sending anything.
+async fn read_opening(t: &Transport) -> Result<Option<Vec<u8>>, FrpError> {
+    let mut initial = Vec::new();
+    loop {
+        let mut chunk = vec![0u8; CLASSIFY_READ_BYTES - initial.len()];
+        let read = crate::runtime::time::limit(tls::sniff::FIRST_BYTE_TIMEOUT, t.read(&mut chunk));
+        let n = match read.await {
+            Ok(r) => r?,
+            Err(_) if initial.is_empty() => return Err(FrpError::Timeout("no data after connect")),
+            // Placement only: the protocol's own deadlines take it from here.
+            Err(_) => return Ok(Some(initial)),
+        };
+        if n == 0 {
+            return Ok((!initial.is_empty()).then_some(initial));
+        }
+        initial.extend_from_slice(&chunk[..n]);
+        let partial = matches!(peek_first_msg(&initial), Peek::Partial);
+        if !partial || initial.len() >= CLASSIFY_READ_BYTES {
+            return Ok(Some(initial));
+        }
+    }
+}
+
+/// What the opening bytes of an FRP connection say about where it belongs.
+#[derive(Debug, PartialEq, Eq)]
+enum Peek {
+    Found(FirstMsg),
+    /// The first message is not complete yet.
+    Partial,
+    /// Something else (another first message, or bytes the protocol code will refuse).
+    Other,
+}
+
+/// frpc's first message, read without consuming anything: straight from the plaintext
+/// without tcpMux, or from the first stream's data frames with it (a yamux session opens
+/// with the control stream's SYN, then the Login in one or more data frames).
+fn peek_first_msg(opening: &[u8]) -> Peek {
+    if opening.first() != Some(&0x00) {
+        return peek_plain(opening);
+    }
+    let mut data = Vec::new();
+    let mut first_stream = None;
+    let mut rest = opening;
+    while rest.len() >= HEADER_BYTES {
+        let mut raw = [0u8; HEADER_BYTES];
+        raw.copy_from_slice(&rest[..HEADER_BYTES]);
+        let Ok(h) = Header::parse(&raw) else {
+            return Peek::Other;
+        };
+        rest = &rest[HEADER_BYTES..];
+        if h.ty != FrameType::Data {
+            continue;
+        }
+        let len = h.length as usize;
+        if rest.len() < len {
+            return Peek::Partial;
+        }
+        if *first_stream.get_or_insert(h.stream_id) == h.stream_id {
+            data.extend_from_slice(&rest[..len]);
+            if let found @ (Peek::Found(_) | Peek::Other) = peek_plain(&data) {
+                return found;
+            }
+        }
+        rest = &rest[len..];
+    }
+    Peek::Partial
+}
+
+fn peek_plain(bytes: &[u8]) -> Peek {
+    let frame = match msg::parse_frame(bytes) {
+        Ok(Some(f)) => f,
+        Ok(None) => return Peek::Partial,
+        Err(_) => return Peek::Other,
+    };
+    let first = match frame.ty {
+        MsgType::Login => msg::parse_body::<Login>(frame.ty, frame.body)
+            .map(|l| FirstMsg::Login { run_id: l.run_id }),
+        MsgType::NewWorkConn => msg::parse_body::<NewWorkConn>(frame.ty, frame.body)
+            .map(|w| FirstMsg::WorkConn { run_id: w.run_id }),
+        _ => return Peek::Other,
+    };
+    first.map_or(Peek::Other, Peek::Found)
+}
+
+/// Serve a connection whose opening bytes were read, on the worker it lives on. `slot`
+/// counts a session here for as long as it is served.
+async fn serve_classified(
+    ctx: Rc<FrpContext>,
+    t: Transport,
+    initial: Vec<u8>,
+    peer: SocketAddr,
+    _slot: Option<SessionSlot>,
+) -> Result<(), FrpError> {
     if initial[0] == 0x00 {
         return serve_mux(ctx, t, initial, peer).await;
     }
@@ -94,7 +266,8 @@ async fn serve_mux(
     let session = Session::new();
     let accept = async {
         while let Some(stream) = session.accept().await {
-            monoio::spawn(serve_stream(ctx.clone(), stream, peer, session.clone()));
+            let serve = serve_stream(ctx.clone(), stream, peer, session.clone());
+            spawn_conn("frpc stream", serve);
         }
         // Closed: `run` still has to flush the last frames; let it finish the select.
         std::future::pending::<()>().await
@@ -166,4 +339,79 @@ fn park_work_conn(
         ),
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frp::yamux::frame::FLAG_SYN;
+
+    fn login(run_id: &str) -> Vec<u8> {
+        let mut out = Vec::new();
+        let body = Login {
+            run_id: run_id.into(),
+            ..Default::default()
+        };
+        msg::write_msg(&mut out, MsgType::Login, &body);
+        out
+    }
+
+    fn yamux(ty: FrameType, flags: u16, stream: u32, payload: &[u8], length: u32) -> Vec<u8> {
+        let mut f = Header::new(ty, flags, stream, length).encode().to_vec();
+        f.extend_from_slice(payload);
+        f
+    }
+
+    fn data(stream: u32, payload: &[u8]) -> Vec<u8> {
+        yamux(FrameType::Data, 0, stream, payload, payload.len() as u32)
+    }
+
+    fn found_login(run_id: &str) -> Peek {
+        Peek::Found(FirstMsg::Login {
+            run_id: run_id.into(),
+        })
+    }
+
+    #[test]
+    fn placement_reads_the_first_message_without_tcpmux() {
+        let l = login("abc");
+        assert_eq!(peek_first_msg(&l), found_login("abc"));
+        assert_eq!(peek_first_msg(&l[..l.len() - 1]), Peek::Partial);
+        let mut w = Vec::new();
+        let body = NewWorkConn {
+            run_id: "abc".into(),
+            ..Default::default()
+        };
+        msg::write_msg(&mut w, MsgType::NewWorkConn, &body);
+        let want = Peek::Found(FirstMsg::WorkConn {
+            run_id: "abc".into(),
+        });
+        assert_eq!(peek_first_msg(&w), want);
+        let mut ping = Vec::new();
+        msg::write_msg(&mut ping, MsgType::Ping, &msg::Empty {});
+        assert_eq!(peek_first_msg(&ping), Peek::Other);
+        assert_eq!(peek_first_msg(b"\xffjunk"), Peek::Other);
+    }
+
+    #[test]
+    fn placement_reads_the_login_from_the_first_yamux_stream() {
+        let l = login("r1");
+        let (a, b) = l.split_at(7);
+        // frpc: SYN (window update) for stream 1, then the Login, here in two data frames
+        // with another stream's frame between them.
+        let mut opening = yamux(FrameType::WindowUpdate, FLAG_SYN, 1, &[], 0);
+        opening.extend(data(1, a));
+        opening.extend(data(3, b"other stream"));
+        opening.extend(data(1, b));
+        assert_eq!(peek_first_msg(&opening), found_login("r1"));
+        for cut in [5, HEADER_BYTES, HEADER_BYTES + 20, opening.len() - 1] {
+            assert_eq!(peek_first_msg(&opening[..cut]), Peek::Partial, "cut {cut}");
+        }
+        let mut bad_version = opening.clone();
+        bad_version[HEADER_BYTES] = 9;
+        assert_eq!(peek_first_msg(&bad_version), Peek::Other);
+        // A frame longer than what was read stays partial (the caller stops at its cap).
+        let huge = yamux(FrameType::Data, FLAG_SYN, 1, b"x", u32::MAX);
+        assert_eq!(peek_first_msg(&huge), Peek::Partial);
+    }
 }

@@ -10,6 +10,7 @@
 //! (no relay buffer that way); otherwise a read goes straight from the channel into the
 //! caller's buffer.
 
+use crate::runtime::contain::spawn_conn;
 use std::cell::RefCell;
 use std::io;
 use std::net::SocketAddr;
@@ -226,7 +227,7 @@ impl Rx {
 
 /// Open a stream to the frpc that registered `remote_port`, on behalf of a user at `src`:
 /// take a parked work connection (or ask for one and wait up to 10 s), send
-/// StartWorkConn, refill the pool. Must run on the worker that runs [`super::serve_frp`].
+/// StartWorkConn, refill the pool. Must run on the worker the port's tunnel lives on.
 pub async fn open_work_stream(
     ctx: &Rc<FrpContext>,
     remote_port: u16,
@@ -275,7 +276,10 @@ pub async fn serve_proxy_listener(ctx: Rc<FrpContext>, proxy: Rc<Proxy>, listene
         match accepted {
             None => return,
             Some(Ok((tcp, peer))) => {
-                monoio::spawn(relay_user(ctx.clone(), proxy.port, tcp, peer));
+                spawn_conn(
+                    "tunnel port connection",
+                    relay_user(ctx.clone(), proxy.port, tcp, peer),
+                );
             }
             // `remove_proxy` shut the socket down: accept fails before the latch is seen.
             Some(Err(_)) if proxy.closed.is_fired() => return,

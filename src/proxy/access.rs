@@ -54,7 +54,7 @@ pub fn finish(pending: Option<Pending>, client: &ClientConn, next: &Next) {
         Next::Close => "close",
         Next::Abort => "abort",
         Next::Upgrade(_) => "upgrade",
-        Next::HandOver(_) => return,
+        Next::HandOver(..) => return,
     };
     let status = match client.take_status() {
         0 => "-".to_string(),

@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use super::conn::HandedClient;
 use crate::exapps::{MetaFetch, StateUpdate, UserAnswer};
+use crate::frp::HandedFrp;
 
 /// A message between workers.
 #[derive(Debug)]
@@ -37,8 +38,12 @@ pub enum BusMsg {
     },
     /// The outcome of a `FetchUser` you asked for.
     UserDone { cookie: Vec<u8>, result: UserAnswer },
-    /// You run the FRP server: take over this client connection (see `conn::hand_over`).
+    /// The tunnel this client's request is for lives here: take over the connection (see
+    /// `conn::hand_over`).
     HandOver(Box<HandedClient>),
+    /// An FRP connection placed on this worker by the one that accepted it
+    /// (`frp::directory`): continue serving it here.
+    FrpConn(Box<HandedFrp>),
 }
 
 struct Inbox {

@@ -4,6 +4,7 @@
 //! ([`serve_client`]) and HTTPS clients after their handshake ([`serve_tls_client`]): it
 //! sees the client as a [`ClientLeg`] (`client.rs`).
 
+use crate::runtime::contain::spawn_conn;
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
@@ -20,7 +21,7 @@ use super::bus::BusMsg;
 use super::client::{accept_tls, ClientConn, ClientSocket};
 use super::dispatch::{pick_upstream, serve_decided};
 use super::exchange::{exchange, run_tunnel, Next, Plan, Upstream};
-use super::worker::{Worker, FRP_WORKER};
+use super::worker::Worker;
 use crate::http::{answers, parse_request, HeadError, RequestHead, MAX_HEAD_BYTES};
 use crate::net::io::set_nonblocking;
 use crate::tls::{TlsSession, Transport};
@@ -120,7 +121,7 @@ async fn serve_from(
                 }
             }
         };
-        if !matches!(next, Next::HandOver(_)) {
+        if !matches!(next, Next::HandOver(..)) {
             access::finish(log.take(), &client, &next);
         }
         match next {
@@ -128,10 +129,10 @@ async fn serve_from(
             Next::Close => return Some(client),
             Next::Abort => return None,
             Next::Upgrade(up) => {
-                monoio::spawn(run_tunnel(w, client, up));
+                spawn_conn("tunnel", run_tunnel(w, client, up));
                 return None;
             }
-            Next::HandOver(pending) => match hand_over(&w, client, peer, buf, pending) {
+            Next::HandOver(to, pending) => match hand_over(&w, to, client, peer, buf, pending) {
                 Ok(()) => return None,
                 // Could not move it: forward here, through the tunnel's loopback listener.
                 Err((c, b, pending)) => {
@@ -144,7 +145,7 @@ async fn serve_from(
     }
 }
 
-/// A client connection on its way to the FRP worker, with the request it sent (not yet
+/// A client connection on its way to its tunnel's worker, with the request it sent (not yet
 /// forwarded) and any bytes read behind it; an HTTPS client's TLS session travels with it.
 #[derive(Debug)]
 pub struct HandedClient {
@@ -157,11 +158,12 @@ pub struct HandedClient {
 
 type NotHandedOver = (ClientConn, Vec<u8>, Box<(RequestHead, Plan)>);
 
-/// Send the connection to [`FRP_WORKER`] over the bus. The socket travels as a duplicate
+/// Send the connection to worker `to`, where its tunnel lives, over the bus. The socket travels as a duplicate
 /// fd; this worker's copy closes (and leaves its driver) when `client` drops here. An HTTPS
 /// client's rustls session moves with it (between requests nothing is queued in it).
 fn hand_over(
     w: &Worker,
+    to: usize,
     client: ClientConn,
     peer: SocketAddr,
     buf: Vec<u8>,
@@ -179,11 +181,11 @@ fn hand_over(
     let tls = match client.into_socket() {
         ClientSocket::Tcp(_) => None,
         ClientSocket::Tls(t) => match t.into_session() {
-            Ok((_tcp, session)) => Some(session),
+            Ok((_tcp, session)) => session,
             Err(t) => return Err((ClientConn::tls_client(t), buf, pending)),
         },
     };
-    debug!(%peer, from = w.id, tls = tls.is_some(), "connection handed over to the FRP worker");
+    debug!(%peer, from = w.id, to, tls = tls.is_some(), "connection handed over to its tunnel's worker");
     let handed = HandedClient {
         fd,
         tls,
@@ -191,11 +193,11 @@ fn hand_over(
         buf,
         pending,
     };
-    w.bus.send(FRP_WORKER, BusMsg::HandOver(Box::new(handed)));
+    w.bus.send(to, BusMsg::HandOver(Box::new(handed)));
     Ok(())
 }
 
-/// On the FRP worker: serve a connection handed over by another worker, starting with the
+/// On the tunnel's worker: serve a connection handed over by another worker, starting with the
 /// request it already read (now forwarded in-process when its tunnel is still live).
 pub async fn adopt_client(w: Rc<Worker>, handed: Box<HandedClient>) {
     let HandedClient {

@@ -10,7 +10,7 @@ use super::conn::answer;
 use super::exapp::{decide_request, Decided};
 use super::exchange::{exchange, Next, Plan, Upstream};
 use super::passthrough::serve_passthrough;
-use super::worker::{now_ms, Worker, FRP_WORKER};
+use super::worker::{now_ms, Worker};
 use crate::control::api::{self, ControlCtx, ControlRequest, MAX_CONTROL_BODY_BYTES};
 use crate::control::reply::ControlReply;
 use crate::decide::Forward;
@@ -28,8 +28,8 @@ pub async fn serve_decided(
     match decide_request(w, &head, peer.ip()).await {
         Decided::ExApp { fwd, addr } => {
             let plan = exapp_plan(w, fwd, pick_upstream(w, addr, peer));
-            if hand_over_to_frp_worker(w, &plan) {
-                return Next::HandOver(Box::new((head, plan)));
+            if let Some(owner) = tunnel_owner_elsewhere(w, &plan) {
+                return Next::HandOver(owner, Box::new((head, plan)));
             }
             exchange(w, client, buf, head, plan).await
         }
@@ -87,24 +87,26 @@ fn exapp_plan(w: &Worker, fwd: Box<Forward>, upstream: Upstream) -> Plan {
     }
 }
 
-/// A client whose ExApp sits behind a live tunnel, on a worker that does not run the FRP
-/// server: cheaper to move the connection to that worker (one fd over the bus, plus the
-/// rustls session for HTTPS, once per connection) than to relay every byte through the
-/// tunnel port's loopback listener (a second TCP connection, crossing cores both ways, for
-/// its whole life).
-fn hand_over_to_frp_worker(w: &Worker, plan: &Plan) -> bool {
+/// A client whose ExApp sits behind a live tunnel that lives on another worker: cheaper to
+/// move the connection to that worker (one fd over the bus, plus the rustls session for
+/// HTTPS, once per connection) than to relay every byte through the tunnel port's loopback
+/// listener (a second TCP connection, crossing cores both ways, for its whole life).
+fn tunnel_owner_elsewhere(w: &Worker, plan: &Plan) -> Option<usize> {
     let Upstream::Tcp(addr) = plan.upstream else {
-        return false;
+        return None;
     };
-    w.id != FRP_WORKER
-        && addr.ip() == IpAddr::V4(Ipv4Addr::LOCALHOST)
-        && w.live_tunnels.is_live(addr.port())
+    if addr.ip() != IpAddr::V4(Ipv4Addr::LOCALHOST) {
+        return None;
+    }
+    w.directory
+        .owner(addr.port())
+        .filter(|&owner| owner != w.id)
 }
 
-/// FRP fast path: on the worker that runs the FRP server, an ExApp at the tunnels' bind
-/// address (127.0.0.1) whose port is a live tunnel is reached through an in-process work
-/// stream instead of the loopback listener. Other workers (no FRP context) and ports
-/// without a tunnel go over TCP as before (`upstream.rs` explains why).
+/// FRP fast path: an ExApp at the tunnels' bind address (127.0.0.1) whose port is a tunnel
+/// living on this worker is reached through an in-process work stream instead of the
+/// loopback listener. Ports without a tunnel go over TCP as before (`upstream.rs` explains
+/// why); tunnels on other workers were handed over before this.
 pub(super) fn pick_upstream(w: &Worker, addr: SocketAddr, client: SocketAddr) -> Upstream {
     let frp = w.frp.borrow();
     match frp.as_ref() {

@@ -7,7 +7,7 @@
 //! request future reads the client and writes the upstream, the response future the
 //! opposite), so both borrow the streams without a split.
 //!
-//! The upstream is a TCP connection (pooled) or, on the FRP worker, a work stream opened
+//! The upstream is a TCP connection (pooled) or, on the tunnel's worker, a work stream opened
 //! in-process for a live tunnel (`Upstream::Frp`), kept alive in the worker's pool like a
 //! TCP connection (frpc keeps its local connection to the ExApp for as long as the stream
 //! lives). See `upstream.rs` for why only that worker.
@@ -43,7 +43,7 @@ use crate::runtime::time::timed;
 pub enum Upstream {
     Tcp(SocketAddr),
     /// The FRP fast path: a work stream to the frpc that registered remote `port`, on
-    /// behalf of the client at `src` (only chosen on the worker running the FRP server).
+    /// behalf of the client at `src` (only chosen on the worker the tunnel lives on).
     Frp {
         port: u16,
         src: SocketAddr,
@@ -91,10 +91,10 @@ pub enum Next {
     /// both sockets to a new, small task ([`run_tunnel`]) and ends, so an idle WebSocket
     /// does not keep the (much larger) request-processing task allocated.
     Upgrade(UpstreamConn),
-    /// Not forwarded yet: the request is for a live FRP tunnel and this worker does not run
-    /// the FRP server. The connection moves to the worker that does (`conn::hand_over`),
-    /// which forwards this request in-process and serves the connection from then on.
-    HandOver(Box<(RequestHead, Plan)>),
+    /// Not forwarded yet: the request is for a live FRP tunnel that lives on worker `.0`,
+    /// not here. The connection moves there (`conn::hand_over`), which forwards this
+    /// request in-process and serves the connection from then on.
+    HandOver(usize, Box<(RequestHead, Plan)>),
 }
 
 /// How the response side ended.

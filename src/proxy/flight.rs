@@ -9,6 +9,7 @@
 //! update before it sees the answer. This is what keeps user-info at one call per cookie per
 //! lifetime window even when concurrent requests land on different cores.
 
+use crate::runtime::contain::spawn_conn;
 use std::cell::RefCell;
 use std::collections::hash_map::DefaultHasher;
 use std::future::poll_fn;
@@ -171,7 +172,16 @@ fn handle_msg(w: &Rc<Worker>, msg: BusMsg) {
             }
         }
         BusMsg::HandOver(h) => {
-            monoio::spawn(super::conn::adopt_client(w.clone(), h));
+            spawn_conn(
+                "handed-over client",
+                super::conn::adopt_client(w.clone(), h),
+            );
+        }
+        BusMsg::FrpConn(h) => {
+            let ctx = w.frp.borrow().clone();
+            if let Some(ctx) = ctx {
+                spawn_conn("frpc connection", crate::frp::adopt(ctx, *h));
+            }
         }
     }
 }

@@ -6,7 +6,7 @@
 //! - `exchange` one request/response with an upstream, both bodies streamed concurrently.
 //! - `body`     body forwarding by framing, through the pump.
 //! - `pool`     per-worker keep-alive upstream connections.
-//! - `upstream` TCP or in-process FRP work stream (the fast path on the FRP worker).
+//! - `upstream` TCP or in-process FRP work stream (the fast path on the tunnel's worker).
 
 mod access;
 mod body;
@@ -23,6 +23,7 @@ mod tunnels;
 mod upstream;
 mod worker;
 
+use crate::runtime::contain::spawn_conn;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -34,17 +35,16 @@ use tracing::debug;
 pub use client::ClientConn;
 pub use conn::{serve_client, serve_tls_client};
 pub use flight::run_bus;
-pub use tunnels::run_frp;
+pub use tunnels::start_frp;
 pub use worker::{now_ms, Worker, FRP_WORKER};
 
 /// Accept loop of one worker's public listener.
 pub async fn accept_loop(w: Rc<Worker>, listener: TcpListener) {
     accept_each(&w, &listener, |stream, peer| {
-        monoio::spawn(serve_client(
-            w.clone(),
-            ClientConn::tcp_client(stream),
-            peer,
-        ));
+        spawn_conn(
+            "client connection",
+            serve_client(w.clone(), ClientConn::tcp_client(stream), peer),
+        );
     })
     .await
 }
@@ -53,7 +53,8 @@ pub async fn accept_loop(w: Rc<Worker>, listener: TcpListener) {
 pub async fn accept_loop_https(w: Rc<Worker>, listener: TcpListener, tls: Arc<HttpsCert>) {
     accept_each(&w, &listener, |stream, peer| {
         // The current certificate: a SIGHUP reload applies from the next connection on.
-        monoio::spawn(serve_tls_client(w.clone(), stream, peer, tls.current()));
+        let conn = serve_tls_client(w.clone(), stream, peer, tls.current());
+        spawn_conn("HTTPS client connection", conn);
     })
     .await
 }

@@ -1,6 +1,6 @@
 //! The upstream side of an exchange: a plain TCP connection (direct ExApps, static routes,
 //! and tunnels reached through their `127.0.0.1:<remotePort>` listener) or, on the worker
-//! that owns the FRP server, an in-process FRP work stream (the "fast path").
+//! the tunnel lives on, an in-process FRP work stream (the "fast path").
 //!
 //! Owns: [`UpstreamConn`] (what an exchange holds), [`Leg`] (a borrowed side that body code
 //! reads from / writes to: TCP, FRP work stream, or an HTTPS client's TLS stream), the copy
@@ -8,12 +8,12 @@
 //! plain TCP ([`tunnel_legs`]). Not owned: the splice pump (two plain TCP legs keep using
 //! `net::pump` unchanged), FRP wire details (`frp::work`), TLS records (`tls::Transport`).
 //!
-//! # Why the fast path exists only on the FRP worker
+//! # Why the fast path exists only on the tunnel's worker
 //! A tunnel (its control connection, yamux session and parked work connections) lives on
-//! the one worker that runs the FRP server; its state is `Rc` and cannot be touched from
-//! another core. A connection accepted by another worker is handed over to the FRP worker
-//! (`conn::hand_over`) with its first tunnel-bound request; an HTTPS one takes its rustls
-//! session along (`tls::Transport::into_session`).
+//! the one worker it was placed on (`frp::directory`); its state is `Rc` and cannot be
+//! touched from another core. A connection accepted by another worker is handed over to
+//! the tunnel's worker (`conn::hand_over`) with its first tunnel-bound request; an HTTPS one
+//! takes its rustls session along (`tls::Transport::into_session`).
 //!
 //! # Budget
 //! A work stream cannot splice (its bytes live in yamux/TLS buffers): a body from a bare

@@ -15,7 +15,7 @@ use super::pool::Pool;
 use crate::config::{Config, PumpChoice};
 use crate::docker::DockerCtx;
 use crate::exapps::{MetaFetch, State, StateUpdate, UserAnswer};
-use crate::frp::{FrpContext, LiveTunnels};
+use crate::frp::{Directory, FrpContext};
 use crate::net::pump::Pump;
 use crate::nextcloud::NcClient;
 
@@ -26,7 +26,8 @@ pub fn now_ms() -> u64 {
     START.get_or_init(Instant::now).elapsed().as_millis() as u64
 }
 
-/// The worker that owns the admin listener and the FRP server (every tunnel lives there).
+/// The worker that owns the admin listener and the FRP listener (it accepts every frpc
+/// connection and places it on a worker: `frp::directory`).
 pub const FRP_WORKER: usize = 0;
 
 pub struct Worker {
@@ -44,12 +45,12 @@ pub struct Worker {
     pub pending_meta: RefCell<HashMap<String, Rc<Slot<MetaFetch>>>>,
     /// Local requests waiting for a user-info call, by pass cookie.
     pub pending_user: RefCell<HashMap<Vec<u8>, Rc<Slot<UserAnswer>>>>,
-    /// The FRP server's state, on the one worker that runs it (set by `run_frp`); `None`
-    /// elsewhere. Requests for a live tunnel's port use it for the in-process fast path.
+    /// This worker's FRP state: the tunnels that live here (set at start by
+    /// `tunnels::start_frp`). Requests for their ports use it for the in-process fast path.
     pub frp: RefCell<Option<Rc<FrpContext>>>,
-    /// Ports with a live tunnel on the FRP worker (shared by all workers): a request for
-    /// one of them that lands elsewhere hands its connection over (`conn::hand_over`).
-    pub live_tunnels: Arc<LiveTunnels>,
+    /// Which worker owns each tunnel port (shared by all workers): a request for one that
+    /// lives elsewhere hands its connection over (`conn::hand_over`).
+    pub directory: Arc<Directory>,
 }
 
 impl Worker {
@@ -58,7 +59,7 @@ impl Worker {
         cfg: Arc<Config>,
         bus: Arc<Bus>,
         nc: NcClient,
-        live_tunnels: Arc<LiveTunnels>,
+        directory: Arc<Directory>,
     ) -> Rc<Worker> {
         Rc::new(Worker {
             id,
@@ -71,7 +72,7 @@ impl Worker {
             pending_meta: RefCell::new(HashMap::new()),
             pending_user: RefCell::new(HashMap::new()),
             frp: RefCell::new(None),
-            live_tunnels,
+            directory,
             cfg,
         })
     }

@@ -5,6 +5,7 @@
 //! The driver is picked once at start (`LYRE_DRIVER`): io_uring when the kernel allows it
 //! (Docker's default seccomp profile blocks it), else epoll; the choice is logged.
 
+pub mod contain;
 pub mod memcpy;
 pub mod signal;
 pub mod time;
@@ -143,11 +144,21 @@ where
                             );
                         }
                     }
-                    if let Err(e) = block_on(driver, worker(id)) {
+                    let run = || {
+                        if let Err(e) = block_on(driver, worker(id)) {
+                            error!(
+                                worker = id,
+                                "cannot build the {} runtime: {e}",
+                                driver.name()
+                            );
+                            std::process::exit(1);
+                        }
+                    };
+                    if let contain::WorkerEnd::Panicked(msg) = contain::supervise(run) {
                         error!(
                             worker = id,
-                            "cannot build the {} runtime: {e}",
-                            driver.name()
+                            "worker stopped on a panic ({msg}); exiting with status 1 so the \
+                             container's restart policy starts a clean Lyre"
                         );
                         std::process::exit(1);
                     }
@@ -228,20 +239,20 @@ pub fn run(cfg: crate::config::Config, warnings: Vec<String>) -> Result<(), Stri
         std::sync::Mutex::new(receivers.into_iter().map(Some).collect()),
     );
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
-    let live_tunnels = Arc::new(crate::frp::LiveTunnels::default());
+    let directory = Arc::new(crate::frp::Directory::new(cfg.workers));
     let worker_cfg = cfg.clone();
     let _workers = spawn_workers(&cfg, driver, move |id| {
         let cfg = worker_cfg.clone();
         let ready = ready_tx.clone();
         let bus = bus.clone();
-        let live = live_tunnels.clone();
+        let directory = directory.clone();
         let tls = WorkerTls {
             frp: frp_tls.clone(),
             https: https.clone(),
         };
         // invariant: each worker id takes its own receiver exactly once.
         let rx = receivers.lock().map(|mut v| v[id].take()).ok().flatten();
-        async move { worker_main(id, cfg, (bus, live), rx, tls, ready).await }
+        async move { worker_main(id, cfg, (bus, directory), rx, tls, ready).await }
     });
     for _ in 0..cfg.workers {
         match ready_rx.recv() {
@@ -276,7 +287,7 @@ struct WorkerTls {
 async fn worker_main(
     id: usize,
     cfg: Arc<crate::config::Config>,
-    (bus, live): (Arc<crate::proxy::bus::Bus>, Arc<crate::frp::LiveTunnels>),
+    (bus, directory): (Arc<crate::proxy::bus::Bus>, Arc<crate::frp::Directory>),
     rx: Option<crate::proxy::bus::BusReceiver>,
     tls: WorkerTls,
     ready: std::sync::mpsc::Sender<Result<(), String>>,
@@ -323,10 +334,11 @@ async fn worker_main(
         None
     };
     let _ = ready.send(Ok(()));
-    let worker = crate::proxy::Worker::new(id, cfg, bus, nc, live);
-    if let Some((admin, frp)) = owned {
+    let worker = crate::proxy::Worker::new(id, cfg, bus, nc, directory);
+    let frp = crate::proxy::start_frp(&worker, tls.frp);
+    if let Some((admin, frp_listener)) = owned {
         monoio::spawn(crate::control::serve_admin(admin));
-        monoio::spawn(crate::proxy::run_frp(worker.clone(), frp, tls.frp));
+        monoio::spawn(crate::frp::serve_frp(frp_listener, frp));
     }
     if let Some((listener, tls)) = https {
         monoio::spawn(crate::proxy::accept_loop_https(
@@ -341,7 +353,8 @@ async fn worker_main(
     crate::proxy::accept_loop(worker, listener).await;
 }
 
-/// Worker 0 owns the admin listener and the FRP listener (FRP state is per-thread).
+/// Worker 0 owns the admin listener and the FRP listener (it places each frpc connection
+/// on a worker: `frp::directory`).
 fn bind_worker0_listeners(
     cfg: &crate::config::Config,
 ) -> Result<(monoio::net::TcpListener, monoio::net::TcpListener), String> {

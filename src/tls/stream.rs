@@ -90,36 +90,42 @@ impl Transport {
         }
     }
 
-    /// Take a TLS stream apart into its socket and its session, to move the connection to
-    /// another worker between requests. `Err(self)` for plaintext, or while TLS records are
-    /// still queued for the peer. The socket's read low-water mark is reset to 1 byte: the
-    /// next owner starts with a fresh [`ReadBatch`].
-    pub fn into_session(self: Box<Self>) -> Result<(TcpStream, TlsSession), Box<Transport>> {
-        let queued = match &*self {
-            Transport::Tls { conn, .. } => conn.borrow().wants_write(),
-            Transport::Plain { .. } => true,
+    /// Take the stream apart into its socket and, over TLS, its session, to move the
+    /// connection to another worker. `Err(self)` while TLS records are still queued for the
+    /// peer, or while sniffed plaintext is still unread. The socket's read low-water mark is
+    /// reset to 1 byte: the next owner starts with a fresh [`ReadBatch`].
+    pub fn into_session(
+        self: Box<Self>,
+    ) -> Result<(TcpStream, Option<TlsSession>), Box<Transport>> {
+        let movable = match &*self {
+            Transport::Tls { conn, .. } => !conn.borrow().wants_write(),
+            Transport::Plain { prefix, .. } => prefix.borrow().is_empty(),
         };
-        if queued {
+        if !movable {
             return Err(self);
         }
-        let Transport::Tls {
-            tcp,
-            conn,
-            rbuf,
-            batch,
-            ..
-        } = *self
-        else {
-            unreachable!("plaintext was returned above");
-        };
-        batch.reset(&tcp);
-        let RawTls { mut buf, start } = rbuf.into_inner();
-        buf.drain(..start);
-        let session = TlsSession {
-            conn: conn.into_inner(),
-            raw: buf,
-        };
-        Ok((tcp, session))
+        match *self {
+            Transport::Plain { tcp, batch, .. } => {
+                batch.reset(&tcp);
+                Ok((tcp, None))
+            }
+            Transport::Tls {
+                tcp,
+                conn,
+                rbuf,
+                batch,
+                ..
+            } => {
+                batch.reset(&tcp);
+                let RawTls { mut buf, start } = rbuf.into_inner();
+                buf.drain(..start);
+                let session = TlsSession {
+                    conn: conn.into_inner(),
+                    raw: buf,
+                };
+                Ok((tcp, Some(session)))
+            }
+        }
     }
 
     /// The TLS stream [`Transport::into_session`] took apart, on `tcp` (the same socket,
