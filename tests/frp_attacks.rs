@@ -1,6 +1,7 @@
 //! Hostile and byte-level clients against Lyre's FRP server over raw TCP (sozu style): each
 //! attack must end only its own connection, after which a real frpc still works.
 
+mod common;
 mod frp_harness;
 
 use std::io::{Read, Write};
@@ -262,6 +263,40 @@ fn relogin_with_same_run_id_replaces_the_old_control_and_frees_its_port() {
     // one registers the same port at once.
     let (_new, _) = login_with_proxy(&server, "0123456789abcdef", port);
     let _ = read_to_close(&mut old);
+}
+
+/// The same through `lyre serve` with two workers: the second session lives on worker 1,
+/// and its reconnect, accepted by worker 0, must go to worker 1 to replace the old control
+/// there (placed by least sessions it would land on worker 0, whose registry knows
+/// nothing of the old control, and the port would stay taken).
+#[test]
+fn relogin_reaches_the_worker_its_run_id_lives_on() {
+    let lyre = common::Lyre::start(
+        &[
+            ("LYRE_WORKERS", "2"),
+            ("HP_FRP_DISABLE_TLS", "true"),
+            ("HP_LOG_LEVEL", "info"),
+            ("HP_SHARED_KEY", SHARED_KEY),
+        ],
+        &[],
+    );
+    let server = Server {
+        port: lyre.frp_port,
+        failures: Default::default(),
+        pki: None,
+    };
+    let (_first, _) = login_with_proxy(&server, "00000000000000aa", pick_remote_port());
+    let port = pick_remote_port();
+    let (mut old, _) = login_with_proxy(&server, "00000000000000bb", port);
+    let on_worker_1 = |log: &str| {
+        log.lines()
+            .filter(|l| l.contains("frp client logged in") && l.contains("worker=1"))
+            .count()
+    };
+    assert_eq!(on_worker_1(&lyre.log()), 1, "{}", lyre.log());
+    let (_new, _) = login_with_proxy(&server, "00000000000000bb", port);
+    let _ = read_to_close(&mut old);
+    assert_eq!(on_worker_1(&lyre.log()), 2, "{}", lyre.log());
 }
 
 #[test]
