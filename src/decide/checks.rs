@@ -273,8 +273,14 @@ impl<H: HeaderLookup + ?Sized> Run<'_, '_, H> {
         }
     }
 
+    /// The request-target sent to the ExApp. `/exapps/<app>` alone leaves an empty path,
+    /// which is no valid origin-form target: it becomes `/` (routes still matched "").
     fn with_query(&self, target: &[u8]) -> Vec<u8> {
-        let mut out = target.to_vec();
+        let mut out = if target.is_empty() {
+            b"/".to_vec()
+        } else {
+            target.to_vec()
+        };
         if let Some(q) = self.facts.query {
             out.push(b'?');
             out.extend_from_slice(q);

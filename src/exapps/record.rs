@@ -101,7 +101,7 @@ pub fn record_from_value(value: &Value) -> Result<ExAppRecord, ExAppsError> {
     };
     Ok(ExAppRecord {
         exapp_token: required_str(obj, "exapp_token")?,
-        exapp_version: required_str(obj, "exapp_version")?,
+        exapp_version: header_safe("exapp_version", required_str(obj, "exapp_version")?)?,
         host: required_str(obj, "host")?,
         port,
         routes,
@@ -155,6 +155,15 @@ fn schema(field: &str, message: &str) -> ExAppsError {
         field: field.to_string(),
         message: message.to_string(),
     }
+}
+
+/// A value Lyre sends as a header field (`EX-APP-VERSION`): control characters (CR/LF
+/// above all) would let a record inject header lines into requests to the ExApp.
+fn header_safe(name: &str, value: String) -> Result<String, ExAppsError> {
+    if value.bytes().any(|b| b.is_ascii_control() && b != b'\t') {
+        return Err(schema(name, "must not contain control characters"));
+    }
+    Ok(value)
 }
 
 fn required_str(obj: &Map<String, Value>, name: &str) -> Result<String, ExAppsError> {

@@ -35,8 +35,13 @@ fn record_fields_lenient_as_pydantic() {
 
 #[test]
 fn h32_record_schema_errors_name_the_field() {
-    let rows: [(&str, &str); 12] = [
+    let rows: [(&str, &str); 13] = [
         (r#""port": 1, "exapp_version": 2"#, "exapp_version"),
+        // Sent as EX-APP-VERSION: a CR/LF would inject header lines (found by fuzzing).
+        (
+            r#""port": 1, "exapp_version": "1.0\r\nX-Injected: 1""#,
+            "exapp_version",
+        ),
         (r#""port": true"#, "port"),
         (r#""port": 70000"#, "port"),
         (r#""port": "80a""#, "port"),

@@ -175,6 +175,10 @@ fn chunk(
     let data = &body[4..];
     let start = out.len();
     if ty == 0x01 {
+        // The framing format (and frp's Go reader) caps a chunk's data at 64 KiB.
+        if data.len() > MAX_CHUNK_DATA_BYTES {
+            return Err(SnappyError::ChunkTooLarge(data.len()));
+        }
         out.extend_from_slice(data);
     } else {
         let n = decompress_len(data).map_err(|e| SnappyError::Corrupt(e.to_string()))?;
@@ -248,6 +252,18 @@ mod tests {
             SnappyReader::default()
                 .decode(b"\xff\x06\x00\x00sNaPpY\x00\xff\xff\xff", &mut Vec::new()),
             Err(SnappyError::ChunkTooLarge(0xffffff))
+        );
+        // An uncompressed chunk of more than 64 KiB of data, with a valid checksum: the
+        // format (and frp's reader) refuses it (found by fuzzing against `snap`).
+        let data = vec![0x41u8; 70_000];
+        let crc = crc32c(&data).rotate_right(15).wrapping_add(0xa282_ead8);
+        let mut wire = b"\xff\x06\x00\x00sNaPpY\x01".to_vec();
+        wire.extend_from_slice(&((data.len() + 4) as u32).to_le_bytes()[..3]);
+        wire.extend_from_slice(&crc.to_le_bytes());
+        wire.extend_from_slice(&data);
+        assert_eq!(
+            SnappyReader::default().decode(&wire, &mut Vec::new()),
+            Err(SnappyError::ChunkTooLarge(70_000))
         );
     }
 }

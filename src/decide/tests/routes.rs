@@ -714,3 +714,14 @@ fn facts_from_request_head() {
         }
     );
 }
+
+/// `/exapps/<app>` alone strips to an empty path, which is no valid request-target: the
+/// ExApp gets `/` (with the query kept), never `GET  HTTP/1.1` (found by fuzzing).
+#[test]
+fn the_bare_app_path_is_forwarded_as_slash() {
+    let w = World::with_app();
+    for (path, want) in [("/exapps/app", "/"), ("/exapps/app?x=1", "/?x=1")] {
+        let d = w.decide(&req(path).signed(KEY));
+        assert_eq!(forward(&d.verdict).target_path, want.as_bytes(), "{path}");
+    }
+}

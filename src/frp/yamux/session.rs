@@ -42,6 +42,10 @@ pub const MAX_RECV_WINDOW_BYTES: u32 = 1024 * 1024;
 pub const MAX_DATA_FRAME_BYTES: usize = 64 * 1024;
 /// Stream writers wait while this many bytes are queued for the socket.
 pub const MAX_SEND_QUEUE_BYTES: usize = 512 * 1024;
+/// Replies owed to the peer (PING ACKs, SYN ACKs, RSTs, window updates) also queue; past
+/// this the session stops reading the peer's frames until the queue drains, so a peer
+/// that sends but never reads cannot grow it without bound.
+pub const MAX_READ_BACKLOG_BYTES: usize = 2 * MAX_SEND_QUEUE_BYTES;
 /// Most DATA frames one [`Stream::fill_from`] lays out (one socket read of up to 256 KiB).
 pub const MAX_FILL_FRAMES: usize = 4;
 /// Streams per session once frpc has logged in: frpc pools at most 5, plus one per live
@@ -337,6 +341,7 @@ impl Session {
         drop(initial);
         let mut scratch = Vec::new();
         loop {
+            self.backlog_drained().await;
             let want = self.shared.expected.get();
             let n = t
                 .read_chunks(&mut scratch, want, |bytes| {
@@ -347,6 +352,19 @@ impl Session {
                 return Ok(());
             }
         }
+    }
+
+    /// Wait until the send queue is below [`MAX_READ_BACKLOG_BYTES`] (the writer takes
+    /// the whole queue at once and then wakes `space`).
+    async fn backlog_drained(&self) {
+        poll_fn(|cx| {
+            if self.shared.out.borrow().len() < MAX_READ_BACKLOG_BYTES {
+                return Poll::Ready(());
+            }
+            self.shared.space.register(cx.waker());
+            Poll::Pending
+        })
+        .await
     }
 
     fn on_piece(&self, cur: &mut Option<Inbound>, p: Piece<'_>) -> Result<(), YamuxError> {
@@ -881,6 +899,51 @@ impl Drop for Stream {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A peer that floods PINGs and never reads: the session stops reading once the ACKs
+    /// it owes pass the backlog cap, so the peer's writes stall and the queue stays small.
+    #[test]
+    fn a_peer_that_never_reads_cannot_grow_the_reply_queue() {
+        use monoio::io::AsyncWriteRentExt;
+        let pings: Vec<u8> = (0..65_536u32)
+            .flat_map(|i| Header::new(FrameType::Ping, FLAG_SYN, 0, i).encode())
+            .collect();
+        on_both_drivers(|| {
+            let pings = pings.clone();
+            async move {
+                let l = TcpListener::bind("127.0.0.1:0").unwrap();
+                let mut c = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+                let (srv, _) = l.accept().await.unwrap();
+                let t = Transport::plain(srv, Vec::new());
+                let session = Session::new();
+                let flood = async {
+                    let mut buf = pings;
+                    for round in 0..128 {
+                        // 128 x 768 KiB = 96 MiB of PINGs if nothing pushes back.
+                        let write = c.write_all(buf);
+                        match crate::runtime::time::limit(Duration::from_secs(1), write).await {
+                            Ok((r, b)) => {
+                                r.unwrap();
+                                buf = b;
+                            }
+                            Err(_) => return round,
+                        }
+                    }
+                    128
+                };
+                let rounds = monoio::select! {
+                    _ = session.run(&t, Vec::new()) => panic!("session ended"),
+                    r = flood => r,
+                };
+                assert!(rounds < 128, "the peer's writes never stalled");
+                let queued = session.shared.out.borrow().len();
+                assert!(
+                    queued <= MAX_READ_BACKLOG_BYTES + crate::net::batch::MAX_BATCH_BYTES,
+                    "{queued} bytes of replies queued"
+                );
+            }
+        });
+    }
     use crate::net::io as nio;
     use crate::runtime::on_both_drivers;
     use monoio::net::{TcpListener, TcpStream};
