@@ -2,6 +2,8 @@
 //! detection over the undecoded path, the app id, and the target path. Also the
 //! `oc_sessionPassphrase` cookie (§3.1). All byte-level, nothing is URL-decoded.
 
+use crate::http::cookie::cookie_value;
+
 /// `/` or `%2F`/`%2f` at `i`: its length, else 0.
 fn separator_len(path: &[u8], i: usize) -> usize {
     match path.get(i) {
@@ -99,23 +101,17 @@ pub fn target_path<'p>(path: &'p [u8], app_id: &[u8]) -> &'p [u8] {
 }
 
 /// `oc_sessionPassphrase` from all `Cookie` header values in order: the last occurrence wins
-/// (HAProxy `req.cook`); empty if absent. Cookie names are case-sensitive.
+/// (HAProxy `req.cook`, one implementation: [`crate::http::cookie::cookie_value`]); empty
+/// if absent. Cookie names are case-sensitive.
 pub fn find_pass_cookie<'a, I>(cookie_headers: I) -> &'a [u8]
 where
     I: IntoIterator<Item = &'a [u8]>,
 {
-    let mut found: &[u8] = b"";
-    for header in cookie_headers {
-        for pair in header.split(|&b| b == b';') {
-            let pair = pair.trim_ascii();
-            if let Some(eq) = pair.iter().position(|&b| b == b'=') {
-                if pair[..eq].trim_ascii() == b"oc_sessionPassphrase" {
-                    found = pair[eq + 1..].trim_ascii();
-                }
-            }
-        }
-    }
-    found
+    cookie_headers
+        .into_iter()
+        .filter_map(|h| cookie_value(h, "oc_sessionPassphrase"))
+        .last()
+        .unwrap_or_default()
 }
 
 /// Split a request target at the first `?` into path and query (`Some(b"")` for a bare `?`).

@@ -613,8 +613,12 @@ fn h70_unavailable_status() {
 
 #[test]
 fn pass_cookie_and_target_split() {
-    let rows: [(&[&[u8]], &[u8]); 5] = [
+    // One parser for cookies (`http::cookie`, HAProxy's `req.cook`): `,` separates pairs
+    // and quoted values keep their `;` (the decision once used a second, `;`-only parser).
+    let rows: [(&[&[u8]], &[u8]); 7] = [
         (&[b"a=1; oc_sessionPassphrase=abc; b=2"], b"abc"),
+        (&[b"a=1, oc_sessionPassphrase=x"], b"x"),
+        (&[b"oc_sessionPassphrase=\"p;q\""], b"\"p;q\""),
         (
             &[b"oc_sessionPassphrase=one", b"x=1;oc_sessionPassphrase=two"],
             b"two",
