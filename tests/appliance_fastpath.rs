@@ -488,6 +488,11 @@ fn frpc_killed_mid_upload_ends_the_user_connection() {
         t.elapsed()
     );
     s.lyre.assert_alive();
+    assert_503_once_frpc_is_gone(&s);
+}
+
+/// Within 10 s of frpc's death, the ExApp answers 503 (as HaRP does for an unreachable one).
+fn assert_503_once_frpc_is_gone(s: &Setup) {
     let gone = common::poll_until(Duration::from_secs(10), || {
         let mut c = Conn::connect(s.lyre.port);
         c.send(&get_req(&format!("/exapps/{APP}/echo-headers")));
@@ -503,10 +508,5 @@ fn tunnel_gone_is_503() {
     let mut s = setup(false, true);
     page(&s);
     s.frpc.kill();
-    let gone = common::poll_until(Duration::from_secs(10), || {
-        let mut c = Conn::connect(s.lyre.port);
-        c.send(&get_req(&format!("/exapps/{APP}/echo-headers")));
-        c.read_response().head.status == 503
-    });
-    assert!(gone, "no 503 after frpc died\n{}", s.lyre.log());
+    assert_503_once_frpc_is_gone(&s);
 }

@@ -6,7 +6,7 @@
 
 use crate::runtime::contain::spawn_conn;
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -71,32 +71,29 @@ async fn serve_conn_inner(
         Peek::Partial | Peek::Other => None,
     };
     let placed = ctx.directory().place(first.as_ref(), ctx.worker());
-    let mut slot = placed.slot;
+    let (mut t, mut slot) = (t, placed.slot);
     if placed.worker != ctx.worker() {
-        let Some(handoff) = ctx.handoff.as_ref() else {
-            return serve_classified(ctx, t, initial, peer, slot).await;
-        };
-        match Box::new(t).into_session() {
-            Ok((tcp, tls)) => {
-                let fd = dup_fd(&tcp)?;
-                drop(tcp);
-                let conn = HandedFrp {
-                    fd,
-                    tls,
-                    initial,
-                    peer,
-                    _slot: slot,
-                };
-                handoff.send(placed.worker, conn);
-                return Ok(());
-            }
-            Err(t) => {
-                // Not movable right now (TLS records queued): it lives here after all.
-                if let Some(s) = slot.as_mut() {
-                    s.rehome(ctx.worker());
+        if let Some(handoff) = ctx.handoff.as_ref() {
+            match Box::new(t).into_session() {
+                Ok((tcp, tls)) => {
+                    let fd = crate::net::io::dup_for_handover(&tcp)?;
+                    drop(tcp);
+                    let conn = HandedFrp {
+                        fd,
+                        tls,
+                        initial,
+                        peer,
+                        _slot: slot,
+                    };
+                    handoff.send(placed.worker, conn);
+                    return Ok(());
                 }
-                return serve_classified(ctx, *t, initial, peer, slot).await;
+                Err(back) => t = *back,
             }
+        }
+        // Not movable (TLS records still queued, or no hand-off): it lives here after all.
+        if let Some(s) = slot.as_mut() {
+            s.rehome(ctx.worker());
         }
     }
     serve_classified(ctx, t, initial, peer, slot).await
@@ -124,7 +121,7 @@ pub async fn adopt(ctx: Rc<FrpContext>, conn: HandedFrp) {
         peer,
         _slot: slot,
     } = conn;
-    let tcp = match TcpStream::from_std(std::net::TcpStream::from(fd)) {
+    let tcp = match crate::net::io::adopt_socket(fd) {
         Ok(t) => t,
         Err(e) => {
             tracing::warn!(%peer, error = %e, "frp connection could not move to this worker");
@@ -138,12 +135,6 @@ pub async fn adopt(ctx: Rc<FrpContext>, conn: HandedFrp) {
     if let Err(e) = serve_classified(ctx, t, initial, peer, slot).await {
         tracing::warn!(%peer, error = %e, "frp connection closed");
     }
-}
-
-fn dup_fd(tcp: &TcpStream) -> Result<OwnedFd, FrpError> {
-    // SAFETY: the fd is open for as long as `tcp` lives, which outlasts this borrow.
-    let borrowed = unsafe { BorrowedFd::borrow_raw(tcp.as_raw_fd()) };
-    Ok(borrowed.try_clone_to_owned()?)
 }
 
 /// Read until frpc's first message is complete (placement needs its run_id), at most

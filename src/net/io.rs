@@ -4,7 +4,7 @@
 
 use std::future::Future;
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 
 use monoio::net::{TcpStream, UnixStream};
 
@@ -273,4 +273,18 @@ pub fn is_idle_and_open(s: &impl AsRawFd) -> bool {
         )
     };
     n < 0 && io::Error::last_os_error().kind() == io::ErrorKind::WouldBlock
+}
+
+/// A socket leaving this worker for another one: a duplicate of its fd. Dropping this
+/// worker's `TcpStream` afterwards closes only its own fd (and leaves this driver).
+pub fn dup_for_handover(tcp: &TcpStream) -> io::Result<OwnedFd> {
+    // SAFETY: the fd is open for as long as `tcp` lives, which outlasts this borrow.
+    let borrowed = unsafe { BorrowedFd::borrow_raw(tcp.as_raw_fd()) };
+    borrowed.try_clone_to_owned()
+}
+
+/// The receiving side of [`dup_for_handover`]: the socket, registered with this worker's
+/// driver.
+pub fn adopt_socket(fd: OwnedFd) -> io::Result<TcpStream> {
+    TcpStream::from_std(std::net::TcpStream::from(fd))
 }

@@ -7,7 +7,7 @@
 use crate::runtime::contain::spawn_conn;
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -169,9 +169,7 @@ fn hand_over(
     buf: Vec<u8>,
     pending: Box<(RequestHead, Plan)>,
 ) -> Result<(), NotHandedOver> {
-    // SAFETY: the fd is open for as long as `client` lives, which outlasts this borrow.
-    let borrowed = unsafe { BorrowedFd::borrow_raw(client.tcp().as_raw_fd()) };
-    let fd = match borrowed.try_clone_to_owned() {
+    let fd = match crate::net::io::dup_for_handover(client.tcp()) {
         Ok(fd) => fd,
         Err(e) => {
             debug!(%peer, "cannot hand the connection over: {e}");
@@ -207,7 +205,7 @@ pub async fn adopt_client(w: Rc<Worker>, handed: Box<HandedClient>) {
         mut buf,
         pending,
     } = *handed;
-    let tcp = match TcpStream::from_std(std::net::TcpStream::from(fd)) {
+    let tcp = match crate::net::io::adopt_socket(fd) {
         Ok(t) => t,
         Err(e) => {
             debug!(%peer, "cannot adopt a handed-over connection: {e}");
