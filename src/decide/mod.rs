@@ -84,10 +84,11 @@ pub struct Facts<'a, H: HeaderLookup + ?Sized> {
 }
 
 impl<'a> Facts<'a, crate::http::RequestHead> {
-    /// Facts of a parsed request head: path/query split at the first `?`, the pass cookie
-    /// from every `Cookie` line (last occurrence wins).
+    /// Facts of a parsed request head: path/query split at the first `?` of the origin
+    /// form (an absolute-form target is read as HAProxy's `path` reads it, without scheme
+    /// and authority), the pass cookie from every `Cookie` line (last occurrence wins).
     pub fn from_head(head: &'a crate::http::RequestHead, peer_ip: IpAddr) -> Self {
-        let (path, query) = split_target(head.target());
+        let (path, query) = split_target(head.origin_form());
         let cookies = head
             .headers
             .iter()

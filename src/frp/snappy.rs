@@ -109,6 +109,9 @@ pub struct SnappyReader {
     pending: Vec<u8>,
     seen_id: bool,
     dec: Decoder,
+    /// The first error, returned again by every later call: a broken stream stays broken
+    /// (a retry must not re-emit chunks decoded before the failure).
+    failed: Option<SnappyError>,
 }
 
 impl Default for SnappyReader {
@@ -117,6 +120,7 @@ impl Default for SnappyReader {
             pending: Vec::new(),
             seen_id: false,
             dec: Decoder::new(),
+            failed: None,
         }
     }
 }
@@ -125,6 +129,18 @@ impl SnappyReader {
     /// Feed wire bytes; append every complete chunk's data to `out`. Buffered input is
     /// bounded by one chunk ([`max_chunk_body_bytes`] + 4).
     pub fn decode(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<(), SnappyError> {
+        if let Some(e) = &self.failed {
+            return Err(e.clone());
+        }
+        let result = self.decode_chunks(input, out);
+        if let Err(e) = &result {
+            self.failed = Some(e.clone());
+            self.pending = Vec::new();
+        }
+        result
+    }
+
+    fn decode_chunks(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<(), SnappyError> {
         self.pending.extend_from_slice(input);
         let mut pos = 0;
         while self.pending.len() - pos >= 4 {
@@ -140,7 +156,12 @@ impl SnappyReader {
                 break;
             }
             let body = &self.pending[pos + 4..pos + 4 + len];
-            chunk(&mut self.seen_id, &mut self.dec, ty, body, out)?;
+            let verified = out.len();
+            if let Err(e) = chunk(&mut self.seen_id, &mut self.dec, ty, body, out) {
+                // Only checksummed data leaves the reader.
+                out.truncate(verified);
+                return Err(e);
+            }
             pos += 4 + len;
         }
         self.pending.drain(..pos);
@@ -265,5 +286,24 @@ mod tests {
             SnappyReader::default().decode(&wire, &mut Vec::new()),
             Err(SnappyError::ChunkTooLarge(70_000))
         );
+    }
+
+    /// A failing chunk leaves nothing of itself in `out`, and after a failure every call
+    /// fails the same way and emits nothing: chunks decoded before the bad one are never
+    /// delivered twice.
+    #[test]
+    fn an_error_is_sticky() {
+        let mut wire = Vec::new();
+        SnappyWriter::default().encode(b"first chunk", &mut wire);
+        let good = wire.len();
+        wire.extend_from_slice(b"\x00\x05\x00\x00\x00\x00\x00\x00x"); // checksum mismatch
+        let mut r = SnappyReader::default();
+        let mut out = Vec::new();
+        let err = r.decode(&wire, &mut out).unwrap_err();
+        assert_eq!(out, b"first chunk");
+        let mut again = Vec::new();
+        assert_eq!(r.decode(&wire[good..], &mut again), Err(err.clone()));
+        assert_eq!(r.decode(&wire[..good], &mut again), Err(err));
+        assert!(again.is_empty());
     }
 }

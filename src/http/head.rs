@@ -159,11 +159,16 @@ impl RequestHead {
     /// harp-compat.md §3.1): for an absolute-form target (`http://host/p?q`, RFC 9112
     /// §3.2.2) the scheme and authority are skipped (`/p`; empty if no path follows).
     pub fn path(&self) -> &[u8] {
-        let t = strip_scheme_authority(self.target());
+        let t = self.origin_form();
         match t.iter().position(|&b| b == b'?') {
             Some(i) => &t[..i],
             None => t,
         }
+    }
+    /// The target as path and query: an absolute-form target (`http://host/p?q`) without
+    /// its scheme and authority (`/p?q`), any other form unchanged.
+    pub fn origin_form(&self) -> &[u8] {
+        strip_scheme_authority(self.target())
     }
     /// `?` and everything after it in the target, or empty: what a rewritten path needs
     /// appended to keep the query byte-for-byte (harp-compat.md §3.7).

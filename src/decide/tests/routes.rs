@@ -729,3 +729,54 @@ fn the_bare_app_path_is_forwarded_as_slash() {
         assert_eq!(forward(&d.verdict).target_path, want.as_bytes(), "{path}");
     }
 }
+
+/// An absolute-form target (RFC 9112 §3.2.2; proxies must accept it) is decided on its
+/// path, as HaRP's SPOE receives HAProxy's `path`: the same verdict as the origin form, so
+/// the anchored PUBLIC route matches and the ExApp gets an origin-form target with the
+/// query byte-for-byte, and `..` behind an authority is still dropped.
+#[test]
+fn absolute_form_targets_are_decided_on_their_path() {
+    let w = World::with_app();
+    let ctx = Context {
+        shared_key: &w.key,
+        trusted_proxies: &w.trusted,
+        state: &w.state,
+        now_ms: w.now,
+    };
+    let verdict = |target: &str| {
+        let raw = format!("GET {target} HTTP/1.1\r\nHost: nc.example\r\n\r\n");
+        let (head, _) = crate::http::parse_request(raw.as_bytes()).unwrap().unwrap();
+        decide(
+            &Facts::from_head(&head, PEER.parse().unwrap()),
+            &ctx,
+            &Resume::default(),
+        )
+        .verdict
+    };
+    let pub_x = verdict("http://nc.example/exapps/app/pub/x?a=%2F&b");
+    assert_eq!(forward(&pub_x).target_path, b"/pub/x?a=%2F&b");
+    assert_eq!(
+        forward(&verdict("HTTPS://nc.example:8443/exapps/app/pub")).target_path,
+        b"/pub"
+    );
+    for (absolute, origin) in [
+        (
+            "http://nc.example/exapps/app/pub/x?a=%2F&b",
+            "/exapps/app/pub/x?a=%2F&b",
+        ),
+        ("http://nc.example/exapps/app/admin", "/exapps/app/admin"),
+        ("http://nc.example/exapps/app?x=1", "/exapps/app?x=1"),
+        (
+            "http://nc.example/exapps/app/pub/../admin",
+            "/exapps/app/pub/../admin",
+        ),
+        (
+            "http://nc.example/exapps/app/heartbeat",
+            "/exapps/app/heartbeat",
+        ),
+        ("http://nc.example", "/"),
+    ] {
+        assert_eq!(verdict(absolute), verdict(origin), "{absolute}");
+    }
+    assert_eq!(verdict("http://h/exapps/app/pub/../admin"), Verdict::Drop);
+}
