@@ -273,3 +273,58 @@ fn head_just_under_64k_is_forwarded() {
     c.send(&get_req("/exapps/up/page"));
     assert_eq!(c.read_response().head.status, 200);
 }
+
+/// HaRP's global `maxconn` (harp-compat §2.2), here `LYRE_MAX_CONNECTIONS=2` over two
+/// workers: a third client is not served while two connections are open (it waits in the
+/// listen backlog, not refused), is served as soon as one closes, and the limit is logged.
+#[test]
+fn clients_past_max_connections_wait_until_one_closes() {
+    let up = Upstream::start();
+    let lyre = Lyre::routed(
+        &[("/exapps/up/", up.port)],
+        &[("LYRE_MAX_CONNECTIONS", "2"), ("LYRE_WORKERS", "2")],
+    );
+    // The readiness probe's connection may still be counted for a moment.
+    std::thread::sleep(Duration::from_millis(300));
+    let mut open: Vec<Conn> = (0..2)
+        .map(|i| {
+            let mut c = Conn::connect(lyre.port);
+            c.send(&get_req(&format!("/exapps/up/page?held={i}")));
+            assert_eq!(c.read_response().head.status, 200, "connection {i}");
+            c
+        })
+        .collect();
+    let mut third = Conn::connect(lyre.port);
+    third.send(&get_req("/exapps/up/page?case=third"));
+    third.set_timeout(Duration::from_millis(1500));
+    assert!(
+        third.try_read_head().is_err(),
+        "a third connection was served while LYRE_MAX_CONNECTIONS=2 were open"
+    );
+    assert!(
+        !up.saw("case=third"),
+        "the third request reached the upstream"
+    );
+    drop(open.remove(0));
+    third.set_timeout(Duration::from_secs(10));
+    let head = third
+        .try_read_head()
+        .expect("served once a connection closed");
+    assert_eq!(head.status, 200);
+    assert!(
+        lyre.log().contains("LYRE_MAX_CONNECTIONS"),
+        "the limit was not logged:\n{}",
+        lyre.log()
+    );
+    // Closing everything frees every place: a burst of sequential connections is served.
+    drop(open);
+    drop(third);
+    for i in 0..6 {
+        assert_eq!(
+            get(lyre.port, &format!("/exapps/up/page?after={i}"))
+                .head
+                .status,
+            200
+        );
+    }
+}

@@ -54,5 +54,10 @@ pub const DEFAULT_DOCKER_SOCKET: &str = "/var/run/docker.sock";
 /// `LYRE_CONTROL_ADDRESS`: the agent's control API bind in HaRP, `127.0.0.1:8200`.
 pub const DEFAULT_CONTROL_ADDRESS: SocketAddr =
     SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 8200));
+/// `LYRE_MAX_CONNECTIONS`: HaRP's HAProxy global `maxconn` (harp-compat §2.2). Past it,
+/// new client connections wait in the listen backlog until one closes.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 8192;
+/// `LYRE_MAX_CONNECTIONS` upper bound (each client connection needs two descriptors).
+pub const MAX_MAX_CONNECTIONS: usize = 1 << 20;
 /// `LYRE_WORKERS` upper bound (one monoio runtime per worker thread).
 pub const MAX_WORKERS: usize = 1024;

@@ -2,7 +2,7 @@
 //! static routes. HaRP has no equivalent; an empty value means the default.
 
 use super::address::{parse_listen_address, parse_route};
-use super::defaults::{DEFAULT_CONTROL_ADDRESS, MAX_WORKERS};
+use super::defaults::{DEFAULT_CONTROL_ADDRESS, MAX_MAX_CONNECTIONS, MAX_WORKERS};
 use super::{DriverChoice, PumpChoice, StaticRoute};
 
 /// `LYRE_WORKERS`: `1..=MAX_WORKERS`; the default is the number of CPUs.
@@ -11,6 +11,16 @@ pub fn parse_workers(s: &str) -> Result<usize, String> {
         Ok(n) if (1..=MAX_WORKERS).contains(&n) => Ok(n),
         _ => Err(format!(
             "must be a whole number from 1 to {MAX_WORKERS}, got '{s}'"
+        )),
+    }
+}
+
+/// `LYRE_MAX_CONNECTIONS`: `1..=MAX_MAX_CONNECTIONS` concurrent client connections.
+pub fn parse_max_connections(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(n) if (1..=MAX_MAX_CONNECTIONS).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "must be a whole number from 1 to {MAX_MAX_CONNECTIONS}, got '{s}'"
         )),
     }
 }

@@ -122,6 +122,9 @@ pub struct Config {
     pub workers: usize,
     /// `LYRE_PIN_CPUS` (default false): pin worker N to CPU N.
     pub pin_cpus: bool,
+    /// `LYRE_MAX_CONNECTIONS` (default 8192, HaRP's `maxconn`): concurrent HTTP and HTTPS
+    /// client connections across all workers; more wait in the listen backlog.
+    pub max_connections: usize,
     /// `LYRE_FORWARD_SHARED_KEY` (default false): pass the incoming `harp-shared-key` header on
     /// to ExApps as HaRP does. Off by default: ExApps never need the appliance's key.
     pub forward_shared_key: bool,
@@ -245,6 +248,7 @@ impl Config {
             ),
             workers: knobs.workers,
             pin_cpus: knobs.pin_cpus,
+            max_connections: knobs.max_connections,
             forward_shared_key: knobs.forward_shared_key,
             driver: knobs.driver,
             pump: knobs.pump,
@@ -435,6 +439,7 @@ impl Bans {
 struct Knobs {
     workers: usize,
     pin_cpus: bool,
+    max_connections: usize,
     forward_shared_key: bool,
     driver: DriverChoice,
     pump: PumpChoice,
@@ -461,6 +466,12 @@ impl Knobs {
                 lyre::default_workers,
             )?,
             pin_cpus: knob(vars, LYRE_PIN_CPUS, lyre::parse_flag, || false)?,
+            max_connections: knob(
+                vars,
+                LYRE_MAX_CONNECTIONS,
+                lyre::parse_max_connections,
+                || defaults::DEFAULT_MAX_CONNECTIONS,
+            )?,
             forward_shared_key: knob(vars, LYRE_FORWARD_SHARED_KEY, lyre::parse_flag, || false)?,
             driver: knob(vars, LYRE_DRIVER, lyre::parse_driver, || DriverChoice::Auto)?,
             pump: knob(vars, LYRE_PUMP, lyre::parse_pump, || PumpChoice::Splice)?,

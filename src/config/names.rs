@@ -33,6 +33,8 @@ pub const LYRE_FORWARD_SHARED_KEY: &str = "LYRE_FORWARD_SHARED_KEY";
 pub const LYRE_NC_CA_FILE: &str = "LYRE_NC_CA_FILE";
 /// `glibc` keeps glibc's own memcpy choice (see `runtime::memcpy`); read before anything else.
 pub const LYRE_MEMCPY: &str = "LYRE_MEMCPY";
+/// Cap on concurrent client connections (HaRP's HAProxy global `maxconn`).
+pub const LYRE_MAX_CONNECTIONS: &str = "LYRE_MAX_CONNECTIONS";
 
 /// Every `HP_*` / `LYRE_*` variable `lyre serve` reads (for `lyre serve --help`).
 pub fn read_names() -> &'static [&'static str] {
@@ -69,6 +71,7 @@ const READ: &[&str] = &[
     LYRE_FORWARD_SHARED_KEY,
     LYRE_NC_CA_FILE,
     LYRE_MEMCPY,
+    LYRE_MAX_CONNECTIONS,
 ];
 
 const NO_SPOE: &str = "Lyre decides in-process and has no SPOE agent";

@@ -671,6 +671,21 @@ fn lyre_knobs() {
             Fails("LYRE_WORKERS", "from 1 to 1024"),
         ),
         row(
+            "max connections default (HaRP maxconn)",
+            &[],
+            Starts(|c, _| assert_eq!(c.max_connections, 8192)),
+        ),
+        row(
+            "max connections",
+            &[("LYRE_MAX_CONNECTIONS", "20000")],
+            Starts(|c, _| assert_eq!(c.max_connections, 20000)),
+        ),
+        row(
+            "max connections 0",
+            &[("LYRE_MAX_CONNECTIONS", "0")],
+            Fails("LYRE_MAX_CONNECTIONS", "whole number from 1 to"),
+        ),
+        row(
             "pin bad",
             &[("LYRE_PIN_CPUS", "maybe")],
             Fails("LYRE_PIN_CPUS", "true, false, 1 or 0"),

@@ -9,5 +9,6 @@
 
 pub mod batch;
 pub mod io;
+pub mod limits;
 pub mod listener;
 pub mod pump;

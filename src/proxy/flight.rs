@@ -172,10 +172,13 @@ fn handle_msg(w: &Rc<Worker>, msg: BusMsg) {
             }
         }
         BusMsg::HandOver(h) => {
-            spawn_conn(
-                "handed-over client",
-                super::conn::adopt_client(w.clone(), h),
-            );
+            // Admitted by the worker that accepted it; its slot ended with that task.
+            let slot = w.conns.admitted();
+            let conn = super::conn::adopt_client(w.clone(), h);
+            spawn_conn("handed-over client", async move {
+                conn.await;
+                drop(slot);
+            });
         }
         BusMsg::FrpConn(h) => {
             let ctx = w.frp.borrow().clone();

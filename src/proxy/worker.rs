@@ -1,7 +1,7 @@
 //! Per-core state: config, upstream pool, idle pumps, the ExApp decision state copy, the
 //! Nextcloud client and the bus endpoint. Lives in an `Rc` on its worker thread.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::{Arc, OnceLock};
@@ -16,6 +16,7 @@ use crate::config::{Config, PumpChoice};
 use crate::docker::DockerCtx;
 use crate::exapps::{MetaFetch, State, StateUpdate, UserAnswer};
 use crate::frp::{Directory, FrpContext};
+use crate::net::limits::ConnLimit;
 use crate::net::pump::Pump;
 use crate::nextcloud::NcClient;
 
@@ -51,6 +52,10 @@ pub struct Worker {
     /// Which worker owns each tunnel port (shared by all workers): a request for one that
     /// lives elsewhere hands its connection over (`conn::hand_over`).
     pub directory: Arc<Directory>,
+    /// Live client connections of all workers against `LYRE_MAX_CONNECTIONS`.
+    pub conns: Arc<ConnLimit>,
+    /// When this worker last logged that the connection limit was reached.
+    pub limit_warned: Cell<Option<Instant>>,
 }
 
 impl Worker {
@@ -59,7 +64,7 @@ impl Worker {
         cfg: Arc<Config>,
         bus: Arc<Bus>,
         nc: NcClient,
-        directory: Arc<Directory>,
+        (directory, conns): (Arc<Directory>, Arc<ConnLimit>),
     ) -> Rc<Worker> {
         Rc::new(Worker {
             id,
@@ -73,6 +78,8 @@ impl Worker {
             pending_user: RefCell::new(HashMap::new()),
             frp: RefCell::new(None),
             directory,
+            conns,
+            limit_warned: Cell::new(None),
             cfg,
         })
     }

@@ -226,6 +226,7 @@ pub fn run(cfg: crate::config::Config, warnings: Vec<String>) -> Result<(), Stri
     for w in &warnings {
         tracing::warn!("{w}");
     }
+    raise_descriptor_limit(cfg.max_connections);
     let driver = pick_driver(cfg.driver)?;
     let frp_tls = frp_tls_config(&cfg)?;
     let https = https_config(&cfg)?;
@@ -240,19 +241,20 @@ pub fn run(cfg: crate::config::Config, warnings: Vec<String>) -> Result<(), Stri
     );
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
     let directory = Arc::new(crate::frp::Directory::new(cfg.workers));
+    let conns = crate::net::limits::ConnLimit::new(cfg.max_connections);
     let worker_cfg = cfg.clone();
     let _workers = spawn_workers(&cfg, driver, move |id| {
         let cfg = worker_cfg.clone();
         let ready = ready_tx.clone();
         let bus = bus.clone();
-        let directory = directory.clone();
+        let shared = (directory.clone(), conns.clone());
         let tls = WorkerTls {
             frp: frp_tls.clone(),
             https: https.clone(),
         };
         // invariant: each worker id takes its own receiver exactly once.
         let rx = receivers.lock().map(|mut v| v[id].take()).ok().flatten();
-        async move { worker_main(id, cfg, (bus, directory), rx, tls, ready).await }
+        async move { worker_main(id, cfg, (bus, shared), rx, tls, ready).await }
     });
     for _ in 0..cfg.workers {
         match ready_rx.recv() {
@@ -275,6 +277,36 @@ pub fn run(cfg: crate::config::Config, warnings: Vec<String>) -> Result<(), Stri
     Ok(())
 }
 
+/// Lift the soft descriptor limit to the hard one, and say so when even that cannot hold
+/// `LYRE_MAX_CONNECTIONS` clients.
+fn raise_descriptor_limit(max_connections: usize) {
+    let need = crate::net::limits::descriptors_needed(max_connections);
+    match crate::net::limits::raise_nofile_limit() {
+        Ok(l) if l.soft < need => tracing::warn!(
+            "the file descriptor limit is {} but LYRE_MAX_CONNECTIONS={max_connections} \
+             needs about {need}: past it new connections fail. Raise the hard limit \
+             (systemd LimitNOFILE=65536, docker run --ulimit nofile=65536, ulimit -Hn) \
+             or lower LYRE_MAX_CONNECTIONS",
+            l.soft
+        ),
+        Ok(l) if l.soft > l.soft_before => {
+            info!(
+                from = l.soft_before,
+                to = l.soft,
+                "raised the file descriptor limit"
+            )
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!("cannot read the file descriptor limit: {e}"),
+    }
+}
+
+/// What every worker shares: the tunnel directory and the client connection count.
+type WorkerShared = (
+    Arc<crate::frp::Directory>,
+    Arc<crate::net::limits::ConnLimit>,
+);
+
 /// The TLS configs a worker serves with, loaded once at start and shared by all workers.
 struct WorkerTls {
     /// FRP listener (worker 0); `None` when `HP_FRP_DISABLE_TLS=true`.
@@ -287,7 +319,7 @@ struct WorkerTls {
 async fn worker_main(
     id: usize,
     cfg: Arc<crate::config::Config>,
-    (bus, directory): (Arc<crate::proxy::bus::Bus>, Arc<crate::frp::Directory>),
+    (bus, shared): (Arc<crate::proxy::bus::Bus>, WorkerShared),
     rx: Option<crate::proxy::bus::BusReceiver>,
     tls: WorkerTls,
     ready: std::sync::mpsc::Sender<Result<(), String>>,
@@ -334,7 +366,7 @@ async fn worker_main(
         None
     };
     let _ = ready.send(Ok(()));
-    let worker = crate::proxy::Worker::new(id, cfg, bus, nc, directory);
+    let worker = crate::proxy::Worker::new(id, cfg, bus, nc, shared);
     let frp = crate::proxy::start_frp(&worker, tls.frp);
     if let Some((admin, frp_listener)) = owned {
         monoio::spawn(crate::control::serve_admin(admin));
