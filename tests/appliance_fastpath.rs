@@ -510,3 +510,86 @@ fn tunnel_gone_is_503() {
     s.frpc.kill();
     assert_503_once_frpc_is_gone(&s);
 }
+
+/// A pooled work stream belongs to the proxy it was opened for. frpc A registers the
+/// remote port and serves a request (its stream is pooled), then drops the proxy with a
+/// config reload (CloseProxy, session kept); frpc B registers the same port for another
+/// backend. The next request must reach B's backend, never A's through the stale stream.
+#[test]
+fn pooled_streams_do_not_outlive_their_proxy() {
+    let (first_backend, second_backend) = (Upstream::start(), Upstream::start());
+    let lyre = Lyre::start(
+        &[
+            ("LYRE_WORKERS", "1"),
+            ("HP_LOG_LEVEL", "debug"),
+            ("HP_FRP_DISABLE_TLS", "true"),
+        ],
+        &[],
+    );
+    let remote_port = pick_remote_port();
+    let server = Server {
+        port: lyre.frp_port,
+        failures: Arc::new(AtomicUsize::new(0)),
+        pki: None,
+    };
+    let admin_port = common::free_port();
+    let proxy = ProxyOpts::tcp("first-proxy", remote_port, first_backend.port);
+    let mut opts = FrpcOpts::new(&server, vec![proxy]);
+    opts.token = SHARED_KEY.into();
+    opts.extra = format!("webServer.addr = \"127.0.0.1\"\nwebServer.port = {admin_port}\n");
+    let first = Frpc::start(&opts);
+    first.wait_log("start proxy success", Duration::from_secs(20));
+    let record = json!({
+        "exapp_token": "fast-token", "exapp_version": "1.0.0",
+        "host": "127.0.0.1", "port": remote_port,
+        "routes": [{"url": ".*", "access_level": 0}],
+    });
+    let api = AppApi::new(lyre.port, 0).with_engine_port(None);
+    let r = api.call(
+        "POST",
+        &format!("/exapps/app_api/exapp_storage/{APP}"),
+        record.to_string().as_bytes(),
+    );
+    assert_eq!(r.head.status, 204, "storing the record: {}", r.body_str());
+    let get = |tag: &str| {
+        let mut c = Conn::connect(lyre.port);
+        c.send(&get_req(&format!("/exapps/{APP}/echo-headers?{tag}")));
+        c.read_response().head.status
+    };
+    assert_eq!(get("before-reload"), 200);
+    assert!(first_backend.saw("before-reload"));
+
+    // frpc A drops its proxy but keeps its session (CloseProxy).
+    opts.proxies.clear();
+    std::fs::write(&first.config, opts.toml(&first.log)).expect("rewrite frpc config");
+    let reload = std::process::Command::new(frp_harness::frpc_path())
+        .arg("reload")
+        .arg("-c")
+        .arg(&first.config)
+        .output()
+        .expect("frpc reload");
+    assert!(reload.status.success(), "frpc reload: {reload:?}");
+    let freed = common::poll_until(Duration::from_secs(10), || {
+        std::net::TcpListener::bind(("127.0.0.1", remote_port)).is_ok()
+    });
+    assert!(
+        freed,
+        "the closed proxy's port stayed taken\n{}",
+        lyre.log()
+    );
+
+    let proxy = ProxyOpts::tcp("second-proxy", remote_port, second_backend.port);
+    let mut second_opts = FrpcOpts::new(&server, vec![proxy]);
+    second_opts.token = SHARED_KEY.into();
+    let second = Frpc::start(&second_opts);
+    second.wait_log("start proxy success", Duration::from_secs(20));
+    for i in 0..3 {
+        assert_eq!(get(&format!("after-reload-{i}")), 200);
+    }
+    assert!(
+        !first_backend.saw("after-reload"),
+        "a request went to the closed proxy's backend through a pooled stream"
+    );
+    assert!(second_backend.saw("after-reload-0"));
+    assert!(first.log_text().contains("first-proxy"), "frpc A stayed up");
+}

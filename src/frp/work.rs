@@ -57,13 +57,17 @@ struct Tx {
 /// caller at a time.
 pub struct WorkStream {
     ch: Channel,
+    /// The registration this stream was started for: once it is closed (CloseProxy,
+    /// session gone) the stream must not be reused, even if another proxy now holds
+    /// the same remote port.
+    proxy: Rc<Proxy>,
     wrapped: bool,
     rx: RefCell<Rx>,
     tx: RefCell<Tx>,
 }
 
 impl WorkStream {
-    fn new(wc: WorkConn, proxy: &Proxy, key: &[u8; KEY_BYTES]) -> WorkStream {
+    fn new(wc: WorkConn, proxy: Rc<Proxy>, key: &[u8; KEY_BYTES]) -> WorkStream {
         let mut rx = Rx {
             leftover: wc.leftover,
             ..Default::default()
@@ -80,6 +84,7 @@ impl WorkStream {
         let wrapped = proxy.use_encryption || proxy.use_compression;
         WorkStream {
             ch: wc.ch,
+            proxy,
             wrapped,
             rx: RefCell::new(rx),
             tx: RefCell::new(tx),
@@ -194,11 +199,15 @@ impl WorkStream {
         self.ch.write_all(&wire).await
     }
 
-    /// Reusable for another exchange (the proxy's keep-alive pool): open, nothing unread
-    /// in any layer, and on a yamux stream (see `Channel::is_idle_and_open`).
+    /// Reusable for another exchange (the proxy's keep-alive pool): its proxy still
+    /// registered, open, nothing unread in any layer, and on a yamux stream (see
+    /// `Channel::is_idle_and_open`).
     pub fn is_idle_and_open(&self) -> bool {
         let rx = self.rx.borrow();
-        rx.pos >= rx.plain.len() && rx.leftover.is_empty() && self.ch.is_idle_and_open()
+        !self.proxy.closed.is_fired()
+            && rx.pos >= rx.plain.len()
+            && rx.leftover.is_empty()
+            && self.ch.is_idle_and_open()
     }
 
     /// End the stream (FIN / shutdown). frp closes both directions together (§7.6).
@@ -260,7 +269,7 @@ pub async fn open_work_stream(
             .ok_or(FrpError::NoWorkConn(remote_port))?;
         if wc.ch.write_all(&head).await.is_ok() {
             wc.ch.claim();
-            return Ok(WorkStream::new(wc, &proxy, &ctx.key));
+            return Ok(WorkStream::new(wc, proxy, &ctx.key));
         }
     }
     Err(FrpError::NoWorkConn(remote_port))
