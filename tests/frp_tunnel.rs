@@ -43,6 +43,38 @@ fn t1_plaintext_mux() {
     echo_case(false, true, false);
 }
 
+/// HP_FRP_DISABLE_TLS=true is frps with `transport.tls.force = false`: an frpc that keeps
+/// TLS on (its default) without a CA still connects, over a throw-away certificate, with
+/// either first byte, mux or not; plaintext clients are served alongside (harp-compat
+/// §2.5, frp-protocol §1.3-1.4).
+#[test]
+fn tls_clients_are_served_when_tls_is_disabled() {
+    let server = start_server(false);
+    for (tcp_mux, custom_first_byte) in [(true, false), (true, true), (false, false)] {
+        let backend = tcp_echo();
+        let port = pick_remote_port();
+        let mut opts = FrpcOpts::new(&server, vec![ProxyOpts::tcp("tls-on", port, backend)]);
+        opts.unverified_tls = true;
+        opts.tcp_mux = tcp_mux;
+        opts.disable_custom_first_byte = !custom_first_byte;
+        let frpc = Frpc::start(&opts);
+        frpc.wait_log("login to server success", Duration::from_secs(20));
+        wait_tunnel_echo(&frpc, port);
+        for i in 0..5 {
+            echo_once(
+                port,
+                format!("tls-{tcp_mux}-{custom_first_byte}-{i}").as_bytes(),
+            );
+        }
+    }
+    let plain_port = pick_remote_port();
+    let plain = Frpc::start(&FrpcOpts::new(
+        &server,
+        vec![ProxyOpts::tcp("plain", plain_port, tcp_echo())],
+    ));
+    wait_tunnel_echo(&plain, plain_port);
+}
+
 #[test]
 fn t14_plaintext_without_mux() {
     echo_case(false, false, false);

@@ -394,7 +394,11 @@ mod tests {
         let peer: SocketAddr = "192.0.2.7:4000".parse().unwrap();
         for (case, banned, l, want, fails) in rows {
             let failures = Rc::new(Cell::new(0));
-            let ctx = FrpContext::new(Secret::new("key".into()), None).with_bans(Box::new(Bans {
+            let ctx = FrpContext::new(
+                Secret::new("key".into()),
+                crate::tls::FrpTls::from_mtls(None).unwrap(),
+            )
+            .with_bans(Box::new(Bans {
                 banned,
                 failures: failures.clone(),
             }));
@@ -411,11 +415,11 @@ mod tests {
         }
         let dir = Arc::new(crate::frp::Directory::new(2));
         let on = |w| {
-            FrpContext::new(Secret::new("key".into()), None).on_worker(
-                w,
-                dir.clone(),
-                Box::new(Nowhere),
+            FrpContext::new(
+                Secret::new("key".into()),
+                crate::tls::FrpTls::from_mtls(None).unwrap(),
             )
+            .on_worker(w, dir.clone(), Box::new(Nowhere))
         };
         let (ctx, other) = (on(0), on(1));
         let rows: [(i64, Result<u16, &str>); 8] = [

@@ -66,9 +66,9 @@ impl BanHook for NoBans {
 pub struct FrpContext {
     /// `HP_SHARED_KEY`: frpc sends it as `metadatas.token`.
     pub shared_key: Secret,
-    /// `None` = `HP_FRP_DISABLE_TLS=true` (plaintext only); `Some` = TLS with client certs
-    /// required and plaintext refused.
-    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// mTLS required (HaRP's default), or plaintext and unverified TLS both accepted
+    /// (`HP_FRP_DISABLE_TLS=true`, as frps with `force = false`).
+    pub tls: crate::tls::FrpTls,
     pub allowed_ports: Vec<RangeInclusive<u16>>,
     pub max_ports_per_client: usize,
     /// Where remote ports listen (HaRP: `proxyBindAddr = 127.0.0.1`).
@@ -85,7 +85,7 @@ pub struct FrpContext {
 impl FrpContext {
     /// HaRP's settings: allow-list 23000-23999/24000-24099, one port per client, proxies on
     /// 127.0.0.1, empty `auth.token`, no bans.
-    pub fn new(shared_key: Secret, tls: Option<Arc<rustls::ServerConfig>>) -> FrpContext {
+    pub fn new(shared_key: Secret, tls: crate::tls::FrpTls) -> FrpContext {
         FrpContext {
             shared_key,
             tls,

@@ -60,9 +60,7 @@ async fn serve_conn_inner(
     tcp: TcpStream,
     peer: SocketAddr,
 ) -> Result<(), FrpError> {
-    let t = tls::accept(tcp, ctx.tls.as_ref())
-        .await
-        .map_err(FrpError::Tls)?;
+    let t = tls::accept(tcp, &ctx.tls).await.map_err(FrpError::Tls)?;
     let Some(initial) = read_opening(&t).await? else {
         return Ok(());
     };

@@ -52,7 +52,7 @@ impl Handoff for BusHandoff {
 
 /// Give this worker its FRP context. Call before the worker's bus task starts, so a
 /// connection placed here finds it.
-pub fn start_frp(w: &Rc<Worker>, tls: Option<Arc<rustls::ServerConfig>>) -> Rc<FrpContext> {
+pub fn start_frp(w: &Rc<Worker>, tls: crate::tls::FrpTls) -> Rc<FrpContext> {
     let bans = Box::new(WorkerBans(Rc::downgrade(w)));
     let ctx = Rc::new(
         FrpContext::new(w.cfg.shared_key.clone(), tls)

@@ -309,8 +309,8 @@ type WorkerShared = (
 
 /// The TLS configs a worker serves with, loaded once at start and shared by all workers.
 struct WorkerTls {
-    /// FRP listener (worker 0); `None` when `HP_FRP_DISABLE_TLS=true`.
-    frp: Option<Arc<rustls::ServerConfig>>,
+    /// FRP listener (worker 0): mTLS, or optional TLS with `HP_FRP_DISABLE_TLS=true`.
+    frp: crate::tls::FrpTls,
     /// HTTPS frontend; `None` when `$LYRE_CERTS_DIR/cert.pem` is absent.
     https: Option<Arc<HttpsCert>>,
 }
@@ -463,11 +463,10 @@ fn log_https(cfg: &crate::config::Config, on: bool) {
 
 /// FRP TLS: HaRP's PKI under `$LYRE_CERTS_DIR/frp` (generated when the directory is
 /// missing), mutual TLS. `None` when `HP_FRP_DISABLE_TLS=true`.
-fn frp_tls_config(
-    cfg: &crate::config::Config,
-) -> Result<Option<Arc<rustls::ServerConfig>>, String> {
+fn frp_tls_config(cfg: &crate::config::Config) -> Result<crate::tls::FrpTls, String> {
     if cfg.frp_disable_tls {
-        return Ok(None);
+        return crate::tls::FrpTls::from_mtls(None)
+            .map_err(|e| format!("cannot make the throw-away FRP TLS certificate: {e}"));
     }
     let pki =
         crate::tls::ensure_frp_pki(&cfg.certs_dir, cfg.frp_cert_validity_days).map_err(|e| {
@@ -483,7 +482,7 @@ fn frp_tls_config(
             pki.dir.display()
         )
     })?;
-    Ok(Some(tls))
+    Ok(crate::tls::FrpTls::Required(tls))
 }
 
 /// `HP_LOG_LEVEL` -> tracing filter. Logs go to stderr; the shared key is never logged.

@@ -62,6 +62,24 @@ pub fn server_config(pki: &PkiPaths) -> Result<Arc<ServerConfig>, TlsError> {
     Ok(Arc::new(cfg))
 }
 
+/// Server config of `HP_FRP_DISABLE_TLS=true`: frps with `transport.tls.force = false` and
+/// no certificate files still completes a TLS handshake for an frpc that asks for one,
+/// with a throw-away self-signed certificate and no client certificate (frp-protocol
+/// §1.4). frpc without `trustedCaFile` verifies nothing, so it connects.
+pub fn throwaway_server_config() -> Result<Arc<ServerConfig>, TlsError> {
+    let (cert, key) = super::pki::throwaway_server_cert()?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let key = PrivateKeyDer::try_from(key).map_err(|e| TlsError::Config(e.to_string()))?;
+    let mut cfg = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::Config(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(vec![CertificateDer::from(cert)], key)
+        .map_err(|e| TlsError::Config(e.to_string()))?;
+    cfg.send_tls13_tickets = 0;
+    Ok(Arc::new(cfg))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

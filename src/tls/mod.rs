@@ -18,7 +18,7 @@ use std::path::PathBuf;
 pub use config::server_config;
 pub use frontend::https_config;
 pub use pki::{ensure_frp_pki, PkiPaths};
-pub use sniff::{accept, FirstByte};
+pub use sniff::{accept, FirstByte, FrpTls};
 pub use stream::{TlsSession, Transport};
 
 #[derive(Debug)]

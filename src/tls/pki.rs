@@ -90,6 +90,17 @@ pub fn ensure_frp_pki(certs_dir: &Path, validity_days: u32) -> Result<PkiPaths, 
     Ok(PkiPaths::in_dir(&dir))
 }
 
+/// A throw-away self-signed server certificate and key (DER), as frps makes at start when
+/// it has no certificate files (frp-protocol §1.4): only for TLS that nothing verifies.
+pub fn throwaway_server_cert() -> Result<(Vec<u8>, Vec<u8>), TlsError> {
+    let gen = |e: rcgen::Error| TlsError::Generate(e.to_string());
+    let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(gen)?;
+    let cert = params(SERVER_NAME, Some(SERVER_NAME), 3650)?
+        .self_signed(&key)
+        .map_err(gen)?;
+    Ok((cert.der().to_vec(), key.serialize_der()))
+}
+
 /// PEM texts of one generated set.
 pub struct GeneratedPki {
     pub ca_crt: String,

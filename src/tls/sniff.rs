@@ -32,12 +32,36 @@ pub fn classify(b: u8) -> FirstByte {
     }
 }
 
-/// Sniff and, when TLS is configured, run the handshake. With `tls = None` a TLS
-/// ClientHello is passed through as plaintext bytes (the frp layer then refuses it).
-pub async fn accept(
-    tcp: TcpStream,
-    tls: Option<&Arc<ServerConfig>>,
-) -> Result<Transport, TlsError> {
+/// What the FRP listener accepts.
+#[derive(Clone)]
+pub enum FrpTls {
+    /// HaRP's default: TLS with a client certificate of HaRP's CA; plaintext refused
+    /// (frps `transport.tls.force = true` + trustedCaFile).
+    Required(Arc<ServerConfig>),
+    /// `HP_FRP_DISABLE_TLS=true` (frps `force = false`, no certificate files): plaintext,
+    /// and TLS for an frpc that still enables it, with a throw-away certificate
+    /// ([`super::config::throwaway_server_config`]) and no client certificate.
+    Optional(Arc<ServerConfig>),
+}
+
+impl FrpTls {
+    /// [`FrpTls::Required`] with `mtls`, else [`FrpTls::Optional`] with a new throw-away
+    /// certificate.
+    pub fn from_mtls(mtls: Option<Arc<ServerConfig>>) -> Result<FrpTls, TlsError> {
+        match mtls {
+            Some(cfg) => Ok(FrpTls::Required(cfg)),
+            None => super::config::throwaway_server_config().map(FrpTls::Optional),
+        }
+    }
+
+    pub fn requires_tls(&self) -> bool {
+        matches!(self, FrpTls::Required(_))
+    }
+}
+
+/// Sniff the first byte and run the TLS handshake when the client starts one; plaintext
+/// passes only when `tls` is [`FrpTls::Optional`].
+pub async fn accept(tcp: TcpStream, tls: &FrpTls) -> Result<Transport, TlsError> {
     let mut buf = Vec::with_capacity(SNIFF_READ_BYTES);
     match crate::runtime::time::limit(
         FIRST_BYTE_TIMEOUT,
@@ -54,15 +78,13 @@ pub async fn accept(
         }
         Ok(Ok(_)) => {}
     }
-    let kind = classify(buf[0]);
-    let Some(cfg) = tls else {
-        return Ok(Transport::plain(tcp, buf));
+    let skip = match (classify(buf[0]), tls) {
+        (FirstByte::Plain, FrpTls::Required(_)) => return Err(TlsError::PlaintextRefused),
+        (FirstByte::Plain, FrpTls::Optional(_)) => return Ok(Transport::plain(tcp, buf)),
+        (FirstByte::Tls, _) => 0,
+        (FirstByte::MarkerThenTls, _) => 1,
     };
-    let skip = match kind {
-        FirstByte::Plain => return Err(TlsError::PlaintextRefused),
-        FirstByte::Tls => 0,
-        FirstByte::MarkerThenTls => 1,
-    };
+    let (FrpTls::Required(cfg) | FrpTls::Optional(cfg)) = tls;
     let conn = ServerConnection::new(cfg.clone()).map_err(|e| TlsError::Config(e.to_string()))?;
     let handshake = Transport::accept_tls(tcp, conn, &buf[skip..]);
     match crate::runtime::time::limit(FIRST_BYTE_TIMEOUT, handshake).await {

@@ -95,7 +95,8 @@ pub fn start_server(tls: bool) -> Server {
             .unwrap();
         rt.block_on(async move {
             let cfg = p.as_ref().map(|p| lyre::tls::server_config(p).unwrap());
-            let ctx = FrpContext::new(Secret::new(SHARED_KEY.into()), cfg)
+            let tls = lyre::tls::FrpTls::from_mtls(cfg).unwrap();
+            let ctx = FrpContext::new(Secret::new(SHARED_KEY.into()), tls)
                 .with_bans(Box::new(CountingBans(f)));
             let listener = monoio::net::TcpListener::bind("127.0.0.1:0").unwrap();
             tx.send(listener.local_addr().unwrap().port()).unwrap();
@@ -141,6 +142,9 @@ pub struct FrpcOpts {
     pub server_port: u16,
     /// Certificates for mTLS, or None for `transport.tls.enable = false`.
     pub tls: Option<lyre::tls::PkiPaths>,
+    /// With `tls: None`: still `transport.tls.enable = true` (frpc's default), with no
+    /// certificate and no CA, so frpc verifies nothing (frp-protocol §1.4).
+    pub unverified_tls: bool,
     /// `transport.tls.disableCustomTLSFirstByte` (frpc default true).
     pub disable_custom_first_byte: bool,
     pub tcp_mux: bool,
@@ -156,6 +160,7 @@ impl FrpcOpts {
         FrpcOpts {
             server_port: server.port,
             tls: server.pki.clone(),
+            unverified_tls: false,
             disable_custom_first_byte: true,
             tcp_mux: true,
             token: SHARED_KEY.into(),
@@ -177,6 +182,10 @@ impl FrpcOpts {
         );
         s.push_str(&self.extra);
         match &self.tls {
+            None if self.unverified_tls => s.push_str(&format!(
+                "transport.tls.enable = true\ntransport.tls.disableCustomTLSFirstByte = {}\n",
+                self.disable_custom_first_byte
+            )),
             None => s.push_str("transport.tls.enable = false\n"),
             Some(p) => s.push_str(&format!(
                 "transport.tls.enable = true\ntransport.tls.certFile = \"{}\"\ntransport.tls.keyFile = \"{}\"\n\
