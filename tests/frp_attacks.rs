@@ -316,3 +316,63 @@ fn unauthenticated_session_cannot_open_many_streams() {
     assert_eq!(&got[24..36], &yamux(1, 8, 5, 0)[..]);
     assert_eq!(&got[36..], &yamux(1, 8, 7, 0)[..]);
 }
+
+/// A yamux work stream is parked only on its control's own session. An attacker who knows
+/// a live run_id (frpc logs it; so does Lyre) opens its own session and offers
+/// NewWorkConn streams for it: they are refused, and no user connection of the real
+/// frpc's proxy is ever sent to the attacker (frps checks only the run_id).
+#[test]
+fn work_streams_for_a_run_id_are_taken_only_from_its_own_session() {
+    let server = start_server(false);
+    let port = pick_remote_port();
+    let frpc = Frpc::start(&FrpcOpts::new(
+        &server,
+        vec![ProxyOpts::tcp("victim", port, tcp_echo())],
+    ));
+    wait_tunnel_echo(&frpc, port);
+    let log = frpc.log_text();
+    let run_id = log
+        .split("get run id [")
+        .nth(1)
+        .and_then(|r| r.split(']').next())
+        .unwrap_or_else(|| panic!("no run id in the frpc log:\n{log}"))
+        .to_string();
+    let mut attacker = raw(&server);
+    let mut out = Vec::new();
+    for id in [1u32, 3] {
+        let mut m = Vec::new();
+        let body = msg::NewWorkConn {
+            run_id: run_id.clone(),
+            ..Default::default()
+        };
+        msg::write_msg(&mut m, MsgType::NewWorkConn, &body);
+        out.extend(yamux(1, 1, id, 0)); // SYN
+        out.extend(yamux(0, 0, id, m.len() as u32));
+        out.extend(m);
+    }
+    attacker.write_all(&out).unwrap();
+    for i in 0..10 {
+        echo_once(port, format!("user-{i}").as_bytes());
+    }
+    // Everything the attacker's session got: no data for its streams (no StartWorkConn,
+    // no user bytes); the login deadline ends it.
+    attacker
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let got = read_to_close(&mut attacker);
+    let mut at = 0;
+    while at + 12 <= got.len() {
+        let (ty, len) = (
+            got[at + 1],
+            u32::from_be_bytes(got[at + 8..at + 12].try_into().unwrap()),
+        );
+        let payload = if ty == 0 { len as usize } else { 0 };
+        assert!(
+            payload == 0,
+            "the attacker's work stream received {payload} bytes: {:?}",
+            String::from_utf8_lossy(&got[at + 12..(at + 12 + payload).min(got.len())])
+        );
+        at += 12 + payload;
+    }
+    echo_once(port, b"still served");
+}

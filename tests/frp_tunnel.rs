@@ -75,6 +75,25 @@ fn tls_clients_are_served_when_tls_is_disabled() {
     wait_tunnel_echo(&plain, plain_port);
 }
 
+/// `transport.poolCount = 0`: no work connection is asked for at login (frps sends
+/// min(pool_count, 5) ReqWorkConn); each user connection asks for its own, with and
+/// without mux.
+#[test]
+fn pool_count_zero_is_served_on_demand() {
+    let server = start_server(false);
+    for tcp_mux in [true, false] {
+        let port = pick_remote_port();
+        let mut opts = FrpcOpts::new(&server, vec![ProxyOpts::tcp("nopool", port, tcp_echo())]);
+        opts.tcp_mux = tcp_mux;
+        opts.extra = "transport.poolCount = 0\n".into();
+        let frpc = Frpc::start(&opts);
+        wait_tunnel_echo(&frpc, port);
+        for i in 0..5 {
+            echo_once(port, format!("nopool-{tcp_mux}-{i}").as_bytes());
+        }
+    }
+}
+
 #[test]
 fn t14_plaintext_without_mux() {
     echo_case(false, false, false);

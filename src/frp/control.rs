@@ -112,7 +112,9 @@ pub async fn serve_control(
     // LoginResp goes out in plaintext and complete before any ciphertext (§5.2).
     let r = async {
         ch.write_all(&out).await?;
-        for _ in 0..login.pool_count.clamp(1, MAX_POOL_COUNT) {
+        // frps: min(pool_count, 5) up front (none for poolCount = 0; a user connection
+        // then asks for one).
+        for _ in 0..login.pool_count.min(MAX_POOL_COUNT) {
             control.send(MsgType::ReqWorkConn, &msg::Empty {});
         }
         tracing::info!(%peer, run_id, worker = ctx.worker(), "frp client logged in");

@@ -112,6 +112,12 @@ impl Control {
     }
 
     /// Park a work connection; `false` (and the connection is dropped) when the pool is full.
+    /// Whether this control runs on yamux session `s` (frpc opens its mux work streams on
+    /// the session that carries its control).
+    pub fn is_on_session(&self, s: &Session) -> bool {
+        matches!(&self.killer, Killer::Session(k) if k.same_as(s))
+    }
+
     pub fn park(&self, wc: WorkConn) -> bool {
         if self.closing.is_fired() || self.pool.borrow().len() >= self.pool_cap + self.waiting.get()
         {

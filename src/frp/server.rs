@@ -241,7 +241,7 @@ async fn serve_classified(
             t.close_gracefully(CLOSE_LINGER).await;
             r
         }
-        MsgType::NewWorkConn => park_work_conn(&ctx, ch, &body, rest),
+        MsgType::NewWorkConn => park_work_conn(&ctx, ch, &body, rest, None),
         other => Err(FrpError::UnexpectedFirstMessage(other)),
     }
 }
@@ -294,7 +294,9 @@ async fn serve_stream(ctx: Rc<FrpContext>, stream: Stream, peer: SocketAddr, ses
             }
             r
         }
-        Ok((MsgType::NewWorkConn, body, rest)) => park_work_conn(&ctx, ch, &body, rest),
+        Ok((MsgType::NewWorkConn, body, rest)) => {
+            park_work_conn(&ctx, ch, &body, rest, Some(&session))
+        }
         Ok((other, _, _)) => Err(FrpError::UnexpectedFirstMessage(other)),
         Err(e) => Err(e),
     };
@@ -304,16 +306,24 @@ async fn serve_stream(ctx: Rc<FrpContext>, stream: Stream, peer: SocketAddr, ses
 }
 
 /// Queue a work connection for its control; unknown run_id or a full pool closes it
-/// without a reply (frps, §7.3).
+/// without a reply (frps, §7.3). A yamux work stream (`session`) must also come on its
+/// control's own session, as frpc opens them: frps checks only the run_id, which would let
+/// anyone who learns one (it is logged) park streams in that client's pool and receive
+/// its users' requests.
 fn park_work_conn(
     ctx: &FrpContext,
     ch: Channel,
     body: &[u8],
     leftover: Vec<u8>,
+    session: Option<&Session>,
 ) -> Result<(), FrpError> {
     let req: NewWorkConn = msg::parse_body(MsgType::NewWorkConn, body)?;
     let control = ctx.registry.borrow().control(&req.run_id);
     match control {
+        Some(c) if session.is_some_and(|s| !c.is_on_session(s)) => tracing::warn!(
+            run_id = req.run_id,
+            "frp work stream refused: not on its control's session"
+        ),
         Some(c) => {
             if !c.park(WorkConn { ch, leftover }) {
                 tracing::debug!(

@@ -228,6 +228,11 @@ impl Default for Session {
 }
 
 impl Session {
+    /// Whether `other` is a handle to this same session.
+    pub fn same_as(&self, other: &Session) -> bool {
+        Rc::ptr_eq(&self.shared, &other.shared)
+    }
+
     pub fn new() -> Session {
         Session {
             shared: Rc::new(Shared {
