@@ -190,9 +190,14 @@ fn invalid_bodies() {
             r.body_str()
         );
     }
-    // H-104: unknown wrapper 404, wrong method 405.
+    // H-104: unknown wrapper 404 (whatever the method: the path matches no route),
+    // wrong method on a known one 405.
     let r = api.exapp("explode", &name_body(&name));
     assert_text(&r, 404, "404: Not Found");
+    let r = api.call("GET", "/exapps/app_api/docker/exapp/explode", b"");
+    assert_text(&r, 404, "404: Not Found");
+    let r = api.call("GET", "/exapps/app_api/docker/exapp/exists", b"");
+    assert_eq!((r.head.status, r.head.header("allow")), (405, Some("POST")));
     too_large_and_limit(&api, &name);
     let r = api.exapp("exists", &name_body(&name));
     assert_eq!(r.json(), json!({ "exists": false }), "nothing was created");

@@ -229,7 +229,7 @@ impl Config {
                 vars.raw(HP_TRUSTED_PROXY_IPS).unwrap_or(""),
                 &mut warnings,
             ),
-            log_level: read_log_level(&vars, &mut warnings),
+            log_level: read_log_level(&vars)?,
             verbose_start: read_verbose_start(&vars, &mut warnings),
             timeout_connect: timeouts.connect,
             timeout_client: timeouts.client,
@@ -482,14 +482,13 @@ impl Knobs {
     }
 }
 
-fn read_log_level(vars: &Vars, warnings: &mut Vec<String>) -> LogLevel {
-    let Some(v) = vars.raw(HP_LOG_LEVEL) else {
-        return LogLevel::Warning;
-    };
-    scalars::parse_log_level(v).unwrap_or_else(|e| {
-        warnings.push(format!("{HP_LOG_LEVEL}: {e}"));
-        LogLevel::Warning
-    })
+/// Unset or empty: `warning`. An unknown level is fatal, as in HaRP (its agent fails to
+/// start on one).
+fn read_log_level(vars: &Vars) -> Result<LogLevel, ConfigError> {
+    match vars.non_empty(HP_LOG_LEVEL) {
+        None => Ok(LogLevel::Warning),
+        Some(v) => parse_var(HP_LOG_LEVEL, v, scalars::parse_log_level),
+    }
 }
 
 fn read_verbose_start(vars: &Vars, warnings: &mut Vec<String>) -> bool {

@@ -8,8 +8,9 @@ use super::defaults::{MAX_FRP_CERT_VALIDITY_DAYS, MAX_SESSION_LIFETIME_SECS};
 use super::LogLevel;
 
 /// `HP_LOG_LEVEL`. HaRP's shell knows `debug|info|warning|error`, its agent the upper-case
-/// Python names (`WARN`, `CRITICAL` too), any case. Lyre accepts the union; anything else is
-/// `Warning` plus a warning line (the agent would crash at start: a bug, not kept).
+/// Python names (`WARN`, `CRITICAL` too), any case. Lyre accepts the union; anything else
+/// stops the start, as it stops HaRP's agent (harp-compat §2.1 quirk, kept: it is also
+/// what a bad value must do).
 pub fn parse_log_level(s: &str) -> Result<LogLevel, String> {
     match s.to_ascii_lowercase().as_str() {
         "debug" => Ok(LogLevel::Debug),
@@ -17,7 +18,7 @@ pub fn parse_log_level(s: &str) -> Result<LogLevel, String> {
         "warning" | "warn" => Ok(LogLevel::Warning),
         "error" | "critical" => Ok(LogLevel::Error),
         _ => Err(format!(
-            "unknown level '{s}', using warning; use debug, info, warning or error"
+            "unknown level '{s}'; use debug, info, warning or error"
         )),
     }
 }

@@ -181,13 +181,18 @@ pub fn parse_engine_port(header: Option<&[u8]>) -> Result<u16, ControlReply> {
 }
 
 /// Serve `POST /docker/exapp/<action>`. Unknown actions -> 404 `404: Not Found`.
+/// Whether `/docker/exapp/<action>` names one of HaRP's wrappers.
+pub fn is_exapp_action(action: &str) -> bool {
+    exapp::ACTIONS.contains(&action)
+}
+
 pub async fn handle_exapp(
     action: &str,
     engine_port_header: Option<&[u8]>,
     body: &[u8],
     ctx: &DockerCtx,
 ) -> ControlReply {
-    if !exapp::ACTIONS.contains(&action) {
+    if !is_exapp_action(action) {
         return ControlReply::text(404, "404: Not Found");
     }
     if body.len() > MAX_CONTROL_BODY_BYTES {

@@ -188,18 +188,22 @@ async fn serve_control(
     Next::KeepAlive
 }
 
-/// `/docker/exapp/<action>` (§4.4): POST only; the wrapper answers everything else itself.
-/// No idle timeout around it: `wait_for_start` legitimately polls for ~90 s.
+/// `/docker/exapp/<action>` (§4.4): an unknown action is 404 whatever the method (aiohttp
+/// matches the path first, H-104), a known one POST only; the wrapper answers everything
+/// else itself. No idle timeout around it: `wait_for_start` legitimately polls for ~90 s.
 async fn docker_wrapper(
     w: &Worker,
     head: &RequestHead,
     action: &[u8],
     body: &[u8],
 ) -> ControlReply {
+    let action = String::from_utf8_lossy(action);
+    if !docker::is_exapp_action(&action) {
+        return ControlReply::text(404, "404: Not Found");
+    }
     if head.method() != b"POST" {
         return ControlReply::method_not_allowed("POST");
     }
-    let action = String::from_utf8_lossy(action);
     docker::handle_exapp(&action, head.header("docker-engine-port"), body, &w.docker).await
 }
 
