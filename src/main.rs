@@ -104,6 +104,9 @@ fn serve_after_help() -> String {
 }
 
 fn serve(args: ServeArgs) -> Result<(), String> {
+    // From here a SIGTERM during start-up is not fatal by default disposition: it waits for
+    // `runtime::run`, which exits 0 on it (H-102), during start-up too.
+    lyre::runtime::block_stop_signals();
     let mut env: Vec<(String, String)> = std::env::vars().collect();
     apply_overrides(&mut env, &args);
     let (cfg, warnings) = Config::from_env(env).map_err(|e| e.to_string())?;

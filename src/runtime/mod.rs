@@ -206,6 +206,28 @@ fn reload_https(https: Option<&HttpsCert>) {
     }
 }
 
+/// How often a start still waiting for its workers looks for a stop signal.
+const START_SIGNAL_CHECK: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// A pending SIGTERM/SIGINT/SIGUSR1, taken without waiting (SIGHUP stays pending for
+/// [`wait_for_stop_signal`]).
+fn take_pending_stop_signal() -> Option<i32> {
+    // SAFETY: signal-set manipulation on stack values; a zero timeout never blocks.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for s in [libc::SIGTERM, libc::SIGINT, libc::SIGUSR1] {
+            libc::sigaddset(&mut set, s);
+        }
+        let zero = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        let sig = libc::sigtimedwait(&set, std::ptr::null_mut(), &zero);
+        (sig > 0).then_some(sig)
+    }
+}
+
 /// Block the stop signals for the calling thread and every thread spawned after.
 pub fn block_stop_signals() {
     // SAFETY: as above.
@@ -256,10 +278,17 @@ pub fn run(cfg: crate::config::Config, warnings: Vec<String>) -> Result<(), Stri
         let rx = receivers.lock().map(|mut v| v[id].take()).ok().flatten();
         async move { worker_main(id, cfg, (bus, shared), rx, tls, ready).await }
     });
-    for _ in 0..cfg.workers {
-        match ready_rx.recv() {
-            Ok(Ok(())) => {}
+    let mut ready = 0;
+    while ready < cfg.workers {
+        match ready_rx.recv_timeout(START_SIGNAL_CHECK) {
+            Ok(Ok(())) => ready += 1,
             Ok(Err(msg)) => return Err(msg),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                if let Some(sig) = take_pending_stop_signal() {
+                    info!(signal = sig, "stopping during start");
+                    return Ok(());
+                }
+            }
             Err(_) => return Err("a worker thread died during start".into()),
         }
     }

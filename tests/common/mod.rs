@@ -547,6 +547,11 @@ impl Lyre {
         }
     }
 
+    /// Waits up to `within` for `lyre serve` to exit by itself (after a signal).
+    pub fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        self.proc.wait_exit(within)
+    }
+
     /// `lyre <subcommand>` with this Lyre's environment (e.g. `healthcheck`).
     pub fn command(&self, subcommand: &str) -> Command {
         lyre_command(&self.env, subcommand, &[])
