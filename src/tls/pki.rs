@@ -6,7 +6,9 @@
 //! toolchain dependency). frpc (Go crypto/tls) accepts ECDSA certificates on both sides,
 //! and existing HaRP RSA material still loads (rustls verifies RSA with ring).
 //! Layout and names match HaRP: `ca.crt/ca.key`, `server.crt/server.key` (CN and SAN
-//! `harp.nc`), `client.crt/client.key` (CN and SAN `harp.client.nc`, no EKU), SHA-256.
+//! `harp.nc`), `client.crt/client.key` (CN and SAN `harp.client.nc`, no EKU), SHA-256,
+//! leaves with subject and authority key identifiers as OpenSSL writes them, so OpenSSL
+//! tools verify them against `ca.crt` too (tests/frp_pki.rs reads them with the CLI).
 
 use std::fs;
 use std::io::Write;
@@ -139,12 +141,24 @@ pub fn generate(validity_days: u32) -> Result<GeneratedPki, TlsError> {
     ];
     let ca_cert = ca.self_signed(&ca_key).map_err(gen)?;
     let issuer = Issuer::new(ca, &ca_key);
+    // The server certificate has the CA's name (HaRP's layout). Without key identifiers
+    // (its own and its issuer's), OpenSSL takes it for self-signed and fails to verify it
+    // against ca.crt; Go matched by key and did not mind. OpenSSL's `x509 -req`, which
+    // HaRP's script uses, writes both. `ExplicitNoCa` is what makes rcgen write the
+    // subject key identifier (with `CA:FALSE`).
+    let leaf = |cn: &str| {
+        params(cn, Some(cn), validity_days).map(|mut p| {
+            p.use_authority_key_identifier_extension = true;
+            p.is_ca = IsCa::ExplicitNoCa;
+            p
+        })
+    };
     let server_key = key()?;
-    let server = params(SERVER_NAME, Some(SERVER_NAME), validity_days)?
+    let server = leaf(SERVER_NAME)?
         .signed_by(&server_key, &issuer)
         .map_err(gen)?;
     let client_key = key()?;
-    let client = params(CLIENT_NAME, Some(CLIENT_NAME), validity_days)?
+    let client = leaf(CLIENT_NAME)?
         .signed_by(&client_key, &issuer)
         .map_err(gen)?;
     Ok(GeneratedPki {

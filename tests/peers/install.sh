@@ -32,6 +32,14 @@ fi
 NGINX_BIN="$(command -v nginx || echo /usr/sbin/nginx)"
 "$NGINX_BIN" -v
 
+# --- apt: openssl (the CLI reads Lyre's generated FRP certificates as HaRP's script made them)
+if ! command -v openssl >/dev/null 2>&1; then
+    log "apt-get install openssl"
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends openssl >/dev/null
+fi
+openssl version
+
 # --- python venv ---------------------------------------------------------------------------
 PY="${PYTHON:-python3}"
 if ! "$PY" -m venv --help >/dev/null 2>&1 || ! "$PY" -c 'import ensurepip' >/dev/null 2>&1; then
