@@ -404,3 +404,45 @@ fn h56_no_matching_route_404_and_failure() {
     });
     assert!(banned, "no-route 404 did not record a failure");
 }
+
+/// H-68: a direct-mode record whose host is a name is resolved (IPv4 first): `localhost`
+/// reaches the nc_py_api ExApp on 127.0.0.1 on both workers; a name that does not resolve
+/// answers HaRP's 404 page.
+#[test]
+fn h68_host_names_are_resolved_and_unresolvable_ones_are_404() {
+    let exapp = NcPyExApp::start();
+    let mut cfg = nc_config(exapp.port);
+    cfg["apps"] = json!({});
+    let nc = FakeNc::start(&cfg);
+    let lyre = lyre_for(&nc, &[]);
+    let push = |app: &str, host: &str| {
+        let mut rec = record(exapp.port, standard_routes());
+        rec["host"] = json!(host);
+        let body = rec.to_string();
+        let req = format!(
+            "POST /exapps/app_api/exapp_storage/{app} HTTP/1.1\r\nHost: lyre.test\r\n\
+             Connection: close\r\nharp-shared-key: {KEY}\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let r = send_raw(lyre.port, req.as_bytes()).answered("push");
+        assert_eq!(r.head.status, 204, "push {app}: {}", r.body_str());
+    };
+    push(APP_ID, "localhost");
+    for i in 0..6 {
+        echo_of(
+            get(lyre.port, &format!("/exapps/{APP_ID}/public/{i}"), &[]),
+            &format!("via localhost, request {i}"),
+        );
+    }
+    push("ghostapp", "no-such-host.invalid");
+    for i in 0..2 {
+        assert_harp_page(
+            get(lyre.port, "/exapps/ghostapp/public/x", &[]),
+            404,
+            "404 Not Found",
+            &format!("unresolvable host, request {i}"),
+        );
+    }
+    assert_eq!(nc.requests(), 0, "pushed records need no Nextcloud call");
+}
