@@ -19,6 +19,19 @@ fn echo_of(outcome: Outcome, what: &str) -> Value {
     r.json()
 }
 
+/// AppAPI's push of `rec` for `app` (§4.2), which must answer 204.
+fn push_record(port: u16, app: &str, rec: &Value) {
+    let body = rec.to_string();
+    let push = format!(
+        "POST /exapps/app_api/exapp_storage/{app} HTTP/1.1\r\nHost: lyre.test\r\n\
+         Connection: close\r\nharp-shared-key: {KEY}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let r = send_raw(port, push.as_bytes()).answered("push");
+    assert_eq!(r.head.status, 204, "push {app}: {}", r.body_str());
+}
+
 fn assert_harp_page(outcome: Outcome, status: u16, body: &str, what: &str) {
     let r = outcome.answered(what);
     assert_eq!(r.head.status, status, "{what}: {}", r.body_str());
@@ -279,15 +292,7 @@ fn h31_h34_exapp_storage_push_and_delete() {
     cfg["apps"] = json!({});
     let nc = FakeNc::start(&cfg);
     let lyre = lyre_for(&nc, &[]);
-    let body = record(exapp.port, standard_routes()).to_string();
-    let push = format!(
-        "POST /exapps/app_api/exapp_storage/TestApp HTTP/1.1\r\nHost: lyre.test\r\n\
-         Connection: close\r\nharp-shared-key: {KEY}\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    let r = send_raw(lyre.port, push.as_bytes()).answered("push");
-    assert_eq!(r.head.status, 204, "push: {}", r.body_str());
+    push_record(lyre.port, "TestApp", &record(exapp.port, standard_routes()));
 
     // PUBLIC routes: a USER route would call user-info, which Nextcloud answers 401 for
     // an app it does not know.
@@ -418,15 +423,7 @@ fn h68_host_names_are_resolved_and_unresolvable_ones_are_404() {
     let push = |app: &str, host: &str| {
         let mut rec = record(exapp.port, standard_routes());
         rec["host"] = json!(host);
-        let body = rec.to_string();
-        let req = format!(
-            "POST /exapps/app_api/exapp_storage/{app} HTTP/1.1\r\nHost: lyre.test\r\n\
-             Connection: close\r\nharp-shared-key: {KEY}\r\nContent-Type: application/json\r\n\
-             Content-Length: {}\r\n\r\n{body}",
-            body.len()
-        );
-        let r = send_raw(lyre.port, req.as_bytes()).answered("push");
-        assert_eq!(r.head.status, 204, "push {app}: {}", r.body_str());
+        push_record(lyre.port, app, &rec);
     };
     push(APP_ID, "localhost");
     for i in 0..6 {

@@ -79,13 +79,17 @@ impl World {
             peer_ip: req.peer.parse().unwrap(),
             pass_cookie: req.cookie.as_bytes(),
         };
-        let ctx = Context {
+        decide(&facts, &self.ctx(), &req.resume)
+    }
+
+    /// The decision's view of this world.
+    fn ctx(&self) -> Context<'_> {
+        Context {
             shared_key: &self.key,
             trusted_proxies: &self.trusted,
             state: &self.state,
             now_ms: self.now,
-        };
-        decide(&facts, &ctx, &req.resume)
+        }
     }
 
     /// Decide and apply the effects, as the proxy does.

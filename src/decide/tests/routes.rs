@@ -702,12 +702,7 @@ fn facts_from_request_head() {
     assert_eq!(facts.query, Some(&b"q=1"[..]));
     assert_eq!(facts.pass_cookie, b"two");
     let w = World::with_app();
-    let ctx = Context {
-        shared_key: &w.key,
-        trusted_proxies: &w.trusted,
-        state: &w.state,
-        now_ms: w.now,
-    };
+    let ctx = w.ctx();
     let d = decide(&facts, &ctx, &Resume::default());
     assert_eq!(d.client_ip, "1.2.3.4", "headers read through RequestHead");
     assert_eq!(
@@ -737,12 +732,7 @@ fn the_bare_app_path_is_forwarded_as_slash() {
 #[test]
 fn absolute_form_targets_are_decided_on_their_path() {
     let w = World::with_app();
-    let ctx = Context {
-        shared_key: &w.key,
-        trusted_proxies: &w.trusted,
-        state: &w.state,
-        now_ms: w.now,
-    };
+    let ctx = w.ctx();
     let verdict = |target: &str| {
         let raw = format!("GET {target} HTTP/1.1\r\nHost: nc.example\r\n\r\n");
         let (head, _) = crate::http::parse_request(raw.as_bytes()).unwrap().unwrap();
