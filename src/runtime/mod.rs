@@ -169,18 +169,18 @@ where
         .collect()
 }
 
+/// The stop signals, then SIGHUP (reload): blocked in every thread, taken by `sigwait`.
+const HANDLED_SIGNALS: [libc::c_int; 4] =
+    [libc::SIGTERM, libc::SIGINT, libc::SIGUSR1, libc::SIGHUP];
+
 /// Block SIGTERM/SIGINT/SIGUSR1/SIGHUP in this thread (call before spawning workers so they
 /// inherit the mask), then wait for a stop signal. SIGHUP reloads the HTTPS certificate
 /// (HaRP: HAProxy's live reload of its certs, H-102) and never stops the process; the
 /// configuration itself is not re-read (HaRP does not re-render it either).
 pub fn wait_for_stop_signal(https: Option<&HttpsCert>) -> i32 {
-    // SAFETY: plain libc signal-set manipulation on a stack-allocated sigset_t.
+    let set = signal_set(&HANDLED_SIGNALS);
+    // SAFETY: sigwait on a valid, initialised set.
     unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        for s in [libc::SIGTERM, libc::SIGINT, libc::SIGUSR1, libc::SIGHUP] {
-            libc::sigaddset(&mut set, s);
-        }
         loop {
             let mut sig: libc::c_int = 0;
             if libc::sigwait(&set, &mut sig) != 0 {
@@ -212,31 +212,33 @@ const START_SIGNAL_CHECK: std::time::Duration = std::time::Duration::from_millis
 /// A pending SIGTERM/SIGINT/SIGUSR1, taken without waiting (SIGHUP stays pending for
 /// [`wait_for_stop_signal`]).
 fn take_pending_stop_signal() -> Option<i32> {
-    // SAFETY: signal-set manipulation on stack values; a zero timeout never blocks.
+    let set = signal_set(&HANDLED_SIGNALS[..3]);
+    let zero = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid set and timeout; a zero timeout never blocks.
+    let sig = unsafe { libc::sigtimedwait(&set, std::ptr::null_mut(), &zero) };
+    (sig > 0).then_some(sig)
+}
+
+fn signal_set(signals: &[libc::c_int]) -> libc::sigset_t {
+    // SAFETY: plain libc signal-set manipulation on a stack-allocated sigset_t.
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
-        for s in [libc::SIGTERM, libc::SIGINT, libc::SIGUSR1] {
+        for &s in signals {
             libc::sigaddset(&mut set, s);
         }
-        let zero = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        let sig = libc::sigtimedwait(&set, std::ptr::null_mut(), &zero);
-        (sig > 0).then_some(sig)
+        set
     }
 }
 
 /// Block the stop signals for the calling thread and every thread spawned after.
 pub fn block_stop_signals() {
-    // SAFETY: as above.
+    let set = signal_set(&HANDLED_SIGNALS);
+    // SAFETY: a valid set; blocking signals in this thread only.
     unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        for s in [libc::SIGTERM, libc::SIGINT, libc::SIGUSR1, libc::SIGHUP] {
-            libc::sigaddset(&mut set, s);
-        }
         libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
     }
 }
