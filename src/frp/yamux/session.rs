@@ -12,8 +12,8 @@
 //! - pings are answered immediately (frpc drops the session after 10 s without a reply);
 //! - the server never opens streams.
 //!
-//! Caps: per stream at most [`MAX_RECV_WINDOW_BYTES`] buffered (the peer may not send more
-//! than we granted); the outgoing queue blocks stream writers above
+//! Caps: per stream at most [`MAX_RECV_WINDOW_BYTES`] buffered, [`CLAIMED_RECV_WINDOW_BYTES`]
+//! once it carries a user connection (the peer may not send more than we granted); the outgoing queue blocks stream writers above
 //! [`MAX_SEND_QUEUE_BYTES`]; at most [`MAX_UNCLAIMED_STREAMS`] streams per session that
 //! carry no user connection yet (the only ones a peer can open and fill at will), and at
 //! most [`MAX_STREAMS`] in all.
@@ -35,9 +35,15 @@ use crate::tls::Transport;
 
 /// Window every stream starts with in each direction (fixed by the protocol).
 pub const INITIAL_WINDOW_BYTES: u32 = 256 * 1024;
-/// Receive window we grant per stream (frps grants 6 MiB; 1 MiB keeps a slow reader's
-/// buffer small while still filling loopback and LAN links).
+/// Receive window we grant a stream that carries no user connection yet (parked work
+/// streams, streams still sending their first message): what a peer can make us buffer
+/// unasked, per stream.
 pub const MAX_RECV_WINDOW_BYTES: u32 = 1024 * 1024;
+/// Receive window of a stream once it carries a user connection ([`Stream::claim`]): frps's
+/// 6 MiB (frp-protocol §2.2). One window per round trip is a stream's ceiling: 6 MiB keeps
+/// an ExApp or Docker engine behind a 50 ms link at ~120 MB/s per download where 1 MiB
+/// would cap it at ~20 MB/s. A slow user's stream buffers at most this much, as in frps.
+pub const CLAIMED_RECV_WINDOW_BYTES: u32 = 6 * 1024 * 1024;
 /// Largest DATA payload we send in one frame.
 pub const MAX_DATA_FRAME_BYTES: usize = 64 * 1024;
 /// Stream writers wait while this many bytes are queued for the socket.
@@ -127,6 +133,8 @@ struct StreamState {
     recv: BytesMut,
     /// Bytes the peer may still send us.
     recv_window: u32,
+    /// The window we grant in all (what `recv_window` is topped back up to).
+    window: u32,
     /// Consumed since our last WINDOW_UPDATE.
     consumed: u32,
     send_window: u32,
@@ -400,11 +408,11 @@ impl Session {
             FrameType::Data | FrameType::WindowUpdate => {
                 // Checked before anything is buffered: no legal frame is larger than
                 // what we ever grant.
-                if h.ty == FrameType::Data && h.length > MAX_RECV_WINDOW_BYTES {
+                if h.ty == FrameType::Data && h.length > CLAIMED_RECV_WINDOW_BYTES {
                     return Err(YamuxError::WindowExceeded {
                         stream: h.stream_id,
                         len: h.length,
-                        window: MAX_RECV_WINDOW_BYTES,
+                        window: CLAIMED_RECV_WINDOW_BYTES,
                     });
                 }
                 if h.has(FLAG_SYN) {
@@ -499,6 +507,7 @@ impl Session {
         // The SYN frame's own delta is added by `on_head` like any other update.
         let cell = Rc::new(RefCell::new(StreamState {
             recv_window: MAX_RECV_WINDOW_BYTES,
+            window: MAX_RECV_WINDOW_BYTES,
             send_window: INITIAL_WINDOW_BYTES,
             ..Default::default()
         }));
@@ -634,7 +643,7 @@ impl Stream {
     fn consumed(&self, st: &mut StreamState, n: usize, remaining: u64) {
         st.recv.advance(n);
         st.consumed += n as u32;
-        if st.consumed >= MAX_RECV_WINDOW_BYTES / 2 && !st.fin_recv {
+        if st.consumed >= st.window / 2 && !st.fin_recv {
             let delta = std::mem::take(&mut st.consumed);
             st.recv_window += delta;
             self.shared
@@ -857,15 +866,25 @@ impl Stream {
     }
 
     /// This stream now carries a user connection: it stops counting against
-    /// [`MAX_UNCLAIMED_STREAMS`]. Idempotent.
+    /// [`MAX_UNCLAIMED_STREAMS`], and its window grows to [`CLAIMED_RECV_WINDOW_BYTES`].
+    /// Idempotent.
     pub fn claim(&self) {
         let mut st = self.state.borrow_mut();
-        if !st.claimed {
-            st.claimed = true;
-            self.shared
-                .unclaimed
-                .set(self.shared.unclaimed.get().saturating_sub(1));
+        if st.claimed {
+            return;
         }
+        st.claimed = true;
+        self.shared
+            .unclaimed
+            .set(self.shared.unclaimed.get().saturating_sub(1));
+        if st.fin_recv || st.reset || self.shared.closed.is_fired() {
+            return;
+        }
+        let delta = CLAIMED_RECV_WINDOW_BYTES - st.window;
+        st.window = CLAIMED_RECV_WINDOW_BYTES;
+        st.recv_window += delta;
+        self.shared
+            .queue(Header::new(FrameType::WindowUpdate, 0, self.id, delta), &[]);
     }
 
     /// Half-close our side (WINDOW_UPDATE+FIN). frp closes both ways anyway (§7.6).
@@ -1182,6 +1201,61 @@ mod tests {
             };
             monoio::select! {
                 _ = session.run(&t, Vec::new()) => panic!("session ended"),
+                _ = app => {},
+                _ = client => {},
+            }
+        });
+    }
+
+    /// A stream that carries a user connection gets frps's 6 MiB window: after the SYN's
+    /// ACK (1 MiB in all) comes one update of 5 MiB, and a peer may then send 6 MiB
+    /// before the reader takes a byte.
+    #[test]
+    fn a_claimed_stream_is_granted_frps_window() {
+        on_both_drivers(|| async {
+            let (t, c) = pair().await;
+            let session = Session::new();
+            let total = CLAIMED_RECV_WINDOW_BYTES as usize;
+            let sent = Latch::default();
+            let app = async {
+                let s = session.accept().await.unwrap();
+                s.claim();
+                sent.wait().await;
+                let mut buf = vec![0u8; 256 * 1024];
+                let mut got = 0;
+                while got < total {
+                    let n = s.read(&mut buf).await.unwrap();
+                    assert!(n > 0, "stream ended after {got} bytes");
+                    got += n;
+                }
+            };
+            let client = async {
+                nio::write_all(&c, &frame(FrameType::WindowUpdate, FLAG_SYN, 1, 0))
+                    .await
+                    .unwrap();
+                let mut buf = Vec::new();
+                let mut granted = INITIAL_WINDOW_BYTES;
+                while granted < CLAIMED_RECV_WINDOW_BYTES {
+                    for h in read_frames(&c, &mut buf, 0).await {
+                        if h.ty == FrameType::WindowUpdate {
+                            granted += h.length;
+                        }
+                    }
+                }
+                assert_eq!(granted, CLAIMED_RECV_WINDOW_BYTES);
+                let chunk = vec![3u8; 64 * 1024];
+                for _ in 0..total / chunk.len() {
+                    nio::write_all(&c, &frame(FrameType::Data, 0, 1, chunk.len() as u32))
+                        .await
+                        .unwrap();
+                    nio::write_all(&c, &chunk).await.unwrap();
+                }
+                monoio::time::sleep(Duration::from_millis(50)).await;
+                sent.fire();
+                std::future::pending::<()>().await;
+            };
+            monoio::select! {
+                r = session.run(&t, Vec::new()) => panic!("session ended: {r:?}"),
                 _ = app => {},
                 _ = client => {},
             }
@@ -1552,7 +1626,19 @@ mod tests {
                 claim_now.set(true);
                 monoio::time::sleep(Duration::from_millis(20)).await;
                 nio::write_all(&c, &syn(over + 2)).await.unwrap();
-                let h = read_frames(&c, &mut buf, 0).await;
+                let mut h = read_frames(&c, &mut buf, 0).await;
+                // The claim grew stream 1's window (frps's 6 MiB) before the SYN's answer.
+                let grown = Header::new(
+                    FrameType::WindowUpdate,
+                    0,
+                    1,
+                    CLAIMED_RECV_WINDOW_BYTES - MAX_RECV_WINDOW_BYTES,
+                );
+                assert_eq!(h.first(), Some(&grown), "{h:?}");
+                h.remove(0);
+                if h.is_empty() {
+                    h = read_frames(&c, &mut buf, 0).await;
+                }
                 assert!(
                     h[0].stream_id == over + 2 && h[0].has(FLAG_ACK),
                     "a claimed stream must free its unclaimed slot: {h:?}"
