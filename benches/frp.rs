@@ -9,8 +9,10 @@
 //! Reported per TLS setting: throughput of a 1 GiB download (median of [`RUNS`]), CPU
 //! seconds per GiB (Lyre alone vs HAProxy + frps together; frpc shown apart), the same for
 //! a 1 GiB upload (informational: the targets are for downloads), CPU-us per
-//! small keep-alive request under `lyre bench` load, and the RSS delta per idle connection
-//! through the tunnel (1,000 connections). Ratios are printed next to the targets.
+//! small keep-alive request under `lyre bench` load, the RSS delta per idle connection
+//! through the tunnel (1,000 connections), and 64 MiB downloads with frpc behind a 100 ms
+//! round trip (`wan`: shows the yamux receive window each server grants). Ratios are
+//! printed next to the targets.
 //! Every wait is bounded; every process is killed when its stack drops.
 
 #[path = "frp/measure.rs"]
@@ -92,10 +94,10 @@ fn compare(tls: bool) -> Result<(), String> {
     let sock = dir.join("backend.sock");
     measure::start_backend(&sock)?;
     let result = (|| {
-        let lyre = stack::lyre(&ldir, &certs, tls, &sock)?;
-        let harp = stack::harp(&hdir, &certs, tls, &sock, lyre.remote_port)?;
+        let lyre = stack::lyre(&ldir, &certs, tls, &sock, None)?;
+        let harp = stack::harp(&hdir, &certs, tls, &sock, (lyre.remote_port, None))?;
         println!("\n== TLS {} ==", on_off(tls));
-        // FRP_BENCH_ONLY=throughput|upload|small|idle runs one part (while tuning).
+        // FRP_BENCH_ONLY=throughput|upload|small|idle|wan runs one part (while tuning).
         let only = std::env::var("FRP_BENCH_ONLY").unwrap_or_default();
         let run = |part: &str| only.is_empty() || only == part;
         if run("throughput") {
@@ -109,6 +111,17 @@ fn compare(tls: bool) -> Result<(), String> {
         }
         if run("idle") {
             idle(&lyre, &harp);
+        }
+        drop((lyre, harp));
+        if run("wan") {
+            let (ldir, hdir) = (dir.join("lyre-wan"), dir.join("harp-wan"));
+            for d in [&ldir, &hdir] {
+                std::fs::create_dir_all(d).map_err(|e| format!("{}: {e}", d.display()))?;
+            }
+            let wan = Some(WAN_ONE_WAY);
+            let lyre = stack::lyre(&ldir, &certs, tls, &sock, wan)?;
+            let harp = stack::harp(&hdir, &certs, tls, &sock, (lyre.remote_port, wan))?;
+            long_link(&lyre, &harp)?;
         }
         Ok(())
     })();
@@ -212,6 +225,35 @@ fn uploads(lyre: &Stack, harp: &Stack) -> Result<(), String> {
         rows[0].0 / rows[1].0,
         rows[0].1 / rows[1].1
     );
+    Ok(())
+}
+
+/// One-way delay between frpc and the server in the `wan` part (100 ms round trip).
+const WAN_ONE_WAY: std::time::Duration = std::time::Duration::from_millis(50);
+/// Bytes per download over the long link.
+const WAN_BYTES: u64 = 64 << 20;
+
+/// Downloads with frpc behind a 100 ms round trip (a delaying relay on loopback): a yamux
+/// stream moves at most one receive window per round trip, so this row shows the window
+/// the server grants (frps: 6 MiB), not CPU. Median of [`RUNS`], MB/s.
+fn long_link(lyre: &Stack, harp: &Stack) -> Result<(), String> {
+    let mut mbps = Vec::new();
+    for s in [lyre, harp] {
+        let mut rates = Vec::new();
+        for _ in 0..RUNS {
+            let d = measure::download(s, WAN_BYTES)?;
+            rates.push(WAN_BYTES as f64 / d.secs / 1e6);
+        }
+        let m = median(rates);
+        println!(
+            "{:<14} {} MiB over a {} ms round trip to frpc: {m:.1} MB/s",
+            s.label,
+            WAN_BYTES >> 20,
+            2 * WAN_ONE_WAY.as_millis()
+        );
+        mbps.push(m);
+    }
+    println!("long-link ratio lyre/frps {:.2}x", mbps[0] / mbps[1]);
     Ok(())
 }
 

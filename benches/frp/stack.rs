@@ -156,7 +156,14 @@ impl Stack {
 }
 
 /// `lyre serve` + frpc. Lyre generates the PKI under `certs` (`$LYRE_CERTS_DIR/frp`).
-pub fn lyre(dir: &Path, certs: &Path, tls: bool, sock: &Path) -> Result<Stack, String> {
+/// `wan`: frpc reaches the server through [`delay_relay`] with this one-way delay.
+pub fn lyre(
+    dir: &Path,
+    certs: &Path,
+    tls: bool,
+    sock: &Path,
+    wan: Option<Duration>,
+) -> Result<Stack, String> {
     let (front, frp, control) = (free_port()?, free_port()?, free_port()?);
     let remote_port = free_remote_port(0)?;
     let mut cmd = Command::new(LYRE);
@@ -178,7 +185,13 @@ pub fn lyre(dir: &Path, certs: &Path, tls: bool, sock: &Path) -> Result<Stack, S
     let mut p = Proc::spawn("lyre", cmd, &dir.join("lyre.log"))?;
     wait_port(&mut p, front)?;
     let certs_frp = certs.join("frp");
-    let toml = frpc_toml(frp, tls.then_some(certs_frp.as_path()), remote_port, sock);
+    let server = through(frp, wan)?;
+    let toml = frpc_toml(
+        server,
+        tls.then_some(certs_frp.as_path()),
+        remote_port,
+        sock,
+    );
     let frpc = start_frpc(dir, toml)?;
     push_record(front, remote_port)?;
     Ok(Stack {
@@ -217,8 +230,15 @@ fn push_record(front: u16, remote_port: u16) -> Result<(), String> {
     Ok(())
 }
 
-/// HaRP's data path without its Python agent: HAProxy -> frps <- frpc.
-pub fn harp(dir: &Path, certs: &Path, tls: bool, sock: &Path, skip: u16) -> Result<Stack, String> {
+/// HaRP's data path without its Python agent: HAProxy -> frps <- frpc (through
+/// [`delay_relay`] when `wan` is set).
+pub fn harp(
+    dir: &Path,
+    certs: &Path,
+    tls: bool,
+    sock: &Path,
+    (skip, wan): (u16, Option<Duration>),
+) -> Result<Stack, String> {
     let (front, frp) = (free_port()?, free_port()?);
     let remote_port = free_remote_port(skip)?;
     let certs_frp = certs.join("frp");
@@ -232,7 +252,13 @@ pub fn harp(dir: &Path, certs: &Path, tls: bool, sock: &Path, skip: u16) -> Resu
     cmd.arg("-c").arg(&frps_cfg);
     let mut frps = Proc::spawn("frps", cmd, &dir.join("frps.log"))?;
     wait_port(&mut frps, frp)?;
-    let toml = frpc_toml(frp, tls.then_some(certs_frp.as_path()), remote_port, sock);
+    let server = through(frp, wan)?;
+    let toml = frpc_toml(
+        server,
+        tls.then_some(certs_frp.as_path()),
+        remote_port,
+        sock,
+    );
     let frpc = start_frpc(dir, toml)?;
     let hcfg = dir.join("haproxy.cfg");
     std::fs::write(&hcfg, haproxy_cfg(front, remote_port)).map_err(|e| e.to_string())?;
@@ -249,6 +275,64 @@ pub fn harp(dir: &Path, certs: &Path, tls: bool, sock: &Path, skip: u16) -> Resu
         log: dir.join("frps.log"),
         _procs: vec![hap, frpc, frps],
     })
+}
+
+/// The port frpc dials: the server's, or a delaying relay's in front of it.
+fn through(server: u16, wan: Option<Duration>) -> Result<u16, String> {
+    match wan {
+        None => Ok(server),
+        Some(one_way) => delay_relay(server, one_way),
+    }
+}
+
+/// A TCP relay to 127.0.0.1:`target` that holds every chunk `one_way` before passing it
+/// on, in both directions: a long link for frpc on loopback (this kernel has no netem).
+/// It buffers without limit, so only the protocols' own windows bound what is in flight.
+/// Its threads live until the bench exits.
+pub fn delay_relay(target: u16, one_way: Duration) -> Result<u16, String> {
+    let l = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    let port = l.local_addr().map_err(|e| e.to_string())?.port();
+    thread::spawn(move || {
+        for inbound in l.incoming().flatten() {
+            let Ok(outbound) = TcpStream::connect(("127.0.0.1", target)) else {
+                continue;
+            };
+            let (Ok(in2), Ok(out2)) = (inbound.try_clone(), outbound.try_clone()) else {
+                continue;
+            };
+            delayed_pipe(inbound, outbound, one_way);
+            delayed_pipe(out2, in2, one_way);
+        }
+    });
+    Ok(port)
+}
+
+/// `from` -> `to`, each chunk released `delay` after it was read; EOF passes as a shutdown.
+fn delayed_pipe(mut from: TcpStream, mut to: TcpStream, delay: Duration) {
+    use std::io::{Read, Write};
+    let (tx, rx) = std::sync::mpsc::channel::<(Instant, Vec<u8>)>();
+    thread::spawn(move || {
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            let n = from.read(&mut buf).unwrap_or(0);
+            if tx
+                .send((Instant::now() + delay, buf[..n].to_vec()))
+                .is_err()
+                || n == 0
+            {
+                return;
+            }
+        }
+    });
+    thread::spawn(move || {
+        for (due, chunk) in rx {
+            thread::sleep(due.saturating_duration_since(Instant::now()));
+            if chunk.is_empty() || to.write_all(&chunk).is_err() {
+                let _ = to.shutdown(std::net::Shutdown::Write);
+                return;
+            }
+        }
+    });
 }
 
 fn haproxy_bin() -> Result<PathBuf, String> {
