@@ -125,8 +125,16 @@ fn frpc_toml(server_port: u16, certs: Option<&Path>, remote_port: u16, sock: &Pa
     )
 }
 
-fn start_frpc(dir: &Path, toml: String) -> Result<Proc, String> {
+/// frpc with HaRP's ExApp config ([`frpc_toml`]) against `server_port`, once its proxy is up.
+fn start_frpc(
+    dir: &Path,
+    server_port: u16,
+    certs: Option<&Path>,
+    remote_port: u16,
+    sock: &Path,
+) -> Result<Proc, String> {
     let cfg = dir.join("frpc.toml");
+    let toml = frpc_toml(server_port, certs, remote_port, sock);
     std::fs::write(&cfg, toml).map_err(|e| e.to_string())?;
     let log = dir.join("frpc.log");
     let mut cmd = Command::new(super::peer("frp/frpc")?);
@@ -185,14 +193,8 @@ pub fn lyre(
     let mut p = Proc::spawn("lyre", cmd, &dir.join("lyre.log"))?;
     wait_port(&mut p, front)?;
     let certs_frp = certs.join("frp");
-    let server = through(frp, wan)?;
-    let toml = frpc_toml(
-        server,
-        tls.then_some(certs_frp.as_path()),
-        remote_port,
-        sock,
-    );
-    let frpc = start_frpc(dir, toml)?;
+    let tls_files = tls.then_some(certs_frp.as_path());
+    let frpc = start_frpc(dir, through(frp, wan)?, tls_files, remote_port, sock)?;
     push_record(front, remote_port)?;
     Ok(Stack {
         label: "lyre",
@@ -252,14 +254,8 @@ pub fn harp(
     cmd.arg("-c").arg(&frps_cfg);
     let mut frps = Proc::spawn("frps", cmd, &dir.join("frps.log"))?;
     wait_port(&mut frps, frp)?;
-    let server = through(frp, wan)?;
-    let toml = frpc_toml(
-        server,
-        tls.then_some(certs_frp.as_path()),
-        remote_port,
-        sock,
-    );
-    let frpc = start_frpc(dir, toml)?;
+    let tls_files = tls.then_some(certs_frp.as_path());
+    let frpc = start_frpc(dir, through(frp, wan)?, tls_files, remote_port, sock)?;
     let hcfg = dir.join("haproxy.cfg");
     std::fs::write(&hcfg, haproxy_cfg(front, remote_port)).map_err(|e| e.to_string())?;
     let mut cmd = Command::new(haproxy_bin()?);

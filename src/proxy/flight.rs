@@ -175,10 +175,7 @@ fn handle_msg(w: &Rc<Worker>, msg: BusMsg) {
             // Admitted by the worker that accepted it; its slot ended with that task.
             let slot = w.conns.admitted();
             let conn = super::conn::adopt_client(w.clone(), h);
-            spawn_conn("handed-over client", async move {
-                conn.await;
-                drop(slot);
-            });
+            spawn_conn("handed-over client", super::counted(conn, slot));
         }
         BusMsg::FrpConn(h) => {
             let ctx = w.frp.borrow().clone();

@@ -53,10 +53,6 @@ impl FrpTls {
             None => super::config::throwaway_server_config().map(FrpTls::Optional),
         }
     }
-
-    pub fn requires_tls(&self) -> bool {
-        matches!(self, FrpTls::Required(_))
-    }
 }
 
 /// Sniff the first byte and run the TLS handshake when the client starts one; plaintext
