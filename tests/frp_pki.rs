@@ -1,13 +1,19 @@
 //! `lyre certs` makes HaRP's FRP PKI (harp-compat.md §5.2, H-15..H-17), read back with the
-//! openssl CLI (the tool HaRP's start script uses): names, SANs, CA flag, validity,
-//! signatures, no EKU on the client certificate, and a second run keeps the files.
+//! openssl CLI (the tool HaRP's start script uses): names, SANs, CA flag, RSA 2048 keys,
+//! SHA-256 signatures, validity, no EKU on the client certificate, and a second run keeps
+//! the files. The other way round too: the PKI HaRP's openssl commands made (what an
+//! operator moving from HaRP has in the certs volume, embedded in every installed ExApp)
+//! serves the real frpc as it is.
 
+mod appliance_frp_harness;
 mod common;
 
 use std::path::Path;
 use std::process::Command;
 
-use common::TempDir;
+use appliance_frp_harness::*;
+use common::http::Conn;
+use common::{sha256_hex, Pattern, TempDir};
 
 fn openssl(args: &[&str]) -> String {
     let out = Command::new("openssl")
@@ -84,9 +90,10 @@ fn lyre_certs_makes_harps_pki() {
     for c in [&ca, &server, &client] {
         let t = text(c);
         assert!(
-            t.contains("Signature Algorithm: ecdsa-with-SHA256"),
-            "SHA-256: {t}"
+            t.contains("Signature Algorithm: sha256WithRSAEncryption"),
+            "RSA with SHA-256: {t}"
         );
+        assert!(t.contains("Public-Key: (2048 bit)"), "RSA 2048: {t}");
         // HP_FRP_CERT_VALIDITY_DAYS=42: valid 41 days from now, expired within 43.
         assert!(valid_for_days(c, 41), "{} expires too early", c.display());
         assert!(!valid_for_days(c, 43), "{} outlives 42 days", c.display());
@@ -120,4 +127,89 @@ fn zero_days_is_refused_naming_the_variable() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("HP_FRP_CERT_VALIDITY_DAYS"), "{err}");
     assert!(!tmp.path().join("frp").exists());
+}
+
+/// HaRP's start script (harp-compat §5.2), command for command: a self-signed CA, then a
+/// server and a client key + CSR from their openssl configs, signed by the CA. (Arguments
+/// split on spaces: temp paths have none.)
+fn harp_openssl_pki(frp: &Path, days: &str) {
+    std::fs::create_dir_all(frp).unwrap();
+    let run = |line: String| openssl(&line.split(' ').collect::<Vec<_>>());
+    let d = frp.display();
+    run(format!(
+        "req -x509 -nodes -newkey rsa:2048 -sha256 -days {days} \
+         -keyout {d}/ca.key -out {d}/ca.crt -subj /CN=harp.nc"
+    ));
+    for (role, cn) in [("server", "harp.nc"), ("client", "harp.client.nc")] {
+        std::fs::write(
+            frp.join(format!("{role}-openssl.cnf")),
+            format!(
+                "[req]\ndistinguished_name = dn\nreq_extensions = v3_req\nprompt = no\n\
+                 [dn]\nCN = {cn}\n[v3_req]\nsubjectAltName = DNS:{cn}\n"
+            ),
+        )
+        .unwrap();
+        run(format!(
+            "req -new -nodes -newkey rsa:2048 -sha256 -keyout {d}/{role}.key \
+             -out {d}/{role}.csr -config {d}/{role}-openssl.cnf"
+        ));
+        run(format!(
+            "x509 -req -in {d}/{role}.csr -CA {d}/ca.crt -CAkey {d}/ca.key -CAcreateserial \
+             -out {d}/{role}.crt -days {days} -sha256 -extensions v3_req \
+             -extfile {d}/{role}-openssl.cnf"
+        ));
+    }
+}
+
+/// Every file of `dir` with its bytes, sorted by name.
+fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            let name = e.file_name().to_string_lossy().into_owned();
+            (name, std::fs::read(e.path()).unwrap())
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+/// H-16 for an operator replacing HaRP: the RSA PKI its start script made stays in the
+/// certs volume (installed ExApps embed client.crt/client.key/ca.crt), so Lyre must serve
+/// it untouched. The real frpc with those files logs in over mutual TLS and a download
+/// through the tunnel arrives byte-exact.
+#[test]
+fn the_pki_harps_openssl_commands_made_is_served_as_it_is() {
+    let certs = TempDir::new("harp-pki");
+    let frp = certs.path().join("frp");
+    harp_openssl_pki(&frp, "5000");
+    let before = snapshot(&frp);
+
+    let app = Appliance::start_in(certs, true, &[]);
+    let bytes = ByteServer::start();
+    let port = pick_remote_port();
+    let conf = FrpcConf::harp(&app, port, Local::Unix(bytes.sock.clone()));
+    let frpc = Frpc::start_ready(&conf);
+    app.push_frp_app(
+        APP_ID,
+        port,
+        serde_json::json!([{"url": "^/", "access_level": 0}]),
+    );
+
+    let n = 3 << 20;
+    let mut c = Conn::connect(app.lyre.port);
+    c.send(&exapp_get(APP_ID, &format!("/bytes/{n}")));
+    let r = c.read_response();
+    assert_eq!(r.head.status, 200, "{}\n{}", app.lyre.log(), frpc.log());
+    assert_eq!(
+        sha256_hex(&r.body),
+        Pattern::new().sha256(n as u64),
+        "download sha256"
+    );
+    assert_eq!(
+        snapshot(&frp),
+        before,
+        "Lyre changed HaRP's certificate files"
+    );
 }

@@ -182,7 +182,7 @@ impl NcTarget {
     }
 }
 
-/// rustls client config: ring provider, system roots plus `extra_ca`, default session
+/// rustls client config: Lyre's crypto provider, system roots plus `extra_ca`, default session
 /// resumption (in-memory, shared by all connections of the process).
 pub fn client_config(extra_ca: Option<&NcCaFile>) -> Result<Arc<ClientConfig>, NcError> {
     let mut roots = RootCertStore::empty();
@@ -207,7 +207,7 @@ pub fn client_config(extra_ca: Option<&NcCaFile>) -> Result<Arc<ClientConfig>, N
              CA bundle (ca-certificates) or set {LYRE_NC_CA_FILE} to a PEM CA file"
         )));
     }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = crate::tls::crypto_provider();
     let config = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| NcError::Tls(format!("building the TLS client config failed: {e}")))?

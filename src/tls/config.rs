@@ -41,7 +41,7 @@ pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
 
 /// Server config requiring a client certificate signed by `ca.crt`.
 pub fn server_config(pki: &PkiPaths) -> Result<Arc<ServerConfig>, TlsError> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = super::crypto_provider();
     let mut roots = RootCertStore::empty();
     for ca in load_certs(&pki.ca_crt)? {
         roots.add(ca).map_err(|e| pem_err(&pki.ca_crt, e))?;
@@ -68,7 +68,7 @@ pub fn server_config(pki: &PkiPaths) -> Result<Arc<ServerConfig>, TlsError> {
 /// §1.4). frpc without `trustedCaFile` verifies nothing, so it connects.
 pub fn throwaway_server_config() -> Result<Arc<ServerConfig>, TlsError> {
     let (cert, key) = super::pki::throwaway_server_cert()?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = super::crypto_provider();
     let key = PrivateKeyDer::try_from(key).map_err(|e| TlsError::Config(e.to_string()))?;
     let mut cfg = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -109,7 +109,7 @@ mod tests {
         roots
             .add(load_certs(&paths.ca_crt).unwrap().remove(0))
             .unwrap();
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let provider = crate::tls::crypto_provider();
         let v = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
             .build()
             .unwrap();

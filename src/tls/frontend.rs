@@ -41,7 +41,7 @@ pub fn https_config_from_pem(path: &Path, pem: &[u8]) -> Result<Arc<ServerConfig
         rustls::pki_types::pem::Error::NoItemsFound => cert_err(path, "no PRIVATE KEY block"),
         e => cert_err(path, e),
     })?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = super::crypto_provider();
     let mut cfg = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| cert_err(path, e))?

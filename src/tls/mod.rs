@@ -14,12 +14,21 @@ pub mod sniff;
 pub mod stream;
 
 use std::path::PathBuf;
+use std::sync::Arc;
+
+use rustls::crypto::CryptoProvider;
 
 pub use config::server_config;
 pub use frontend::https_config;
 pub use pki::{ensure_frp_pki, PkiPaths};
 pub use sniff::{accept, FirstByte, FrpTls};
 pub use stream::{TlsSession, Transport};
+
+/// The one crypto provider of every rustls config in Lyre (FRP listener, HTTPS frontend,
+/// Nextcloud client): ring, whose AES-GCM has a VAES path (see Cargo.toml for the numbers).
+pub fn crypto_provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
 
 #[derive(Debug)]
 pub enum TlsError {

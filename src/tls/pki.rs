@@ -1,10 +1,7 @@
 //! FRP certificate material, generated the way HaRP's start script does (harp-compat §5.2):
 //! only when `<certs_dir>/frp` does not exist; an existing directory is used untouched.
 //!
-//! Deviation from HaRP, on purpose: keys are ECDSA P-256, not RSA 2048. rcgen can only
-//! generate RSA keys with its aws-lc backend, and Lyre builds with ring only (no C
-//! toolchain dependency). frpc (Go crypto/tls) accepts ECDSA certificates on both sides,
-//! and existing HaRP RSA material still loads (rustls verifies RSA with ring).
+//! Keys are RSA 2048 with SHA-256 signatures, as HaRP's `openssl` commands make them.
 //! Layout and names match HaRP: `ca.crt/ca.key`, `server.crt/server.key` (CN and SAN
 //! `harp.nc`), `client.crt/client.key` (CN and SAN `harp.client.nc`, no EKU), SHA-256,
 //! leaves with subject and authority key identifiers as OpenSSL writes them, so OpenSSL
@@ -17,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose, SerialNumber, PKCS_ECDSA_P256_SHA256,
+    KeyUsagePurpose, SerialNumber, PKCS_ECDSA_P256_SHA256, PKCS_RSA_SHA256,
 };
 use time::{Duration as TimeDuration, OffsetDateTime};
 
@@ -93,7 +90,8 @@ pub fn ensure_frp_pki(certs_dir: &Path, validity_days: u32) -> Result<PkiPaths, 
 }
 
 /// A throw-away self-signed server certificate and key (DER), as frps makes at start when
-/// it has no certificate files (frp-protocol §1.4): only for TLS that nothing verifies.
+/// it has no certificate files (frp-protocol §1.4): only for TLS that nothing verifies, so
+/// an ECDSA key (made in microseconds, where RSA 2048 takes ~150 ms at every start).
 pub fn throwaway_server_cert() -> Result<(Vec<u8>, Vec<u8>), TlsError> {
     let gen = |e: rcgen::Error| TlsError::Generate(e.to_string());
     let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(gen)?;
@@ -130,7 +128,7 @@ fn params(cn: &str, san: Option<&str>, validity_days: u32) -> Result<Certificate
 
 pub fn generate(validity_days: u32) -> Result<GeneratedPki, TlsError> {
     let gen = |e: rcgen::Error| TlsError::Generate(e.to_string());
-    let key = || KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(gen);
+    let key = || KeyPair::generate_for(&PKCS_RSA_SHA256).map_err(gen);
     let ca_key = key()?;
     let mut ca = params(CA_NAME, None, validity_days)?;
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);

@@ -68,7 +68,12 @@ pub struct Appliance {
 
 impl Appliance {
     pub fn start(tls: bool, env: &[(&str, &str)]) -> Appliance {
-        let certs = TempDir::new("appl-certs");
+        Appliance::start_in(TempDir::new("appl-certs"), tls, env)
+    }
+
+    /// Like [`Appliance::start`], over a certificates directory the caller prepared (an
+    /// existing `frp/` in it is used as it is).
+    pub fn start_in(certs: TempDir, tls: bool, env: &[(&str, &str)]) -> Appliance {
         let dir = certs.path().to_string_lossy().into_owned();
         let mut all: Vec<(&str, &str)> = vec![
             ("LYRE_CERTS_DIR", dir.as_str()),
