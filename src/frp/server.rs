@@ -190,6 +190,12 @@ fn peek_first_msg(opening: &[u8]) -> Peek {
             continue;
         }
         let len = h.length as usize;
+        if len > CLASSIFY_READ_BYTES {
+            // No opening read can ever hold it: not frpc's Login (a few hundred bytes).
+            // Judged now by the session code (a window violation, say), not after the
+            // look-ahead's deadline.
+            return Peek::Other;
+        }
         if rest.len() < len {
             return Peek::Partial;
         }
@@ -409,8 +415,11 @@ mod tests {
         let mut bad_version = opening.clone();
         bad_version[HEADER_BYTES] = 9;
         assert_eq!(peek_first_msg(&bad_version), Peek::Other);
-        // A frame longer than what was read stays partial (the caller stops at its cap).
+        // A frame longer than what was read stays partial, unless no opening read could
+        // ever hold it.
+        let longer = yamux(FrameType::Data, FLAG_SYN, 1, b"x", 100);
+        assert_eq!(peek_first_msg(&longer), Peek::Partial);
         let huge = yamux(FrameType::Data, FLAG_SYN, 1, b"x", u32::MAX);
-        assert_eq!(peek_first_msg(&huge), Peek::Partial);
+        assert_eq!(peek_first_msg(&huge), Peek::Other);
     }
 }

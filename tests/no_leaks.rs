@@ -1,0 +1,361 @@
+//! Bad input, broken peers and impatient clients leave nothing behind: after many rounds of
+//! every abuse class the tests know, `lyre serve`'s descriptor table (read from
+//! /proc/<pid>/fd: sockets, pipes, timers) is back where good traffic left it, and Lyre
+//! still serves. Each class runs [`ROUNDS`] times, so a leak of one descriptor per event
+//! shows as dozens; the slack covers upstream keep-alive connections the pool may hold.
+//!
+//! The clients Lyre must close by itself (slow heads, idle WebSockets, silent FRP openers)
+//! are kept open by the test until the end: their descriptors in Lyre must go away through
+//! Lyre's own timeouts.
+
+mod appliance_frp_harness;
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::net::{Shutdown, TcpStream};
+use std::os::fd::AsRawFd;
+use std::thread;
+use std::time::Duration;
+
+use appliance_frp_harness::*;
+use common::http::{get_req, Conn};
+use common::ws::WsClient;
+use common::{free_port, poll_until, Lyre, Upstream};
+
+/// Repetitions of each abuse class.
+const ROUNDS: usize = 30;
+/// Descriptors the upstream pool (per worker) may legitimately hold beyond the baseline.
+const SLACK: usize = 6;
+
+/// Lyre's open descriptors by kind ("socket", "pipe", "anon_inode:[eventfd]", ...).
+fn descriptors(pid: u32) -> BTreeMap<String, usize> {
+    let mut kinds = BTreeMap::new();
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return kinds;
+    };
+    for e in dir.flatten() {
+        let Ok(target) = std::fs::read_link(e.path()) else {
+            continue;
+        };
+        let t = target.to_string_lossy();
+        let kind = match t.split_once(":[") {
+            Some((k, _)) if k != "anon_inode" => k.to_string(),
+            _ => t.into_owned(),
+        };
+        *kinds.entry(kind).or_default() += 1;
+    }
+    kinds
+}
+
+fn total(kinds: &BTreeMap<String, usize>) -> usize {
+    kinds.values().sum()
+}
+
+/// Waits up to `within` (past the timeouts in play) for the descriptor count to fall to
+/// `baseline + SLACK`; fails with both tables otherwise.
+fn assert_back_to(lyre: &Lyre, baseline: &BTreeMap<String, usize>, within: Duration, after: &str) {
+    let bound = total(baseline) + SLACK;
+    let mut now = BTreeMap::new();
+    let settled = poll_until(within, || {
+        now = descriptors(lyre.pid());
+        total(&now) <= bound
+    });
+    assert!(
+        settled,
+        "after {after}: {} descriptors open in lyre, baseline {} (+{SLACK} slack)\n\
+         now: {now:?}\nbaseline: {baseline:?}\n--- lyre log ---\n{}",
+        total(&now),
+        total(baseline),
+        lyre.log()
+    );
+}
+
+/// Closes `s` with a reset (SO_LINGER 0) instead of a FIN.
+fn reset(s: TcpStream) {
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: setsockopt on an open socket with a correctly sized linger struct.
+    let rc = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&linger as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0, "SO_LINGER");
+    drop(s);
+}
+
+/// Good traffic of every kind the abuse below perturbs: pages, a download, an upload, a
+/// WebSocket echo. Run before the baseline (pools, pipes and buffers get made) and after.
+fn good_traffic(port: u16) {
+    for _ in 0..3 {
+        let mut c = Conn::connect(port);
+        c.send(&get_req("/exapps/up/page"));
+        assert_eq!(c.read_response().head.status, 200);
+        c.send(&get_req("/exapps/up/bytes/4194304?cl=1"));
+        let r = c.read_response();
+        assert_eq!((r.head.status, r.body.len()), (200, 4 << 20));
+        let body = vec![7u8; 1 << 20];
+        c.send(
+            format!(
+                "POST /exapps/up/upload HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            )
+            .as_bytes(),
+        );
+        c.send(&body);
+        assert_eq!(c.read_response().head.status, 200);
+        let mut ws = WsClient::connect(port, "/exapps/up/ws");
+        ws.assert_echo("hello");
+        ws.close();
+    }
+}
+
+/// Sends `bytes` and reads whatever comes back until Lyre closes (or 5 s pass).
+fn send_and_drain(port: u16, bytes: &[u8]) {
+    let mut c = Conn::connect(port);
+    let _ = c.send_lenient(bytes);
+    let _ = c.closed_within(Duration::from_secs(5));
+}
+
+#[test]
+fn engine_abuse_leaves_no_descriptor_behind() {
+    let up = Upstream::start();
+    let down = free_port();
+    let mut lyre = Lyre::routed(
+        &[("/exapps/up/", up.port), ("/exapps/down/", down)],
+        &[
+            ("HP_TIMEOUT_CLIENT", "1s"),
+            ("HP_TIMEOUT_SERVER", "1s"),
+            ("HP_TIMEOUT_TUNNEL", "2s"),
+        ],
+    );
+    let port = lyre.port;
+    good_traffic(port);
+    thread::sleep(Duration::from_millis(300));
+    let baseline = descriptors(lyre.pid());
+
+    // Held open by the test: Lyre must drop its side through its own timeouts.
+    let mut held: Vec<TcpStream> = Vec::new();
+    let mut held_ws: Vec<WsClient> = Vec::new();
+    let big_head = format!(
+        "GET /exapps/up/page HTTP/1.1\r\nHost: t\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(70 * 1024)
+    );
+    let cl_te = "POST /exapps/up/upload HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\
+                 Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
+    for i in 0..ROUNDS {
+        // Malformed, oversized and smuggling heads: 400/431 and close.
+        send_and_drain(port, b"GARBAGE\r\n\r\n");
+        send_and_drain(port, big_head.as_bytes());
+        send_and_drain(port, cl_te.as_bytes());
+        // A body cut short by the client.
+        let mut c = Conn::connect(port);
+        c.send(b"POST /exapps/up/upload HTTP/1.1\r\nHost: t\r\nContent-Length: 10485760\r\n\r\n");
+        c.send(&vec![1u8; 256 * 1024]);
+        drop(c);
+        // A download abandoned after its first bytes, by FIN and by reset.
+        let mut c = Conn::connect(port);
+        c.send(&get_req("/exapps/up/bytes/67108864"));
+        let _ = c.read_head();
+        let _ = c.try_read_exact(100 * 1024);
+        if i % 2 == 0 {
+            drop(c);
+        } else {
+            reset(c.stream);
+        }
+        // Pipelined downloads, closed before reading any answer.
+        let mut c = Conn::connect(port);
+        let one = get_req("/exapps/up/bytes/1048576");
+        c.send(&one.repeat(5));
+        drop(c);
+        // 100-continue, then the client leaves without a body.
+        let mut c = Conn::connect(port);
+        c.send(
+            b"POST /exapps/up/upload HTTP/1.1\r\nHost: t\r\nContent-Length: 1000\r\n\
+              Expect: 100-continue\r\n\r\n",
+        );
+        let _ = c.read_head();
+        drop(c);
+        // Half-close after a complete request: the answer still comes.
+        let mut c = Conn::connect(port);
+        c.send(&get_req("/exapps/up/page"));
+        c.shutdown_write();
+        assert_eq!(c.read_response().head.status, 200, "half-closed client");
+        // Upstream down: 503.
+        let mut c = Conn::connect(port);
+        c.send(&get_req("/exapps/down/page"));
+        assert_eq!(c.read_response().head.status, 503, "upstream down");
+        // A WebSocket dropped mid-conversation.
+        let mut ws = WsClient::connect(port, "/exapps/up/ws");
+        ws.assert_echo("bye");
+        drop(ws);
+        // A slow head (closed by HP_TIMEOUT_CLIENT) and an idle WebSocket (closed by
+        // HP_TIMEOUT_TUNNEL), both left open by the client.
+        let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        s.write_all(b"GET /exapps/up/page HTTP/1.1\r\nHo")
+            .expect("send");
+        held.push(s);
+        held_ws.push(WsClient::connect(port, "/exapps/up/ws"));
+    }
+    // Silent upstream: 504 after HP_TIMEOUT_SERVER, all at once.
+    let silent: Vec<_> = (0..ROUNDS)
+        .map(|_| {
+            thread::spawn(move || {
+                let mut c = Conn::connect(port);
+                c.send(&get_req("/exapps/up/silent"));
+                c.read_response().head.status
+            })
+        })
+        .collect();
+    for t in silent {
+        assert_eq!(t.join().expect("silent client"), 504, "silent upstream");
+    }
+
+    assert_back_to(
+        &lyre,
+        &baseline,
+        Duration::from_secs(20),
+        "every abuse class",
+    );
+    lyre.assert_alive();
+    good_traffic(port);
+    for s in &held {
+        let _ = s.shutdown(Shutdown::Both);
+    }
+    drop((held, held_ws));
+    assert_back_to(
+        &lyre,
+        &baseline,
+        Duration::from_secs(20),
+        "good traffic again",
+    );
+}
+
+/// A raw yamux frame header (frp-protocol §2).
+fn yamux(ty: u8, flags: u16, id: u32, len: u32) -> Vec<u8> {
+    let mut h = vec![0, ty];
+    h.extend_from_slice(&flags.to_be_bytes());
+    h.extend_from_slice(&id.to_be_bytes());
+    h.extend_from_slice(&len.to_be_bytes());
+    h
+}
+
+/// Good tunnel traffic: downloads through the in-process fast path (an ExApp request) and
+/// through the compatibility listener on 127.0.0.1:<remotePort>.
+fn tunnel_traffic(lyre_port: u16, remote_port: u16) {
+    for _ in 0..3 {
+        let mut c = Conn::connect(lyre_port);
+        c.send(&exapp_get(APP_ID, "/bytes/2097152"));
+        let r = c.read_response();
+        assert_eq!((r.head.status, r.body.len()), (200, 2 << 20), "fast path");
+        let mut c = Conn::connect(remote_port);
+        c.send(&get_req("/bytes/2097152"));
+        let r = c.read_response();
+        assert_eq!((r.head.status, r.body.len()), (200, 2 << 20), "tunnel port");
+    }
+}
+
+/// Starts a paced download through the fast path and reads its first bytes.
+fn running_download(lyre_port: u16) -> Conn {
+    let mut c = Conn::connect(lyre_port);
+    c.send(&exapp_get(APP_ID, "/slow/1073741824"));
+    assert_eq!(c.read_head().status, 200, "download through the tunnel");
+    let _ = c.try_read_exact(64 * 1024);
+    c
+}
+
+#[test]
+fn frp_abuse_leaves_no_descriptor_behind() {
+    // TLS off so raw clients can speak yamux and frp messages; TLS openers still get a
+    // handshake (HP_FRP_DISABLE_TLS=true serves TLS frpc too).
+    let app = Appliance::start(
+        false,
+        &[
+            ("HP_TIMEOUT_CONNECT", "2s"),
+            ("HP_TIMEOUT_CLIENT", "1s"),
+            ("HP_TIMEOUT_SERVER", "2s"),
+        ],
+    );
+    let bytes = ByteServer::start();
+    let port = pick_remote_port();
+    let conf = FrpcConf::harp(&app, port, Local::Unix(bytes.sock.clone()));
+    let mut frpc = Frpc::start_ready(&conf);
+    app.push_frp_app(
+        APP_ID,
+        port,
+        serde_json::json!([{"url": "^/", "access_level": 0}]),
+    );
+    let (lyre_port, frp_port) = (app.lyre.port, app.lyre.frp_port);
+    tunnel_traffic(lyre_port, port);
+    thread::sleep(Duration::from_millis(300));
+    let baseline = descriptors(app.lyre.pid());
+
+    let frp_openers: Vec<Vec<u8>> = vec![
+        b"zzzzzzzzzzzz".to_vec(),
+        [vec![0x16, 3, 1, 0, 40], vec![0xee; 40]].concat(),
+        [vec![0x17, 0x16, 3, 1, 0, 40], vec![0xee; 40]].concat(),
+        [yamux(1, 1, 1, 0), vec![7; 12]].concat(),
+        [yamux(1, 1, 1, 0), yamux(0, 0, 1, 8 << 20)].concat(),
+        [vec![b'o'], 10241i64.to_be_bytes().to_vec()].concat(),
+    ];
+    let mut held: Vec<TcpStream> = Vec::new();
+    for i in 0..ROUNDS {
+        // User connections abandoned mid-download: fast path (FIN / reset), tunnel port.
+        let c = running_download(lyre_port);
+        if i % 2 == 0 {
+            drop(c);
+        } else {
+            reset(c.stream);
+        }
+        let mut c = Conn::connect(port);
+        c.send(&get_req("/bytes/67108864"));
+        let _ = c.read_head();
+        let _ = c.try_read_exact(64 * 1024);
+        drop(c);
+        // Broken frp openers, each closed by Lyre.
+        for bytes in &frp_openers {
+            send_and_drain(frp_port, bytes);
+        }
+        // Connect and leave at once.
+        drop(TcpStream::connect(("127.0.0.1", frp_port)).expect("connect"));
+        // Openers that stall: nothing at all, a yamux SYN without a Login, half a TLS
+        // record. Lyre's deadlines (10 s first byte / handshake, then 10 s for the first
+        // message) must close them; the test keeps its ends open.
+        for opening in [Vec::new(), yamux(1, 1, 1, 0), vec![0x16, 3, 1]] {
+            let mut s = TcpStream::connect(("127.0.0.1", frp_port)).expect("connect");
+            s.write_all(&opening).expect("send");
+            held.push(s);
+        }
+    }
+    // frpc killed under a running download, a request while the tunnel is gone (503),
+    // frpc back.
+    for _ in 0..3 {
+        let c = running_download(lyre_port);
+        frpc.guard.kill();
+        drop(c);
+        let mut c = Conn::connect(lyre_port);
+        c.send(&exapp_get(APP_ID, "/x"));
+        assert_eq!(c.read_response().head.status, 503, "no tunnel");
+        frpc = Frpc::start_ready(&conf);
+    }
+    tunnel_traffic(lyre_port, port);
+
+    let mut lyre = app.lyre;
+    assert_back_to(&lyre, &baseline, Duration::from_secs(40), "frp abuse");
+    lyre.assert_alive();
+    tunnel_traffic(lyre_port, port);
+    drop(held);
+    assert_back_to(
+        &lyre,
+        &baseline,
+        Duration::from_secs(20),
+        "good tunnel traffic again",
+    );
+}
