@@ -15,13 +15,15 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::{Shutdown, TcpStream};
 use std::os::fd::AsRawFd;
+use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
 use appliance_frp_harness::*;
 use common::http::{get_req, Conn};
+use common::tls::make_certs;
 use common::ws::WsClient;
-use common::{free_port, poll_until, Lyre, Upstream};
+use common::{free_port, poll_until, Lyre, TempDir, Upstream};
 
 /// Repetitions of each abuse class.
 const ROUNDS: usize = 30;
@@ -117,6 +119,26 @@ fn good_traffic(port: u16) {
     }
 }
 
+/// An 8 MiB download over HTTPS, read whole (`None`) or abandoned after `Some(n)` bytes.
+fn https_download(port: u16, tls: &Arc<rustls::ClientConfig>, abandon_after: Option<usize>) {
+    let mut c = Conn::connect_tls(port, tls);
+    c.send(&get_req("/exapps/up/bytes/8388608?cl=1"));
+    match abandon_after {
+        None => {
+            let r = c.read_response();
+            assert_eq!(
+                (r.head.status, r.body.len()),
+                (200, 8 << 20),
+                "HTTPS download"
+            );
+        }
+        Some(n) => {
+            assert_eq!(c.read_head().status, 200, "HTTPS download");
+            let _ = c.try_read_exact(n);
+        }
+    }
+}
+
 /// Sends `bytes` and reads whatever comes back until Lyre closes (or 5 s pass).
 fn send_and_drain(port: u16, bytes: &[u8]) {
     let mut c = Conn::connect(port);
@@ -128,16 +150,30 @@ fn send_and_drain(port: u16, bytes: &[u8]) {
 fn engine_abuse_leaves_no_descriptor_behind() {
     let up = Upstream::start();
     let down = free_port();
+    let dir = TempDir::new("leak-certs");
+    let certs = make_certs(&dir.path().join("certs"));
+    let certs_dir = certs.dir.to_string_lossy().into_owned();
     let mut lyre = Lyre::routed(
         &[("/exapps/up/", up.port), ("/exapps/down/", down)],
         &[
             ("HP_TIMEOUT_CLIENT", "1s"),
             ("HP_TIMEOUT_SERVER", "1s"),
             ("HP_TIMEOUT_TUNNEL", "2s"),
+            ("LYRE_CERTS_DIR", certs_dir.as_str()),
         ],
     );
-    let port = lyre.port;
+    let (port, https_port) = (lyre.port, lyre.https_port);
+    let tls = certs.http11_client();
+    assert!(
+        poll_until(Duration::from_secs(10), || TcpStream::connect((
+            "127.0.0.1",
+            https_port
+        ))
+        .is_ok()),
+        "HTTPS frontend not listening"
+    );
     good_traffic(port);
+    https_download(https_port, &tls, None);
     thread::sleep(Duration::from_millis(300));
     let baseline = descriptors(lyre.pid());
 
@@ -196,6 +232,17 @@ fn engine_abuse_leaves_no_descriptor_behind() {
         let mut ws = WsClient::connect(port, "/exapps/up/ws");
         ws.assert_echo("bye");
         drop(ws);
+        // HTTPS: TLS garbage, plaintext on the TLS port, an abandoned download.
+        send_and_drain(
+            https_port,
+            &[vec![0x16, 3, 1, 0, 40], vec![0xee; 40]].concat(),
+        );
+        send_and_drain(https_port, &get_req("/exapps/up/page"));
+        https_download(https_port, &tls, Some(100 * 1024));
+        // Half a ClientHello, left there (the handshake deadline must close it).
+        let mut s = TcpStream::connect(("127.0.0.1", https_port)).expect("connect");
+        s.write_all(&[0x16, 3, 1]).expect("send");
+        held.push(s);
         // A slow head (closed by HP_TIMEOUT_CLIENT) and an idle WebSocket (closed by
         // HP_TIMEOUT_TUNNEL), both left open by the client.
         let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
@@ -226,6 +273,7 @@ fn engine_abuse_leaves_no_descriptor_behind() {
     );
     lyre.assert_alive();
     good_traffic(port);
+    https_download(https_port, &tls, None);
     for s in &held {
         let _ = s.shutdown(Shutdown::Both);
     }
