@@ -187,21 +187,19 @@ fn the_pki_harps_openssl_commands_made_is_served_as_it_is() {
     let before = snapshot(&frp);
 
     let app = Appliance::start_in(certs, true, &[]);
-    let bytes = ByteServer::start();
-    let port = pick_remote_port();
-    let conf = FrpcConf::harp(&app, port, Local::Unix(bytes.sock.clone()));
-    let frpc = Frpc::start_ready(&conf);
-    app.push_frp_app(
-        APP_ID,
-        port,
-        serde_json::json!([{"url": "^/", "access_level": 0}]),
-    );
+    let tunnel = app.byte_tunnel();
 
     let n = 3 << 20;
     let mut c = Conn::connect(app.lyre.port);
     c.send(&exapp_get(APP_ID, &format!("/bytes/{n}")));
     let r = c.read_response();
-    assert_eq!(r.head.status, 200, "{}\n{}", app.lyre.log(), frpc.log());
+    assert_eq!(
+        r.head.status,
+        200,
+        "{}\n{}",
+        app.lyre.log(),
+        tunnel.frpc.log()
+    );
     assert_eq!(
         sha256_hex(&r.body),
         Pattern::new().sha256(n as u64),

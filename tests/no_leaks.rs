@@ -331,15 +331,12 @@ fn frp_abuse_leaves_no_descriptor_behind() {
             ("HP_TIMEOUT_SERVER", "2s"),
         ],
     );
-    let bytes = ByteServer::start();
-    let port = pick_remote_port();
-    let conf = FrpcConf::harp(&app, port, Local::Unix(bytes.sock.clone()));
-    let mut frpc = Frpc::start_ready(&conf);
-    app.push_frp_app(
-        APP_ID,
+    let ByteTunnel {
         port,
-        serde_json::json!([{"url": "^/", "access_level": 0}]),
-    );
+        conf,
+        mut frpc,
+        bytes: _bytes,
+    } = app.byte_tunnel();
     let (lyre_port, frp_port) = (app.lyre.port, app.lyre.frp_port);
     tunnel_traffic(lyre_port, port);
     thread::sleep(Duration::from_millis(300));
@@ -466,15 +463,8 @@ fn stalled_downloads_through_the_tunnel_cost_one_window_each() {
     const USERS: u64 = 20;
     const MAX_KIB_EACH: u64 = 9 * 1024;
     let app = Appliance::start(false, &[]);
-    let bytes = ByteServer::start();
-    let port = pick_remote_port();
-    let conf = FrpcConf::harp(&app, port, Local::Unix(bytes.sock.clone()));
-    let _frpc = Frpc::start_ready(&conf);
-    app.push_frp_app(
-        APP_ID,
-        port,
-        serde_json::json!([{"url": "^/", "access_level": 0}]),
-    );
+    let tunnel = app.byte_tunnel();
+    let port = tunnel.port;
     tunnel_traffic(app.lyre.port, port);
     thread::sleep(Duration::from_millis(300));
     let pid = app.lyre.pid();

@@ -125,6 +125,35 @@ impl Appliance {
     }
 }
 
+/// The usual tunnel of a test: a [`ByteServer`] behind a real frpc (HaRP's ExApp config) on
+/// a fresh remote port, registered as [`APP_ID`] with one PUBLIC route.
+pub struct ByteTunnel {
+    pub bytes: ByteServer,
+    pub port: u16,
+    pub conf: FrpcConf,
+    pub frpc: Frpc,
+}
+
+impl Appliance {
+    pub fn byte_tunnel(&self) -> ByteTunnel {
+        let bytes = ByteServer::start();
+        let port = pick_remote_port();
+        let conf = FrpcConf::harp(self, port, Local::Unix(bytes.sock.clone()));
+        let frpc = Frpc::start_ready(&conf);
+        self.push_frp_app(
+            APP_ID,
+            port,
+            serde_json::json!([{"url": "^/", "access_level": 0}]),
+        );
+        ByteTunnel {
+            bytes,
+            port,
+            conf,
+            frpc,
+        }
+    }
+}
+
 /// Where frpc's proxy sends user connections.
 #[derive(Clone)]
 pub enum Local {
