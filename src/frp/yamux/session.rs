@@ -1190,29 +1190,7 @@ mod tests {
                 assert_eq!(got, total);
             };
             let client = async {
-                nio::write_all(&c, &frame(FrameType::WindowUpdate, FLAG_SYN, 1, 0))
-                    .await
-                    .unwrap();
-                let mut window = MAX_RECV_WINDOW_BYTES as usize; // granted by the ACK
-                let mut sent = 0;
-                let mut buf = Vec::new();
-                let chunk = vec![1u8; 64 * 1024];
-                while sent < total {
-                    while window == 0 {
-                        for h in read_frames(&c, &mut buf, 0).await {
-                            if h.ty == FrameType::WindowUpdate && h.flags == 0 {
-                                window += h.length as usize;
-                            }
-                        }
-                    }
-                    let n = chunk.len().min(window).min(total - sent);
-                    nio::write_all(&c, &frame(FrameType::Data, 0, 1, n as u32))
-                        .await
-                        .unwrap();
-                    nio::write_all(&c, &chunk[..n]).await.unwrap();
-                    window -= n;
-                    sent += n;
-                }
+                send_within_window(&c, total).await;
                 nio::write_all(&c, &frame(FrameType::WindowUpdate, FLAG_FIN, 1, 0))
                     .await
                     .unwrap();
