@@ -437,3 +437,81 @@ fn memcpy_choice_follows_the_host_and_the_opt_out() {
         .contains("memcpy: glibc's choice")));
     assert_eq!(get(kept.port, &format!("{UP}page")).head.status, 200);
 }
+
+/// Data segments `s` has received (TCP_INFO `tcpi_data_segs_in`, Linux 4.6+).
+fn data_segments_in(s: &std::net::TcpStream) -> u32 {
+    use std::os::fd::AsRawFd;
+    // SAFETY: getsockopt writes at most `len` bytes into the zeroed struct.
+    unsafe {
+        let mut info: libc::tcp_info = std::mem::zeroed();
+        let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+        let rc = libc::getsockopt(
+            s.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&mut info as *mut libc::tcp_info).cast(),
+            &mut len,
+        );
+        assert_eq!(rc, 0, "TCP_INFO: {}", std::io::Error::last_os_error());
+        info.tcpi_data_segs_in
+    }
+}
+
+#[test]
+fn a_small_post_and_its_answer_cross_each_hop_in_one_segment() {
+    // A request head with its small body, and a response head with its small body, leave
+    // Lyre in one send each: one segment per hop (two small pushed segments in a row would
+    // also make the receiver's kernel ACK at once: an extra packet and softirq per request).
+    use std::io::{Read, Write};
+    use std::sync::mpsc;
+    const BODY: &[u8] = b"{\"app\":\"one-segment\"}";
+    const REPLY: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nthere";
+    let (tx, rx) = mpsc::channel::<(Vec<u8>, u32)>();
+    let upstream = common::AcceptLoop::on_free_port("one-segment upstream", move |mut s| {
+        let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        let want = |g: &[u8]| {
+            let end = g.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+            Some(end + BODY.len())
+        };
+        while want(&got).is_none_or(|n| got.len() < n) {
+            match s.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+        let segs = data_segments_in(&s);
+        let _ = s.write_all(REPLY);
+        let _ = tx.send((got, segs));
+    });
+    let lyre = Lyre::routed(&[("/exapps/one/", upstream.port())], &[]);
+    let mut c = Conn::connect(lyre.port);
+    let mut req = format!(
+        "POST /exapps/one/x HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n",
+        BODY.len()
+    )
+    .into_bytes();
+    req.extend_from_slice(BODY);
+    c.send(&req);
+    let r = c.read_response();
+    assert_eq!(r.head.status, 200);
+    assert_eq!(r.body, b"there");
+    let (got, upstream_segs) = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the upstream got the request");
+    assert!(
+        got.ends_with(BODY) && got.starts_with(b"POST /exapps/one/x HTTP/1.1\r\n"),
+        "upstream received {:?}",
+        String::from_utf8_lossy(&got)
+    );
+    assert_eq!(
+        upstream_segs, 1,
+        "data segments from Lyre to the upstream for head + body"
+    );
+    assert_eq!(
+        data_segments_in(&c.stream),
+        1,
+        "data segments from Lyre to the client for the response head + body"
+    );
+}
