@@ -120,6 +120,9 @@ async fn serve_demo_conn(s: TcpStream) {
                 Ok(_) => {}
             }
         };
+        if !skip_request_body(&s, &head, &mut buf).await {
+            return;
+        }
         let path = String::from_utf8_lossy(head.path()).into_owned();
         let ok = if path == "/ws" {
             return serve_ws(&s, &head, buf).await;
@@ -147,12 +150,44 @@ async fn serve_demo_conn(s: TcpStream) {
     }
 }
 
+/// Reads past a Content-Length request body (the demo's pages ignore bodies), so that a
+/// POST does not desynchronise the keep-alive connection. Chunked bodies are not read:
+/// false ends the connection, as does a peer gone mid-body.
+async fn skip_request_body(
+    s: &TcpStream,
+    head: &crate::http::RequestHead,
+    buf: &mut Vec<u8>,
+) -> bool {
+    let mut left = match head.framing {
+        crate::http::BodyFraming::None => return true,
+        crate::http::BodyFraming::ContentLength(n) => n,
+        _ => return false,
+    };
+    loop {
+        let have = (buf.len() as u64).min(left) as usize;
+        buf.drain(..have);
+        left -= have as u64;
+        if left == 0 {
+            return true;
+        }
+        match read_some(s, buf, 64 * 1024).await {
+            Ok(0) | Err(_) => return false,
+            Ok(_) => {}
+        }
+    }
+}
+
+/// Head and body in one write, as fast servers (hyper, Go's net/http, nginx) answer small
+/// responses: two small segments would make the reader's kernel ACK at once (TCP's
+/// "two pushed segments" rule) and cost every hop an extra packet and wakeup.
 async fn respond(s: &TcpStream, status: &str, ctype: &str, body: &[u8]) -> bool {
-    let head = format!(
+    let mut out = format!(
         "HTTP/1.1 {status}\r\ncontent-type: {ctype}\r\ncontent-length: {}\r\n\r\n",
         body.len()
-    );
-    write_all(s, head.as_bytes()).await.is_ok() && write_all(s, body).await.is_ok()
+    )
+    .into_bytes();
+    out.extend_from_slice(body);
+    write_all(s, &out).await.is_ok()
 }
 
 async fn download(s: &TcpStream, bytes: u64) -> bool {
