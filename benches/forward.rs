@@ -6,6 +6,8 @@
 //! binary as a subprocess, measured through /proc/<pid>/stat and /proc/<pid>/status.
 //! Loopback only; every transfer and wait is bounded in time, so the bench ends by itself.
 
+#[path = "common/machine.rs"]
+mod machine;
 #[path = "forward/stage2.rs"]
 mod stage2;
 
@@ -38,11 +40,14 @@ pub enum Driver {
     Epoll,
 }
 
-/// One download: wall seconds at the client and forwarder CPU seconds (None = direct).
+/// One download: wall seconds at the client, forwarder CPU seconds (None = direct), and
+/// the whole machine's busy CPU seconds during the transfer (source, forwarder, client and
+/// the kernel work each one's sockets cause, wherever it was accounted).
 #[derive(Clone, Copy)]
 pub struct Sample {
     pub secs: f64,
     pub cpu_secs: Option<f64>,
+    pub machine_secs: f64,
 }
 
 fn main() {
@@ -115,15 +120,13 @@ fn paired_table(source: SocketAddr, mut rows: Vec<Row>, runs: usize) {
             }
         }
     }
-    let all_direct: Vec<f64> = results
-        .iter()
-        .flatten()
-        .map(|(d, _)| gbit(d.secs))
-        .collect();
+    let gib = TOTAL_BYTES as f64 / (1u64 << 30) as f64;
+    let direct = || results.iter().flatten().map(|(d, _)| *d);
     println!(
-        "{:<36} {:>7.2} Gbit/s",
+        "{:<36} {:>7.2} Gbit/s  machine {:.3} CPU-s/GiB",
         "direct loopback (median)",
-        median(all_direct)
+        median(direct().map(|d| gbit(d.secs)).collect()),
+        median(direct().map(|d| d.machine_secs / gib).collect())
     );
     for ((label, _), pairs) in rows.iter().zip(&results) {
         if pairs.is_empty() {
@@ -137,9 +140,13 @@ fn paired_table(source: SocketAddr, mut rows: Vec<Row>, runs: usize) {
                 .iter()
                 .map(|(_, s)| s.cpu_secs.unwrap_or(f64::NAN))
                 .collect(),
-        ) / (TOTAL_BYTES as f64 / (1u64 << 30) as f64);
+        ) / gib;
+        let machine = median(pairs.iter().map(|(_, s)| s.machine_secs).collect()) / gib;
         let mark = if ratio >= TARGET_RATIO { "ok" } else { "MISS" };
-        println!("{label:<36} {gbps:>7.2} Gbit/s  ratio {ratio:.2} ({mark})  {cpu:.3} CPU-s/GiB");
+        println!(
+            "{label:<36} {gbps:>7.2} Gbit/s  ratio {ratio:.2} ({mark})  {cpu:.3} CPU-s/GiB  \
+             (machine {machine:.3})"
+        );
     }
 }
 
@@ -198,6 +205,7 @@ fn serve_source(mut c: TcpStream, bytes: u64, head: Option<Vec<u8>>) {
 
 /// Read from `addr` to EOF; checks the byte count.
 pub fn download(addr: SocketAddr) -> Result<Sample, String> {
+    let machine = machine::Window::start();
     let start = Instant::now();
     let mut c = TcpStream::connect(addr).map_err(|e| format!("connect {addr}: {e}"))?;
     c.set_read_timeout(Some(IO_TIMEOUT))
@@ -209,6 +217,7 @@ pub fn download(addr: SocketAddr) -> Result<Sample, String> {
     Ok(Sample {
         secs: start.elapsed().as_secs_f64(),
         cpu_secs: None,
+        machine_secs: machine.end().0,
     })
 }
 

@@ -15,6 +15,8 @@
 //! printed next to the targets.
 //! Every wait is bounded; every process is killed when its stack drops.
 
+#[path = "common/machine.rs"]
+mod machine;
 #[path = "frp/measure.rs"]
 mod measure;
 #[path = "frp/stack.rs"]
@@ -143,9 +145,22 @@ struct Direction {
     run: fn(&Stack, u64) -> Result<Download, String>,
 }
 
+/// One stack's medians over its transfers.
+#[derive(Clone, Copy, Default)]
+struct Medians {
+    gbps: f64,
+    /// The proxy under test (Lyre, or HAProxy + frps), CPU-s/GiB.
+    cpu: f64,
+    /// frpc alone, CPU-s/GiB.
+    frpc: f64,
+    /// frpc, the backend and the client together (the same programs in both stacks),
+    /// CPU-s/GiB.
+    peers: f64,
+}
+
 /// [`RUNS`] transfers of [`TOTAL_BYTES`] through each stack, alternating; prints each
-/// stack's medians (Lyre's per thread too) and returns (Gbit/s, CPU-s/GiB) per stack.
-fn transfers(lyre: &Stack, harp: &Stack, dir: &Direction) -> Result<[(f64, f64); 2], String> {
+/// stack's medians (Lyre's per thread too) and returns them.
+fn transfers(lyre: &Stack, harp: &Stack, dir: &Direction) -> Result<[Medians; 2], String> {
     let mut runs: [Vec<Download>; 2] = [Vec::new(), Vec::new()];
     for _ in 0..RUNS {
         for (i, s) in [lyre, harp].into_iter().enumerate() {
@@ -156,7 +171,7 @@ fn transfers(lyre: &Stack, harp: &Stack, dir: &Direction) -> Result<[(f64, f64);
         }
     }
     let gib = TOTAL_BYTES as f64 / (1u64 << 30) as f64;
-    let mut rows = [(0.0, 0.0); 2];
+    let mut rows = [Medians::default(); 2];
     for (i, (s, r)) in [lyre, harp].iter().zip(&runs).enumerate() {
         if r.is_empty() {
             return Err(format!("{}: no successful {}", s.label, dir.what));
@@ -168,8 +183,11 @@ fn transfers(lyre: &Stack, harp: &Stack, dir: &Direction) -> Result<[(f64, f64);
         );
         let cpu = median(r.iter().map(|d| d.cpu / gib).collect());
         let frpc = median(r.iter().map(|d| d.frpc_cpu / gib).collect());
+        let peers = median(r.iter().map(|d| (d.frpc_cpu + d.peers_cpu) / gib).collect());
+        let busy = median(r.iter().map(|d| d.box_busy * 100.0).collect());
         println!(
-            "{:<14} {}{gbps:>6.2} Gbit/s  {cpu:.3} CPU-s/GiB  (frpc {frpc:.3} CPU-s/GiB)",
+            "{:<14} {}{gbps:>6.2} Gbit/s  {cpu:.3} CPU-s/GiB  (frpc {frpc:.3}, frpc+backend+client \
+             {peers:.3} CPU-s/GiB; machine {busy:.0}% busy)",
             s.label, dir.tag
         );
         if s.label == "lyre" {
@@ -187,7 +205,12 @@ fn transfers(lyre: &Stack, harp: &Stack, dir: &Direction) -> Result<[(f64, f64);
                 .collect();
             println!("{:<14} per thread CPU-s/GiB: {}", "", parts.join(", "));
         }
-        rows[i] = (gbps, cpu);
+        rows[i] = Medians {
+            gbps,
+            cpu,
+            frpc,
+            peers,
+        };
     }
     Ok(rows)
 }
@@ -199,7 +222,7 @@ fn throughput(lyre: &Stack, harp: &Stack) -> Result<(), String> {
         run: measure::download,
     };
     let rows = transfers(lyre, harp, &download)?;
-    let (tr, cr) = (rows[0].0 / rows[1].0, rows[0].1 / rows[1].1);
+    let (tr, cr) = (rows[0].gbps / rows[1].gbps, rows[0].cpu / rows[1].cpu);
     println!(
         "throughput ratio lyre/frps {tr:.2}x (target >= {TARGET_THROUGHPUT_RATIO}x: {})",
         mark(tr >= TARGET_THROUGHPUT_RATIO)
@@ -208,7 +231,25 @@ fn throughput(lyre: &Stack, harp: &Stack) -> Result<(), String> {
         "CPU/GiB ratio lyre/(haproxy+frps) {cr:.2} (target <= {TARGET_CPU_RATIO:.2}: {})",
         mark(cr <= TARGET_CPU_RATIO)
     );
+    print_ceiling(&rows);
     Ok(())
+}
+
+/// What the throughput target asks of the machine: at [`TARGET_THROUGHPUT_RATIO`] x frps's
+/// throughput, the programs that are the same in both stacks (frpc, backend, client) would
+/// need this many CPUs by themselves, at the CPU per GiB they spent behind Lyre in this run.
+fn print_ceiling(rows: &[Medians; 2]) {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let target_gib_s = TARGET_THROUGHPUT_RATIO * rows[1].gbps * 1e9 / 8.0 / (1u64 << 30) as f64;
+    let need = |cpu_s_per_gib: f64| cpu_s_per_gib * target_gib_s;
+    println!(
+        "at {TARGET_THROUGHPUT_RATIO}x frps ({:.2} Gbit/s): frpc+backend+client alone would need \
+         {:.2} of the {cpus:.0} CPUs (frpc {:.2}), Lyre {:.2} more",
+        TARGET_THROUGHPUT_RATIO * rows[1].gbps,
+        need(rows[0].peers),
+        need(rows[0].frpc),
+        need(rows[0].cpu)
+    );
 }
 
 /// 1 GiB uploads through each stack (user -> frpc; no target, the issue's targets are
@@ -222,8 +263,8 @@ fn uploads(lyre: &Stack, harp: &Stack) -> Result<(), String> {
     let rows = transfers(lyre, harp, &upload)?;
     println!(
         "upload ratios lyre/frps: throughput {:.2}x, CPU/GiB {:.2}",
-        rows[0].0 / rows[1].0,
-        rows[0].1 / rows[1].1
+        rows[0].gbps / rows[1].gbps,
+        rows[0].cpu / rows[1].cpu
     );
     Ok(())
 }

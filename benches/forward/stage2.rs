@@ -154,6 +154,7 @@ fn download_https(source: SocketAddr, memcpy: &str) -> Result<Sample, String> {
     let pid = lyre.child.id();
     let stat = format!("/proc/{pid}/stat");
     let before = cpu::stat_ticks(&stat).ok_or("no /proc stat for lyre")?;
+    let machine = crate::machine::Window::start();
     let start = Instant::now();
     let tcp = TcpStream::connect(https).map_err(|e| format!("connect lyre https: {e}"))?;
     tcp.set_read_timeout(Some(IO_TIMEOUT))
@@ -175,6 +176,7 @@ fn download_https(source: SocketAddr, memcpy: &str) -> Result<Sample, String> {
         }
     }
     let secs = start.elapsed().as_secs_f64();
+    let machine_secs = machine.end();
     let after = cpu::stat_ticks(&stat).ok_or("no /proc stat for lyre")?;
     let _ = std::fs::remove_dir_all(&dir);
     if body != TOTAL_BYTES {
@@ -183,6 +185,7 @@ fn download_https(source: SocketAddr, memcpy: &str) -> Result<Sample, String> {
     Ok(Sample {
         secs,
         cpu_secs: Some(after.saturating_sub(before) as f64 / cpu::clock_ticks()),
+        machine_secs: machine_secs.0,
     })
 }
 
@@ -192,6 +195,7 @@ fn download_via_lyre(source: SocketAddr, pump: &str, driver: &str) -> Result<Sam
     let pid = lyre.child.id();
     let stat = format!("/proc/{pid}/stat");
     let before = cpu::stat_ticks(&stat).ok_or("no /proc stat for lyre")?;
+    let machine = crate::machine::Window::start();
     let start = Instant::now();
     let mut c = TcpStream::connect(lyre.addr).map_err(|e| format!("connect lyre: {e}"))?;
     c.set_read_timeout(Some(IO_TIMEOUT))
@@ -204,6 +208,7 @@ fn download_via_lyre(source: SocketAddr, pump: &str, driver: &str) -> Result<Sam
     }
     let body = rest as u64 + drain(&mut c)?;
     let secs = start.elapsed().as_secs_f64();
+    let machine_secs = machine.end();
     let after = cpu::stat_ticks(&stat).ok_or("no /proc stat for lyre")?;
     if body != TOTAL_BYTES {
         return Err(format!("body {body} bytes, expected {TOTAL_BYTES}"));
@@ -212,6 +217,7 @@ fn download_via_lyre(source: SocketAddr, pump: &str, driver: &str) -> Result<Sam
     Ok(Sample {
         secs,
         cpu_secs: Some(cpu_secs),
+        machine_secs: machine_secs.0,
     })
 }
 

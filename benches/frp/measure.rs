@@ -174,6 +174,10 @@ pub struct Download {
     pub secs: f64,
     pub cpu: f64,
     pub frpc_cpu: f64,
+    /// This process: the load generator's client and the ExApp backend (same in both stacks).
+    pub peers_cpu: f64,
+    /// Share of the machine's CPU time (all cores, from /proc/stat) that was busy.
+    pub box_busy: f64,
     pub threads: BTreeMap<String, f64>,
 }
 
@@ -240,6 +244,8 @@ pub fn download(s: &Stack, total: u64) -> Result<Download, String> {
 fn accounted(s: &Stack, transfer: impl FnOnce() -> Result<(), String>) -> Result<Download, String> {
     let cpu0 = cpu_secs(&s.measured)?;
     let frpc0 = cpu_secs(&[s.frpc_pid])?;
+    let peers0 = cpu_secs(&[std::process::id()])?;
+    let machine = crate::machine::Window::start();
     let threads0 = thread_cpu(s.measured[0]);
     let start = Instant::now();
     transfer()?;
@@ -248,6 +254,8 @@ fn accounted(s: &Stack, transfer: impl FnOnce() -> Result<(), String>) -> Result
         secs,
         cpu: cpu_secs(&s.measured)? - cpu0,
         frpc_cpu: cpu_secs(&[s.frpc_pid])? - frpc0,
+        peers_cpu: cpu_secs(&[std::process::id()])? - peers0,
+        box_busy: machine.end().1,
         threads: thread_cpu(s.measured[0])
             .into_iter()
             .map(|(k, v)| {
