@@ -376,3 +376,60 @@ fn work_streams_for_a_run_id_are_taken_only_from_its_own_session() {
     }
     echo_once(port, b"still served");
 }
+
+/// Seconds from connect until the server closes `s`, writing `trickle` (one byte at a time,
+/// every 2 s) meanwhile; `None` if it is still open after `give_up`.
+fn closed_after(mut s: TcpStream, trickle: &[u8], give_up: Duration) -> Option<f64> {
+    let start = std::time::Instant::now();
+    s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let mut next = trickle.iter();
+    let mut buf = [0u8; 256];
+    while start.elapsed() < give_up {
+        match s.read(&mut buf) {
+            Ok(0) => return Some(start.elapsed().as_secs_f64()),
+            Ok(_) => {} // yamux ACKs and pings: the session is still up
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                return Some(start.elapsed().as_secs_f64())
+            }
+            Err(_) => {
+                if let Some(b) = next.next() {
+                    if s.write_all(&[*b]).is_err() {
+                        return Some(start.elapsed().as_secs_f64());
+                    }
+                }
+            }
+        }
+    }
+    None
+}
+
+/// The opening deadlines run from accept, as frps's 10 s read deadline does: a first
+/// message trickled a byte every 2 s (each read well inside 10 s) is cut off 10 s after
+/// connect, and a yamux session that opens a stream and never logs in is closed at the
+/// 15 s login deadline, not 10 s of placement look-ahead later.
+#[test]
+fn openers_get_their_deadlines_from_accept_however_they_trickle() {
+    let server = start_server(false);
+    // A Login frame header announcing a 200-byte body, then the body, slowly.
+    let mut login_head = vec![b'o'];
+    login_head.extend_from_slice(&200u64.to_be_bytes());
+    let plain = raw(&server);
+    plain.set_nodelay(true).unwrap();
+    (&plain).write_all(&login_head).unwrap();
+    let mux = raw(&server);
+    (&mux).write_all(&yamux(1, 1, 1, 0)).unwrap(); // SYN for stream 1, nothing else
+    let give_up = Duration::from_secs(40);
+    let trickler = std::thread::spawn(move || closed_after(plain, &[b'{'; 200], give_up));
+    let syn_only = std::thread::spawn(move || closed_after(mux, &[], give_up));
+    let plain_secs = trickler.join().unwrap();
+    let mux_secs = syn_only.join().unwrap();
+    assert!(
+        plain_secs.is_some_and(|s| s < 14.0),
+        "trickled first message closed after {plain_secs:?} s (deadline 10 s from connect)"
+    );
+    assert!(
+        mux_secs.is_some_and(|s| s < 20.0),
+        "yamux opener without a Login closed after {mux_secs:?} s (deadline 15 s from connect)"
+    );
+    assert_server_healthy(&server);
+}

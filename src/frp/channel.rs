@@ -103,12 +103,21 @@ impl Channel {
     }
 }
 
-/// Read exactly one plaintext message; returns its type, body and any bytes read past it
-/// (they belong to the next layer: IV + ciphertext, or payload).
+/// Read exactly one plaintext message within [`FIRST_MSG_TIMEOUT`]; returns its type, body
+/// and any bytes read past it (they belong to the next layer: IV + ciphertext, or payload).
 /// `initial` = bytes already read from the channel.
 pub async fn read_first_msg(
     ch: &Channel,
     initial: Vec<u8>,
+) -> Result<(MsgType, Vec<u8>, Vec<u8>), FrpError> {
+    read_first_msg_within(ch, initial, FIRST_MSG_TIMEOUT).await
+}
+
+/// [`read_first_msg`] within `limit` (what is left of a deadline that started earlier).
+pub async fn read_first_msg_within(
+    ch: &Channel,
+    initial: Vec<u8>,
+    limit: Duration,
 ) -> Result<(MsgType, Vec<u8>, Vec<u8>), FrpError> {
     let mut buf = initial;
     let read = async {
@@ -125,7 +134,7 @@ pub async fn read_first_msg(
             }
         }
     };
-    match crate::runtime::time::limit(FIRST_MSG_TIMEOUT, read).await {
+    match crate::runtime::time::limit(limit, read).await {
         Ok(r) => r,
         Err(_) => Err(FrpError::Timeout("no first message within 10 s")),
     }

@@ -8,11 +8,11 @@ use crate::runtime::contain::spawn_conn;
 use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use monoio::net::{TcpListener, TcpStream};
 
-use super::channel::{read_first_msg, Channel};
+use super::channel::{read_first_msg, read_first_msg_within, Channel, FIRST_MSG_TIMEOUT};
 use super::control::serve_control;
 use super::directory::{FirstMsg, SessionSlot};
 use super::msg::{self, Login, MsgType, NewWorkConn};
@@ -24,7 +24,8 @@ use crate::tls::{self, TlsSession, Transport};
 
 /// Pause after a failed accept (EMFILE and friends).
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(20);
-/// A yamux session must have a logged-in control by then (frpc logs in at once).
+/// A yamux session must have a logged-in control this long after its connection was
+/// accepted (frpc logs in at once).
 const LOGIN_DEADLINE: Duration = Duration::from_secs(15);
 /// How long a closing connection keeps reading (and discarding) the peer's last bytes.
 const CLOSE_LINGER: Duration = Duration::from_secs(1);
@@ -60,8 +61,10 @@ async fn serve_conn_inner(
     tcp: TcpStream,
     peer: SocketAddr,
 ) -> Result<(), FrpError> {
+    // As frps: the TLS handshake and the first message share one deadline from here.
+    let opened = Instant::now();
     let t = tls::accept(tcp, &ctx.tls).await.map_err(FrpError::Tls)?;
-    let Some(initial) = read_opening(&t).await? else {
+    let Some(initial) = read_opening(&t, opened).await? else {
         return Ok(());
     };
     let first = match peek_first_msg(&initial) {
@@ -81,6 +84,7 @@ async fn serve_conn_inner(
                         tls,
                         initial,
                         peer,
+                        opened,
                         _slot: slot,
                     };
                     handoff.send(placed.worker, conn);
@@ -94,18 +98,19 @@ async fn serve_conn_inner(
             s.rehome(ctx.worker());
         }
     }
-    serve_classified(ctx, t, initial, peer, slot).await
+    serve_classified(ctx, t, initial, peer, opened, slot).await
 }
 
 /// An FRP connection on its way to the worker it was placed on: the socket (a duplicate
 /// fd; the accepting worker's copy is closed), its TLS session, the plaintext read so far,
-/// and its session count.
+/// when it was accepted (its opening deadlines run from then) and its session count.
 #[derive(Debug)]
 pub struct HandedFrp {
     fd: OwnedFd,
     tls: Option<TlsSession>,
     initial: Vec<u8>,
     peer: SocketAddr,
+    opened: Instant,
     _slot: Option<SessionSlot>,
 }
 
@@ -117,6 +122,7 @@ pub async fn adopt(ctx: Rc<FrpContext>, conn: HandedFrp) {
         tls,
         initial,
         peer,
+        opened,
         _slot: slot,
     } = conn;
     let tcp = match crate::net::io::adopt_socket(fd) {
@@ -130,18 +136,21 @@ pub async fn adopt(ctx: Rc<FrpContext>, conn: HandedFrp) {
         Some(session) => Transport::from_session(tcp, session),
         None => Transport::plain(tcp, Vec::new()),
     };
-    if let Err(e) = serve_classified(ctx, t, initial, peer, slot).await {
+    if let Err(e) = serve_classified(ctx, t, initial, peer, opened, slot).await {
         tracing::warn!(%peer, error = %e, "frp connection closed");
     }
 }
 
 /// Read until frpc's first message is complete (placement needs its run_id), at most
-/// [`CLASSIFY_READ_BYTES`]. `None`: the peer closed before sending anything.
-async fn read_opening(t: &Transport) -> Result<Option<Vec<u8>>, FrpError> {
+/// [`CLASSIFY_READ_BYTES`], until [`FIRST_MSG_TIMEOUT`] after `opened` in all: a peer
+/// trickling a byte at a time gets no more time than a silent one. `None`: the peer closed
+/// before sending anything.
+async fn read_opening(t: &Transport, opened: Instant) -> Result<Option<Vec<u8>>, FrpError> {
     let mut initial = Vec::new();
     loop {
         let mut chunk = vec![0u8; CLASSIFY_READ_BYTES - initial.len()];
-        let read = crate::runtime::time::limit(tls::sniff::FIRST_BYTE_TIMEOUT, t.read(&mut chunk));
+        let left = FIRST_MSG_TIMEOUT.saturating_sub(opened.elapsed());
+        let read = crate::runtime::time::limit(left, t.read(&mut chunk));
         let n = match read.await {
             Ok(r) => r?,
             Err(_) if initial.is_empty() => return Err(FrpError::Timeout("no data after connect")),
@@ -227,20 +236,23 @@ fn peek_plain(bytes: &[u8]) -> Peek {
 }
 
 /// Serve a connection whose opening bytes were read, on the worker it lives on. `slot`
-/// counts a session here for as long as it is served.
+/// counts a session here for as long as it is served. The first message (or, with tcpMux,
+/// the Login) is due by the deadlines that started at `opened`.
 async fn serve_classified(
     ctx: Rc<FrpContext>,
     t: Transport,
     initial: Vec<u8>,
     peer: SocketAddr,
+    opened: Instant,
     _slot: Option<SessionSlot>,
 ) -> Result<(), FrpError> {
     if initial[0] == 0x00 {
-        return serve_mux(ctx, t, initial, peer).await;
+        return serve_mux(ctx, t, initial, peer, opened).await;
     }
     let t = Rc::new(t);
     let ch = Channel::Raw(t.clone());
-    let (ty, body, rest) = read_first_msg(&ch, initial).await?;
+    let left = FIRST_MSG_TIMEOUT.saturating_sub(opened.elapsed());
+    let (ty, body, rest) = read_first_msg_within(&ch, initial, left).await?;
     match ty {
         MsgType::Login => {
             let r = serve_control(ctx, ch, body, rest, peer, Killer::Transport(t.clone())).await;
@@ -257,6 +269,7 @@ async fn serve_mux(
     t: Transport,
     initial: Vec<u8>,
     peer: SocketAddr,
+    opened: Instant,
 ) -> Result<(), FrpError> {
     let session = Session::new();
     let accept = async {
@@ -269,7 +282,7 @@ async fn serve_mux(
     };
     // A session that never logs in must not live on by answering our pings.
     let login_deadline = async {
-        monoio::time::sleep(LOGIN_DEADLINE).await;
+        monoio::time::sleep(LOGIN_DEADLINE.saturating_sub(opened.elapsed())).await;
         if !session.is_authenticated() {
             session.close();
         }
