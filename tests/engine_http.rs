@@ -515,3 +515,23 @@ fn a_small_post_and_its_answer_cross_each_hop_in_one_segment() {
         "data segments from Lyre to the client for the response head + body"
     );
 }
+
+#[test]
+fn a_second_lyre_on_the_same_address_refuses_to_start() {
+    // SO_REUSEPORT would let a second instance bind HP_EXAPPS_ADDRESS next to the first and
+    // silently take a share of its connections (with its own, maybe different, routes).
+    let raw = RawUpstream::start(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfirst");
+    let mut first = Lyre::routed(&[("/exapps/raw/", raw.port)], &[]);
+    let taken = format!("127.0.0.1:{}", first.port);
+    let (status, log) = Lyre::start_failure(&[("HP_EXAPPS_ADDRESS", taken.as_str())], &[]);
+    assert!(!status.success(), "second lyre started: {log}");
+    assert!(
+        log.contains("HP_EXAPPS_ADDRESS") && log.contains("another process"),
+        "the error names the variable and the cause: {log}"
+    );
+    first.assert_alive();
+    for i in 0..20 {
+        let r = get(first.port, &format!("/exapps/raw/after?i={i}"));
+        assert_eq!(r.body, b"first", "connection {i} served by the first lyre");
+    }
+}

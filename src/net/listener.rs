@@ -17,3 +17,15 @@ pub fn bind_reuseport(addr: SocketAddr) -> io::Result<TcpListener> {
         .backlog(DEFAULT_BACKLOG);
     TcpListener::bind_with_config(addr, &opts)
 }
+
+/// Fails with `AddrInUse` if any socket listens on `addr`, SO_REUSEPORT ones included.
+/// Called once before the workers bind: SO_REUSEPORT would otherwise let a second Lyre
+/// (or any reuseport listener of the same user) bind the same address without an error
+/// and silently take a share of the connections. A probe socket without SO_REUSEPORT
+/// cannot bind next to a listener; it is closed again at once. Port 0 is not probed.
+pub fn ensure_unclaimed(addr: SocketAddr) -> io::Result<()> {
+    if addr.port() == 0 {
+        return Ok(());
+    }
+    std::net::TcpListener::bind(addr).map(drop)
+}

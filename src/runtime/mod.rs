@@ -256,6 +256,10 @@ pub fn run(cfg: crate::config::Config, warnings: Vec<String>) -> Result<(), Stri
     let https = https_config(&cfg)?;
     let https_on = https.is_some();
     let https_reload = https.clone();
+    ensure_unclaimed("HP_EXAPPS_ADDRESS", cfg.exapps_address)?;
+    if https_on {
+        ensure_unclaimed("HP_EXAPPS_HTTPS_ADDRESS", cfg.exapps_https_address)?;
+    }
     let cfg = Arc::new(cfg);
     block_stop_signals();
     let (bus, receivers) = crate::proxy::bus::Bus::new(cfg.workers)
@@ -414,6 +418,18 @@ async fn worker_main(
         monoio::spawn(crate::proxy::run_bus(worker.clone(), rx));
     }
     crate::proxy::accept_loop(worker, listener).await;
+}
+
+/// The workers' SO_REUSEPORT listeners would share `addr` with another process's without
+/// an error (a second Lyre started by mistake would take half the connections): refuse to
+/// start instead.
+fn ensure_unclaimed(var: &str, addr: std::net::SocketAddr) -> Result<(), String> {
+    crate::net::listener::ensure_unclaimed(addr).map_err(|e| {
+        format!(
+            "{var}: cannot listen on {addr}: {e} (another process listens there, perhaps \
+             another lyre; stop it or set {var} to a free host:port)"
+        )
+    })
 }
 
 /// Worker 0 owns the admin listener and the FRP listener (it places each frpc connection
