@@ -105,6 +105,30 @@ enum ResponseEnd {
     Upgrade,
     /// Failed; an answer was sent if nothing had been written yet.
     Failed,
+    /// A reused pooled connection closed without a byte of answer, and the request may be
+    /// sent again (`ResponseOpts::stale_retry`): nothing was answered, retry on a new one.
+    Stale,
+}
+
+/// How `forward_response` treats the answer.
+struct ResponseOpts<'a> {
+    /// Response-phase brute-force check (§3.9): statuses and the client IP to blame.
+    bruteforce: Option<&'a (Vec<u16>, String)>,
+    /// The connection came from the pool and the request is retryable ([`is_retryable`]):
+    /// if it closes before answering anything, report [`ResponseEnd::Stale`].
+    stale_retry: bool,
+}
+
+/// Whether a request may be sent again on a new connection when a pooled one closed
+/// without answering (the upstream closed it idle just as we reused it, before reading
+/// our request): an idempotent method (RFC 9110 §9.2.2) and no body still to come, so
+/// the whole request is in hand. Browsers retry stale keep-alive connections the same way.
+fn is_retryable(head: &RequestHead, framing: BodyFraming) -> bool {
+    let idempotent = matches!(
+        head.method(),
+        b"GET" | b"HEAD" | b"OPTIONS" | b"TRACE" | b"PUT" | b"DELETE"
+    );
+    idempotent && matches!(framing, BodyFraming::None | BodyFraming::ContentLength(0))
 }
 
 pub async fn exchange(
@@ -126,30 +150,43 @@ pub async fn exchange(
     };
     write_request(&head, &edits, &mut out);
     let framing = take_sized_body_lead(head.framing, buf, &mut out);
-    let up = match open_upstream(w, plan.upstream, &out).await {
-        Ok(up) => up,
-        Err(status) => {
-            let _ = answer(client, answers::proxy_error(status), w.cfg.timeout_client).await;
-            return Next::Close;
-        }
-    };
+    let retryable = is_retryable(&head, framing);
+    let mut pooled_ok = true;
     let started = Cell::new(false);
-    let mut req_pump = w.pump();
-    let mut resp_pump = w.pump();
-    let req = forward_body(
-        &mut req_pump,
-        client.as_leg(),
-        up.leg(),
-        buf,
-        framing,
-        w.cfg.timeout_client,
-        Lead::NONE,
-    );
-    let check = plan.bruteforce.as_ref();
-    let resp = forward_response(w, &mut resp_pump, client, up.leg(), &head, &started, check);
-    // Pinned here and driven through references: moving them into `run_both` by value
-    // would store both state machines twice in this (per-request) future.
-    let (req_done, end) = run_both(pin!(req), pin!(resp)).await;
+    let (up, req_done, end) = loop {
+        let (up, reused) = match open_upstream(w, plan.upstream, &out, pooled_ok).await {
+            Ok(up) => up,
+            Err(status) => {
+                let _ = answer(client, answers::proxy_error(status), w.cfg.timeout_client).await;
+                return Next::Close;
+            }
+        };
+        let mut req_pump = w.pump();
+        let mut resp_pump = w.pump();
+        let req = forward_body(
+            &mut req_pump,
+            client.as_leg(),
+            up.leg(),
+            buf,
+            framing,
+            w.cfg.timeout_client,
+            Lead::NONE,
+        );
+        let opts = ResponseOpts {
+            bruteforce: plan.bruteforce.as_ref(),
+            stale_retry: reused && retryable,
+        };
+        let resp = forward_response(w, &mut resp_pump, client, up.leg(), &head, &started, opts);
+        // Pinned here and driven through references: moving them into `run_both` by value
+        // would store both state machines twice in this (per-request) future.
+        let (req_done, end) = run_both(pin!(req), pin!(resp)).await;
+        if matches!(end, ResponseEnd::Stale) {
+            debug!("pooled upstream connection closed without answering: retrying on a new one");
+            pooled_ok = false;
+            continue;
+        }
+        break (up, req_done, end);
+    };
     match (req_done, end) {
         (Ok(()), ResponseEnd::Done { keep_client, reuse }) => {
             match (reuse, plan.upstream, up) {
@@ -221,8 +258,6 @@ where
     }
 }
 
-/// Open the upstream and write the request head. Errors are the status to answer (503:
-/// no connection / no live tunnel, as HaRP answers an unreachable ExApp).
 /// Moves the body bytes that arrived with a Content-Length request head from `buf` to the
 /// end of `out` (the head about to be written), and returns the framing of what is left.
 /// Head and body then leave in one send: a small POST costs the upstream one segment, and
@@ -237,12 +272,25 @@ fn take_sized_body_lead(framing: BodyFraming, buf: &mut Vec<u8>, out: &mut Vec<u
     BodyFraming::ContentLength(n - have as u64)
 }
 
-async fn open_upstream(w: &Worker, to: Upstream, head: &[u8]) -> Result<UpstreamConn, u16> {
+/// Open the upstream and write the request head. Errors are the status to answer (503:
+/// no connection / no live tunnel, as HaRP answers an unreachable ExApp).
+/// `pooled_ok`: a pooled connection may be used. Also says whether the connection was
+/// reused from the pool (FRP work streams: never reported, they are not retried).
+async fn open_upstream(
+    w: &Worker,
+    to: Upstream,
+    head: &[u8],
+    pooled_ok: bool,
+) -> Result<(UpstreamConn, bool), u16> {
     match to {
-        Upstream::Tcp(addr) => send_head(w, addr, head).await.map(UpstreamConn::Tcp),
+        Upstream::Tcp(addr) => send_head(w, addr, head, pooled_ok)
+            .await
+            .map(|(up, reused)| (UpstreamConn::Tcp(up), reused)),
         // Boxed: a work stream's write path is a large state machine, and this future is
         // moved on every request.
-        Upstream::Frp { port, src } => Box::pin(open_frp(w, port, src, head)).await,
+        Upstream::Frp { port, src } => Box::pin(open_frp(w, port, src, head))
+            .await
+            .map(|up| (up, false)),
     }
 }
 
@@ -279,16 +327,24 @@ async fn open_frp(
     Ok(UpstreamConn::Frp(Box::new(ws)))
 }
 
-/// Get a connection (pooled or new) and write the request head. A pooled connection that
-/// fails on write is replaced once by a fresh one. Errors are the status to answer.
-async fn send_head(w: &Worker, addr: SocketAddr, head: &[u8]) -> Result<TcpStream, u16> {
-    let pooled = w.pool.borrow_mut().checkout(addr);
+/// Get a connection (pooled if `pooled_ok`, or new) and write the request head; true if
+/// it was pooled. A pooled connection that fails on write is replaced once by a fresh one.
+/// Errors are the status to answer.
+async fn send_head(
+    w: &Worker,
+    addr: SocketAddr,
+    head: &[u8],
+    pooled_ok: bool,
+) -> Result<(TcpStream, bool), u16> {
+    let pooled = pooled_ok
+        .then(|| w.pool.borrow_mut().checkout(addr))
+        .flatten();
     if let Some(up) = pooled {
         if timed(w.cfg.timeout_server, write_all(&up, head))
             .await
             .is_ok()
         {
-            return Ok(up);
+            return Ok((up, true));
         }
     }
     let up = connect(addr, w.cfg.timeout_connect).await.map_err(|e| {
@@ -298,7 +354,7 @@ async fn send_head(w: &Worker, addr: SocketAddr, head: &[u8]) -> Result<TcpStrea
     timed(w.cfg.timeout_server, write_all(&up, head))
         .await
         .map_err(|_| 503u16)?;
-    Ok(up)
+    Ok((up, false))
 }
 
 async fn connect(addr: SocketAddr, limit: Duration) -> io::Result<TcpStream> {
@@ -317,12 +373,14 @@ async fn forward_response(
     up: Leg<'_>,
     req: &RequestHead,
     started: &Cell<bool>,
-    bruteforce: Option<&(Vec<u16>, String)>,
+    opts: ResponseOpts<'_>,
 ) -> ResponseEnd {
     let mut rbuf = Vec::with_capacity(FRAMING_READ_BYTES);
     let head = match read_final_head(w, client, up, req, &mut rbuf, started).await {
         Ok(h) => h,
-        Err(status) => {
+        Err(HeadFailure::ClosedUnanswered) if opts.stale_retry => return ResponseEnd::Stale,
+        Err(failure) => {
+            let status = failure.status();
             if !started.get() {
                 let _ = answer(client, answers::proxy_error(status), w.cfg.timeout_client).await;
             }
@@ -331,7 +389,7 @@ async fn forward_response(
     };
     started.set(true);
     client.note_status(head.status);
-    if let Some((statuses, client_ip)) = bruteforce {
+    if let Some((statuses, client_ip)) = opts.bruteforce {
         if let Some(effect) = response_failure(statuses, head.status, client_ip) {
             w.publish(effect.into_update(now_ms()));
         }
@@ -380,7 +438,7 @@ async fn read_final_head(
     req: &RequestHead,
     rbuf: &mut Vec<u8>,
     started: &Cell<bool>,
-) -> Result<ResponseHead, u16> {
+) -> Result<ResponseHead, HeadFailure> {
     loop {
         if !rbuf.is_empty() {
             match parse_response(rbuf, req.is_head()) {
@@ -390,22 +448,46 @@ async fn read_final_head(
                         started.set(true);
                         timed(w.cfg.timeout_client, client.write_all(&head.raw))
                             .await
-                            .map_err(|_| 502u16)?;
+                            .map_err(|_| HeadFailure::Status(502))?;
                         continue;
                     }
                     return Ok(head);
                 }
                 Ok(None) => {}
-                Err(_) => return Err(502),
+                Err(_) => return Err(HeadFailure::Status(502)),
             }
         }
         // The request has just gone out: the answer is not there yet, so wait before reading.
         let read = up.read_some_after_wait(rbuf, FRAMING_READ_BYTES);
-        match timed(w.cfg.timeout_server, read).await {
-            Ok(0) => return Err(502),
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::TimedOut => return Err(504),
-            Err(_) => return Err(502),
+        let closed = match timed(w.cfg.timeout_server, read).await {
+            Ok(0) => true,
+            Ok(_) => false,
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => return Err(HeadFailure::Status(504)),
+            Err(_) => true,
+        };
+        if closed {
+            return Err(if rbuf.is_empty() && !started.get() {
+                HeadFailure::ClosedUnanswered
+            } else {
+                HeadFailure::Status(502)
+            });
+        }
+    }
+}
+
+/// Why no final response head came.
+enum HeadFailure {
+    /// The status to answer: 502 (invalid or cut-short answer), 504 (none in time).
+    Status(u16),
+    /// The upstream closed (FIN or reset) before sending a single byte.
+    ClosedUnanswered,
+}
+
+impl HeadFailure {
+    fn status(&self) -> u16 {
+        match self {
+            HeadFailure::Status(s) => *s,
+            HeadFailure::ClosedUnanswered => 502,
         }
     }
 }

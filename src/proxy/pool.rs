@@ -5,7 +5,9 @@
 //! zero-cost liveness probe (`recv(MSG_PEEK|MSG_DONTWAIT)`) discards connections the
 //! upstream closed while idle: it catches the common case (server idle timeout) before a
 //! request is written to a dead socket. The remaining race (the upstream closes between the
-//! probe and our write) is handled by the caller's single retry for requests without a body.
+//! probe and reading our request) is handled by the caller (`exchange`): a write that
+//! fails goes to a new connection, and an idempotent request without a body whose reused
+//! connection closes before a byte of answer is sent once more on a new connection.
 //!
 //! The FRP fast path pools work streams the same way, keyed by remote port: a stream whose
 //! exchange completed stays open to frpc, which keeps its local connection to the ExApp
