@@ -67,6 +67,26 @@ fn setup_with(tls: bool, tcp_mux: bool, https: bool) -> Setup {
 /// [`setup_with`] with extra Lyre variables (`LYRE_WORKERS` must be among them).
 fn setup_workers(tls: bool, tcp_mux: bool, https: bool, extra: &[(&str, &str)]) -> Setup {
     let upstream = Upstream::start();
+    let (lyre, frpc, certs, https) = tunnel_to(upstream.port, tls, tcp_mux, https, extra);
+    Setup {
+        lyre,
+        _upstream: upstream,
+        frpc,
+        _certs: certs,
+        https,
+    }
+}
+
+/// Lyre (debug log, `extra` variables), a real frpc whose proxy forwards to
+/// 127.0.0.1:`local_port`, and the ExApp record [`APP`] pointing at its remote port.
+/// Returns the certs dir (alive as long as Lyre) and, with `https`, the client config.
+fn tunnel_to(
+    local_port: u16,
+    tls: bool,
+    tcp_mux: bool,
+    https: bool,
+    extra: &[(&str, &str)],
+) -> (Lyre, Frpc, TempDir, Option<Arc<rustls::ClientConfig>>) {
     let certs = TempDir::new("fastpath-certs");
     let pki = tls.then(|| lyre::tls::ensure_frp_pki(certs.path(), 30).expect("generate PKI"));
     let https = https.then(|| make_certs(certs.path()).http11_client());
@@ -86,7 +106,7 @@ fn setup_workers(tls: bool, tcp_mux: bool, https: bool, extra: &[(&str, &str)]) 
         failures: Arc::new(AtomicUsize::new(0)),
         pki,
     };
-    let proxy = ProxyOpts::tcp("fastapp-proxy", remote_port, upstream.port);
+    let proxy = ProxyOpts::tcp("fastapp-proxy", remote_port, local_port);
     let mut opts = FrpcOpts::new(&server, vec![proxy]);
     opts.token = SHARED_KEY.into();
     opts.tcp_mux = tcp_mux;
@@ -109,13 +129,7 @@ fn setup_workers(tls: bool, tcp_mux: bool, https: bool, extra: &[(&str, &str)]) 
             "no HTTPS listener"
         );
     }
-    Setup {
-        lyre,
-        _upstream: upstream,
-        frpc,
-        _certs: certs,
-        https,
-    }
+    (lyre, frpc, certs, https)
 }
 
 fn fast_path_count(lyre: &Lyre) -> usize {
@@ -592,4 +606,56 @@ fn pooled_streams_do_not_outlive_their_proxy() {
     );
     assert!(second_backend.saw("after-reload-0"));
     assert!(first.log_text().contains("first-proxy"), "frpc A stayed up");
+}
+
+/// The stale keep-alive race on the fast path: the ExApp closes its connection (frpc then
+/// closes the pooled work stream) just as Lyre reuses the stream for the next request. An
+/// idempotent request goes again on a new work stream; a POST with a body gets 502 and is
+/// never sent twice.
+#[test]
+fn a_pooled_work_stream_closed_as_it_is_reused_is_retried_for_idempotent_requests() {
+    let (up, seen) = common::closes_on_second_request();
+    let (lyre, frpc, _certs, _) =
+        tunnel_to(up.port(), false, true, false, &[("LYRE_WORKERS", "1")]);
+    let mut c = Conn::connect(lyre.port);
+    c.send(&get_req(&format!("/exapps/{APP}/one")));
+    let first = c.read_response();
+    assert_eq!(
+        (first.head.status, first.body_str().as_str()),
+        (200, "conn 0")
+    );
+    c.send(&get_req(&format!("/exapps/{APP}/two")));
+    let second = c.read_response();
+    assert_eq!(
+        (second.head.status, second.body_str().as_str()),
+        (200, "conn 1"),
+        "GET after the pooled work stream closed unanswered\n--- lyre log ---\n{}\n--- frpc log ---\n{}",
+        lyre.log(),
+        frpc.log_text()
+    );
+    assert!(
+        lyre.log().contains("frp fast path (pooled stream)"),
+        "the second request reused the pooled work stream:\n{}",
+        lyre.log()
+    );
+    let post =
+        format!("POST /exapps/{APP}/three HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\n\r\nbody");
+    c.send(post.as_bytes());
+    assert_eq!(
+        c.read_response().head.status,
+        502,
+        "POST on a stream closed unanswered"
+    );
+    let lines = seen.lock().unwrap().clone();
+    // The ExApp sees the path without /exapps/<appid> (HaRP's rewrite).
+    assert_eq!(
+        lines,
+        [
+            "GET /one HTTP/1.1",
+            "GET /two HTTP/1.1",
+            "GET /two HTTP/1.1",
+            "POST /three HTTP/1.1",
+        ],
+        "requests as the ExApp saw them"
+    );
 }

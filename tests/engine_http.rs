@@ -536,74 +536,9 @@ fn a_second_lyre_on_the_same_address_refuses_to_start() {
     }
 }
 
-/// An upstream that answers the first request of each connection (keep-alive) and closes
-/// the connection, unanswered, when a second one arrives on it: the race of an upstream's
-/// idle timeout firing just as Lyre reuses the pooled connection. Returns the loop and
-/// the request lines it saw, in order.
-fn closes_on_second_request() -> (
-    common::AcceptLoop,
-    std::sync::Arc<std::sync::Mutex<Vec<String>>>,
-) {
-    use std::io::{Read, Write};
-    use std::sync::{Arc, Mutex};
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let log = seen.clone();
-    let conns = std::sync::atomic::AtomicUsize::new(0);
-    let accept = common::AcceptLoop::on_free_port("closing upstream", move |mut s| {
-        let n = conns.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let log = log.clone();
-        std::thread::spawn(move || {
-            let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
-            let mut buf = Vec::new();
-            let mut chunk = [0u8; 4096];
-            for nth in 0.. {
-                let end = loop {
-                    if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                        break i + 4;
-                    }
-                    match s.read(&mut chunk) {
-                        Ok(0) | Err(_) => return,
-                        Ok(k) => buf.extend_from_slice(&chunk[..k]),
-                    }
-                };
-                let head = String::from_utf8_lossy(&buf[..end]).into_owned();
-                let body_len: usize = head
-                    .lines()
-                    .find_map(|l| {
-                        l.to_ascii_lowercase()
-                            .strip_prefix("content-length:")
-                            .map(|v| v.trim().parse().unwrap_or(0))
-                    })
-                    .unwrap_or(0);
-                while buf.len() < end + body_len {
-                    match s.read(&mut chunk) {
-                        Ok(0) | Err(_) => return,
-                        Ok(k) => buf.extend_from_slice(&chunk[..k]),
-                    }
-                }
-                buf.drain(..end + body_len);
-                let line = head.lines().next().unwrap_or_default().to_string();
-                log.lock().unwrap().push(line);
-                if nth == 1 {
-                    return; // closed without answering
-                }
-                let body = format!("conn {n}");
-                let reply = format!(
-                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
-                    body.len()
-                );
-                if s.write_all(reply.as_bytes()).is_err() {
-                    return;
-                }
-            }
-        });
-    });
-    (accept, seen)
-}
-
 #[test]
 fn a_pooled_connection_closed_as_it_is_reused_is_retried_for_idempotent_requests() {
-    let (up, seen) = closes_on_second_request();
+    let (up, seen) = common::closes_on_second_request();
     let lyre = Lyre::routed(&[("/exapps/c/", up.port())], &[("LYRE_WORKERS", "1")]);
     let mut c = Conn::connect(lyre.port);
     c.send(&get_req("/exapps/c/one"));

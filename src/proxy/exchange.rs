@@ -274,8 +274,8 @@ fn take_sized_body_lead(framing: BodyFraming, buf: &mut Vec<u8>, out: &mut Vec<u
 
 /// Open the upstream and write the request head. Errors are the status to answer (503:
 /// no connection / no live tunnel, as HaRP answers an unreachable ExApp).
-/// `pooled_ok`: a pooled connection may be used. Also says whether the connection was
-/// reused from the pool (FRP work streams: never reported, they are not retried).
+/// `pooled_ok`: a pooled connection (or work stream) may be used. Also says whether the
+/// one returned was reused from the pool.
 async fn open_upstream(
     w: &Worker,
     to: Upstream,
@@ -288,27 +288,29 @@ async fn open_upstream(
             .map(|(up, reused)| (UpstreamConn::Tcp(up), reused)),
         // Boxed: a work stream's write path is a large state machine, and this future is
         // moved on every request.
-        Upstream::Frp { port, src } => Box::pin(open_frp(w, port, src, head))
-            .await
-            .map(|up| (up, false)),
+        Upstream::Frp { port, src } => Box::pin(open_frp(w, port, src, head, pooled_ok)).await,
     }
 }
 
-/// A pooled or new work stream to the tunnel on `port`, with the request head written.
+/// A work stream to the tunnel on `port` (pooled if `pooled_ok`, or new) with the request
+/// head written; true if it was pooled.
 async fn open_frp(
     w: &Worker,
     port: u16,
     src: SocketAddr,
     head: &[u8],
-) -> Result<UpstreamConn, u16> {
-    let pooled = w.pool.borrow_mut().checkout_frp(port);
+    pooled_ok: bool,
+) -> Result<(UpstreamConn, bool), u16> {
+    let pooled = pooled_ok
+        .then(|| w.pool.borrow_mut().checkout_frp(port))
+        .flatten();
     if let Some(ws) = pooled {
         if timed(w.cfg.timeout_server, ws.write_all(head))
             .await
             .is_ok()
         {
             debug!(port, "frp fast path (pooled stream)");
-            return Ok(UpstreamConn::Frp(ws));
+            return Ok((UpstreamConn::Frp(ws), true));
         }
     }
     let ctx = w.frp.borrow().clone().ok_or(503u16)?;
@@ -324,7 +326,7 @@ async fn open_frp(
     timed(w.cfg.timeout_server, ws.write_all(head))
         .await
         .map_err(|_| 503u16)?;
-    Ok(UpstreamConn::Frp(Box::new(ws)))
+    Ok((UpstreamConn::Frp(Box::new(ws)), false))
 }
 
 /// Get a connection (pooled if `pooled_ok`, or new) and write the request head; true if
