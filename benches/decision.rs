@@ -21,6 +21,9 @@
 //! so the proxy's CPU per request is measured without sharing its core. The default run
 //! does not pin: everything competes for the same cores, as on a small appliance.
 
+#[path = "common/cpu_time.rs"]
+mod cpu_time;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -28,6 +31,7 @@ use std::process::{Child, Command, ExitCode, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use cpu_time::{clock_ticks, stat_ticks};
 use lyre::bench::{run_report, BenchArgs, Report};
 use serde_json::{json, Value};
 
@@ -501,23 +505,4 @@ fn nc_control(port: u16, method: &str, path: &str) -> Result<Value, String> {
         .position(|w| w == b"\r\n\r\n")
         .ok_or("fake_nc: no response head")?;
     serde_json::from_slice(&resp[start + 4..]).map_err(|e| format!("fake_nc JSON: {e}"))
-}
-
-/// utime+stime clock ticks of a whole process (all threads, reaped children excluded).
-fn stat_ticks(path: &str) -> Option<u64> {
-    let s = std::fs::read_to_string(path).ok()?;
-    // The comm field may contain spaces: fields start after the last ')'.
-    let rest = &s[s.rfind(')')? + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
-}
-
-fn clock_ticks() -> f64 {
-    // SAFETY: sysconf has no memory-safety preconditions.
-    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if t > 0 {
-        t as f64
-    } else {
-        100.0
-    }
 }

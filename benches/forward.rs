@@ -6,8 +6,8 @@
 //! binary as a subprocess, measured through /proc/<pid>/stat and /proc/<pid>/status.
 //! Loopback only; every transfer and wait is bounded in time, so the bench ends by itself.
 
-#[path = "common/machine.rs"]
-mod machine;
+#[path = "common/cpu_time.rs"]
+mod cpu_time;
 #[path = "forward/stage2.rs"]
 mod stage2;
 
@@ -205,7 +205,7 @@ fn serve_source(mut c: TcpStream, bytes: u64, head: Option<Vec<u8>>) {
 
 /// Read from `addr` to EOF; checks the byte count.
 pub fn download(addr: SocketAddr) -> Result<Sample, String> {
-    let machine = machine::Window::start();
+    let machine = cpu_time::Window::start();
     let start = Instant::now();
     let mut c = TcpStream::connect(addr).map_err(|e| format!("connect {addr}: {e}"))?;
     c.set_read_timeout(Some(IO_TIMEOUT))
@@ -425,24 +425,7 @@ pub mod cpu {
         ticks as f64 / clock_ticks()
     }
 
-    /// utime + stime (fields 14, 15) of a /proc stat file.
-    pub fn stat_ticks(path: &str) -> Option<u64> {
-        let s = std::fs::read_to_string(path).ok()?;
-        // The comm field may contain spaces: fields start after the last ')'.
-        let rest = &s[s.rfind(')')? + 2..];
-        let f: Vec<&str> = rest.split_whitespace().collect();
-        Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
-    }
-
-    pub fn clock_ticks() -> f64 {
-        // SAFETY: sysconf has no memory-safety preconditions.
-        let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-        if t > 0 {
-            t as f64
-        } else {
-            100.0
-        }
-    }
+    pub use crate::cpu_time::{clock_ticks, stat_ticks};
 
     /// What 1,000 idle tunnels cost while idle: CPU over one second and io_uring worker
     /// threads (there must be none: an idle tunnel holds no kernel thread).

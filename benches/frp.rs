@@ -15,8 +15,8 @@
 //! printed next to the targets.
 //! Every wait is bounded; every process is killed when its stack drops.
 
-#[path = "common/machine.rs"]
-mod machine;
+#[path = "common/cpu_time.rs"]
+mod cpu_time;
 #[path = "frp/measure.rs"]
 mod measure;
 #[path = "frp/stack.rs"]

@@ -154,7 +154,7 @@ fn download_https(source: SocketAddr, memcpy: &str) -> Result<Sample, String> {
     let pid = lyre.child.id();
     let stat = format!("/proc/{pid}/stat");
     let before = cpu::stat_ticks(&stat).ok_or("no /proc stat for lyre")?;
-    let machine = crate::machine::Window::start();
+    let machine = crate::cpu_time::Window::start();
     let start = Instant::now();
     let tcp = TcpStream::connect(https).map_err(|e| format!("connect lyre https: {e}"))?;
     tcp.set_read_timeout(Some(IO_TIMEOUT))
@@ -195,7 +195,7 @@ fn download_via_lyre(source: SocketAddr, pump: &str, driver: &str) -> Result<Sam
     let pid = lyre.child.id();
     let stat = format!("/proc/{pid}/stat");
     let before = cpu::stat_ticks(&stat).ok_or("no /proc stat for lyre")?;
-    let machine = crate::machine::Window::start();
+    let machine = crate::cpu_time::Window::start();
     let start = Instant::now();
     let mut c = TcpStream::connect(lyre.addr).map_err(|e| format!("connect lyre: {e}"))?;
     c.set_read_timeout(Some(IO_TIMEOUT))

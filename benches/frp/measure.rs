@@ -13,6 +13,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use super::stack::{Stack, APP_ID};
+use crate::cpu_time::{clock_ticks, stat_ticks};
 
 /// Upper bound for any single socket wait.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(30);
@@ -134,16 +135,7 @@ fn upgrade(c: &mut UnixStream) {
 
 /// utime + stime ticks (fields 14, 15) of /proc/<pid>/stat, all threads.
 pub fn cpu_ticks(pid: u32) -> Result<u64, String> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map_err(|e| format!("/proc/{pid}/stat: {e}"))?;
-    let rest = s.rfind(')').map(|i| &s[i + 2..]).ok_or("bad stat")?;
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let num = |i: usize| {
-        f.get(i)
-            .and_then(|v| v.parse::<u64>().ok())
-            .ok_or("bad stat")
-    };
-    Ok(num(11)? + num(12)?)
+    stat_ticks(&format!("/proc/{pid}/stat")).ok_or_else(|| format!("/proc/{pid}/stat unreadable"))
 }
 
 pub fn cpu_secs(pids: &[u32]) -> Result<f64, String> {
@@ -151,7 +143,7 @@ pub fn cpu_secs(pids: &[u32]) -> Result<f64, String> {
     for p in pids {
         t += cpu_ticks(*p)?;
     }
-    Ok(t as f64 / hz())
+    Ok(t as f64 / clock_ticks())
 }
 
 pub fn rss_kib(pids: &[u32]) -> Result<u64, String> {
@@ -189,27 +181,12 @@ pub fn thread_cpu(pid: u32) -> BTreeMap<String, f64> {
     };
     for ent in dir.flatten() {
         let comm = std::fs::read_to_string(ent.path().join("comm")).unwrap_or_default();
-        let Ok(s) = std::fs::read_to_string(ent.path().join("stat")) else {
+        let Some(ticks) = stat_ticks(&ent.path().join("stat").to_string_lossy()) else {
             continue;
         };
-        let Some(rest) = s.rfind(')').map(|i| &s[i + 2..]) else {
-            continue;
-        };
-        let f: Vec<&str> = rest.split_whitespace().collect();
-        let t = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-        *m.entry(comm.trim().to_string()).or_insert(0.0) += (t(11) + t(12)) as f64 / hz();
+        *m.entry(comm.trim().to_string()).or_insert(0.0) += ticks as f64 / clock_ticks();
     }
     m
-}
-
-fn hz() -> f64 {
-    // SAFETY: sysconf has no memory-safety preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if hz > 0 {
-        hz as f64
-    } else {
-        100.0
-    }
 }
 
 pub fn download(s: &Stack, total: u64) -> Result<Download, String> {
@@ -245,7 +222,7 @@ fn accounted(s: &Stack, transfer: impl FnOnce() -> Result<(), String>) -> Result
     let cpu0 = cpu_secs(&s.measured)?;
     let frpc0 = cpu_secs(&[s.frpc_pid])?;
     let peers0 = cpu_secs(&[std::process::id()])?;
-    let machine = crate::machine::Window::start();
+    let machine = crate::cpu_time::Window::start();
     let threads0 = thread_cpu(s.measured[0]);
     let start = Instant::now();
     transfer()?;

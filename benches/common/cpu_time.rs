@@ -1,7 +1,11 @@
-//! Whole-machine CPU time, for the benches' "what did the whole transfer cost" figures.
-//! On loopback every hop's kernel work (the receiver's softirq processing, wakeups) runs
-//! in whichever process happens to trigger it, so one process's CPU time can move onto
-//! its peers; the machine's busy time cannot.
+//! CPU time from /proc, shared by the benches: a process's or thread's utime + stime, and
+//! the whole machine's busy time ("what did the whole transfer cost"). On loopback every
+//! hop's kernel work (the receiver's softirq processing, wakeups) runs in whichever
+//! process happens to trigger it, so one process's CPU time can move onto its peers; the
+//! machine's busy time cannot.
+
+// Each bench includes this file and uses a subset of it.
+#![allow(dead_code)]
 
 /// Busy time of all CPUs so far, in seconds (user, nice, system, irq, softirq, steal from
 /// the first line of /proc/stat; idle and iowait are not busy), and the total elapsed CPU
@@ -43,7 +47,17 @@ impl Window {
     }
 }
 
-fn clock_ticks() -> f64 {
+/// utime + stime (fields 14, 15) of a /proc/<pid>[/task/<tid>]/stat file, in clock ticks.
+pub fn stat_ticks(path: &str) -> Option<u64> {
+    let s = std::fs::read_to_string(path).ok()?;
+    // The comm field may contain spaces: fields start after the last ')'.
+    let rest = &s[s.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+}
+
+/// Clock ticks per second (`_SC_CLK_TCK`), the unit of /proc's CPU times.
+pub fn clock_ticks() -> f64 {
     // SAFETY: sysconf has no memory-safety preconditions.
     let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
     if t > 0 {
