@@ -575,3 +575,53 @@ fn a_pooled_connection_closed_as_it_is_reused_is_retried_for_idempotent_requests
         "requests as the upstream saw them"
     );
 }
+
+#[test]
+fn a_small_chunked_post_reaches_the_upstream_in_one_segment_and_a_bad_one_not_at_all() {
+    // The whole chunked body arrived with the head: it leaves with the head, in one send.
+    // A chunk size already invalid in those bytes is a 400 before the upstream hears of it.
+    use std::io::{Read, Write};
+    use std::sync::mpsc;
+    const BODY: &[u8] = b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n";
+    let (tx, rx) = mpsc::channel::<(Vec<u8>, u32)>();
+    let upstream = common::AcceptLoop::on_free_port("chunked upstream", move |mut s| {
+        let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !got.ends_with(b"\r\n0\r\n\r\n") {
+            match s.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+        let segs = data_segments_in(&s);
+        let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+        let _ = tx.send((got, segs));
+    });
+    let lyre = Lyre::routed(&[("/exapps/ch/", upstream.port())], &[]);
+    let head = "POST /exapps/ch/x HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n";
+    let mut c = Conn::connect(lyre.port);
+    c.send(&[head.as_bytes(), BODY].concat());
+    let r = c.read_response();
+    assert_eq!((r.head.status, r.body.as_slice()), (200, &b"ok"[..]));
+    let (got, segs) = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the upstream got the request");
+    assert!(
+        got.ends_with(BODY),
+        "upstream received {:?}",
+        String::from_utf8_lossy(&got)
+    );
+    assert_eq!(
+        segs, 1,
+        "data segments from Lyre to the upstream for head + chunked body"
+    );
+
+    let mut bad = Conn::connect(lyre.port);
+    bad.send(&[head.as_bytes(), b"zz\r\nhello\r\n0\r\n\r\n"].concat());
+    assert_eq!(bad.read_response().head.status, 400, "invalid chunk size");
+    assert!(
+        rx.recv_timeout(Duration::from_millis(500)).is_err(),
+        "the upstream heard of the invalid request"
+    );
+}

@@ -31,8 +31,8 @@ use super::worker::{now_ms, Worker};
 use crate::decide::response_failure;
 use crate::frp::open_work_stream;
 use crate::http::{
-    answers, parse_response, write_request, write_response_to, BodyFraming, HeadEdits, RequestHead,
-    ResponseHead,
+    answers, parse_response, write_request, write_response_to, BodyFraming, ChunkProgress,
+    ChunkedScanner, HeadEdits, HeadError, RequestHead, ResponseHead,
 };
 use crate::net::io::{set_nonblocking, write_all};
 use crate::net::pump::{tunnel_with, Pump};
@@ -149,7 +149,14 @@ pub async fn exchange(
         remove: plan.remove_headers.clone(),
     };
     write_request(&head, &edits, &mut out);
-    let framing = take_sized_body_lead(head.framing, buf, &mut out);
+    let framing = match take_body_lead(head.framing, buf, &mut out) {
+        Ok(framing) => framing,
+        Err(e) => {
+            debug!("request body framing invalid: {e:?}");
+            let _ = answer(client, answers::proxy_error(400), w.cfg.timeout_client).await;
+            return Next::Close;
+        }
+    };
     let retryable = is_retryable(&head, framing);
     let mut pooled_ok = true;
     let started = Cell::new(false);
@@ -258,18 +265,35 @@ where
     }
 }
 
-/// Moves the body bytes that arrived with a Content-Length request head from `buf` to the
-/// end of `out` (the head about to be written), and returns the framing of what is left.
-/// Head and body then leave in one send: a small POST costs the upstream one segment, and
-/// its kernel no pure ACK (two small pushed segments in a row are ACKed at once).
-fn take_sized_body_lead(framing: BodyFraming, buf: &mut Vec<u8>, out: &mut Vec<u8>) -> BodyFraming {
-    let BodyFraming::ContentLength(n) = framing else {
-        return framing;
+/// Moves the request body bytes that arrived with the head from `buf` to the end of `out`
+/// (the head about to be written), and returns the framing of what is left: with
+/// Content-Length, whatever part of the body is buffered; chunked, the whole body if it is
+/// all buffered (else nothing: it streams as it comes). Head and body then leave in one
+/// send: a small POST costs the upstream one segment, and its kernel no pure ACK (two
+/// small pushed segments in a row are ACKed at once). A chunked body already invalid in
+/// what is buffered is an error before anything reaches the upstream.
+fn take_body_lead(
+    framing: BodyFraming,
+    buf: &mut Vec<u8>,
+    out: &mut Vec<u8>,
+) -> Result<BodyFraming, HeadError> {
+    let have = match framing {
+        BodyFraming::ContentLength(n) => (buf.len() as u64).min(n) as usize,
+        BodyFraming::Chunked => match ChunkedScanner::new().scan(buf)? {
+            ChunkProgress {
+                consumed,
+                done: true,
+            } => consumed,
+            _ => return Ok(framing),
+        },
+        _ => return Ok(framing),
     };
-    let have = (buf.len() as u64).min(n) as usize;
     out.extend_from_slice(&buf[..have]);
     buf.drain(..have);
-    BodyFraming::ContentLength(n - have as u64)
+    Ok(match framing {
+        BodyFraming::ContentLength(n) => BodyFraming::ContentLength(n - have as u64),
+        _ => BodyFraming::None,
+    })
 }
 
 /// Open the upstream and write the request head. Errors are the status to answer (503:
