@@ -72,21 +72,48 @@ pub fn nginx_bin() -> PathBuf {
     panic!("nginx not found in /usr/sbin, /usr/local/sbin, /usr/bin: {INSTALL_HINT}");
 }
 
-/// A free TCP port on 127.0.0.1 (bind :0, read it back, release it), never one handed out
-/// before in this test process: the tests of one binary run in parallel, and a port picked
-/// for one test's peer (not yet listening) could otherwise be picked again by another test,
-/// whose server then answers in its place.
+/// A free TCP port on 127.0.0.1 for a test's listener, never one handed out before in this
+/// test process: the tests of one binary run in parallel, and a port picked for one test's
+/// peer (not yet listening) could otherwise be picked again by another test, whose server
+/// then answers in its place. Taken below the kernel's ephemeral range when there is room
+/// (and outside HaRP's FRP ports 23000-24099, which the FRP tests pick from): a port from
+/// `bind :0` is an ephemeral one, and between our release and the peer's bind any
+/// outgoing connection of a parallel test could take it as its source port.
 pub fn free_port() -> u16 {
     static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let below = ephemeral_low().saturating_sub(1);
+    let range: Vec<u16> = (10_000..below)
+        .filter(|p| !(23_000..=24_099).contains(p))
+        .collect();
+    let mut seen = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
+    if range.len() >= 1_000 {
+        let start = (std::process::id() as usize).wrapping_mul(7919);
+        for _ in 0..range.len() {
+            let i = NEXT.fetch_add(1, Ordering::Relaxed) as usize;
+            let port = range[start.wrapping_add(i) % range.len()];
+            if !seen.contains(&port) && TcpListener::bind(("127.0.0.1", port)).is_ok() {
+                seen.push(port);
+                return port;
+            }
+        }
+    }
     loop {
         let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
         let port = l.local_addr().expect("local_addr").port();
-        let mut seen = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
         if !seen.contains(&port) {
             seen.push(port);
             return port;
         }
     }
+}
+
+/// The first port of the kernel's ephemeral range (net.ipv4.ip_local_port_range).
+fn ephemeral_low() -> u16 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32_768)
 }
 
 /// Polls until `cond` is true or `deadline` passes; returns whether it became true.
