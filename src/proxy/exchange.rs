@@ -534,3 +534,131 @@ pub async fn run_tunnel(w: Rc<Worker>, client: ClientConn, up: UpstreamConn) {
         Err(e) => debug!("tunnel ended: {e}"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::parse_request;
+
+    fn head(raw: &str) -> RequestHead {
+        parse_request(raw.as_bytes()).unwrap().unwrap().0
+    }
+
+    /// (framing, buffered after the head, taken into the head's send, framing left, kept)
+    type LeadRow = (
+        BodyFraming,
+        &'static [u8],
+        &'static [u8],
+        BodyFraming,
+        &'static [u8],
+    );
+
+    #[test]
+    fn body_bytes_join_the_head_only_as_far_as_the_framing_allows() {
+        let rows: [LeadRow; 6] = [
+            (
+                BodyFraming::ContentLength(4),
+                b"bodyGET /next",
+                b"body",
+                BodyFraming::ContentLength(0),
+                b"GET /next",
+            ),
+            (
+                BodyFraming::ContentLength(10),
+                b"part",
+                b"part",
+                BodyFraming::ContentLength(6),
+                b"",
+            ),
+            (
+                BodyFraming::Chunked,
+                b"2\r\nhi\r\n0\r\n\r\nGET",
+                b"2\r\nhi\r\n0\r\n\r\n",
+                BodyFraming::None,
+                b"GET",
+            ),
+            (
+                BodyFraming::Chunked,
+                b"2\r\nhi\r\n",
+                b"",
+                BodyFraming::Chunked,
+                b"2\r\nhi\r\n",
+            ),
+            (
+                BodyFraming::None,
+                b"GET /next",
+                b"",
+                BodyFraming::None,
+                b"GET /next",
+            ),
+            (
+                BodyFraming::UntilClose,
+                b"x",
+                b"",
+                BodyFraming::UntilClose,
+                b"x",
+            ),
+        ];
+        for (framing, buffered, taken, left, kept) in rows {
+            let mut buf = buffered.to_vec();
+            let mut out = b"HEAD|".to_vec();
+            let got = take_body_lead(framing, &mut buf, &mut out).unwrap();
+            assert_eq!(got, left, "{framing:?} {buffered:?}");
+            assert_eq!(&out[5..], taken, "{framing:?} {buffered:?}");
+            assert_eq!(buf, kept, "{framing:?} {buffered:?}");
+        }
+        let mut buf = b"zz\r\nhello\r\n".to_vec();
+        let mut out = Vec::new();
+        assert!(take_body_lead(BodyFraming::Chunked, &mut buf, &mut out).is_err());
+        assert!(out.is_empty(), "nothing of an invalid body joins the head");
+    }
+
+    #[test]
+    fn only_idempotent_requests_in_hand_are_retried() {
+        let rows = [
+            ("GET / HTTP/1.1\r\nHost: t\r\n\r\n", BodyFraming::None, true),
+            (
+                "HEAD / HTTP/1.1\r\nHost: t\r\n\r\n",
+                BodyFraming::None,
+                true,
+            ),
+            (
+                "DELETE /x HTTP/1.1\r\nHost: t\r\n\r\n",
+                BodyFraming::None,
+                true,
+            ),
+            (
+                "PUT /x HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\n",
+                BodyFraming::ContentLength(0),
+                true,
+            ),
+            (
+                "PUT /x HTTP/1.1\r\nHost: t\r\nContent-Length: 9\r\n\r\n",
+                BodyFraming::ContentLength(7),
+                false,
+            ),
+            (
+                "POST /x HTTP/1.1\r\nHost: t\r\n\r\n",
+                BodyFraming::None,
+                false,
+            ),
+            (
+                "PATCH /x HTTP/1.1\r\nHost: t\r\n\r\n",
+                BodyFraming::None,
+                false,
+            ),
+            (
+                "GET / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n",
+                BodyFraming::Chunked,
+                false,
+            ),
+        ];
+        for (raw, framing, want) in rows {
+            assert_eq!(
+                is_retryable(&head(raw), framing),
+                want,
+                "{raw:?} {framing:?}"
+            );
+        }
+    }
+}
