@@ -628,3 +628,59 @@ fn status_line_code_reads_a_response_head_only() {
     assert_eq!(status_line_code(b"HTTP/1.10 200 OK"), None);
     assert_eq!(status_line_code(b"{\"json\": 1}"), None);
 }
+
+/// The limits at their edges, with random shapes: heads of 60-70 KiB made of 80-120 header
+/// lines of random lengths. A complete head is accepted exactly when it is at most
+/// MAX_HEAD_BYTES long and has at most MAX_HEADERS headers; otherwise the error is the
+/// limit it broke (431), never a panic or a silent truncation. Fed whole and, for the
+/// accepted ones, growing a byte range at a time as a slow client's bytes arrive.
+#[test]
+fn limits_hold_for_random_heads_around_64_kib_and_100_headers() {
+    let mut rng = Rng::new(0x64_0064);
+    let (mut accepted, mut too_large, mut too_many) = (0, 0, 0);
+    for _ in 0..300 {
+        let headers = 80 + rng.below(41);
+        let target = 60 * 1024 + rng.below(10 * 1024);
+        let mut head = b"GET /exapps/app/x HTTP/1.1\r\nHost: a\r\n".to_vec();
+        let line_budget = (target - head.len()) / (headers - 1);
+        for i in 1..headers {
+            let len = 1 + rng.below(2 * line_budget.max(2));
+            let value: Vec<u8> = (0..len).map(|_| b'a' + rng.below(26) as u8).collect();
+            head.extend_from_slice(format!("x-h{i}: ").as_bytes());
+            head.extend_from_slice(&value);
+            head.extend_from_slice(b"\r\n");
+        }
+        head.extend_from_slice(b"\r\n");
+        let (size, count) = (head.len(), headers);
+        match parse_request(&head) {
+            Ok(Some((parsed, len))) => {
+                assert!(size <= MAX_HEAD_BYTES, "accepted a {size}-byte head");
+                assert!(count <= MAX_HEADERS, "accepted {count} headers");
+                assert_eq!(len, size);
+                assert!(parsed.header("x-h1").is_some_and(|v| !v.is_empty()));
+                // The same head trickling in: incomplete until its last byte.
+                let cut = 1 + rng.below(size - 1);
+                assert!(
+                    matches!(parse_request(&head[..cut]), Ok(None)),
+                    "prefix of {cut} of a {size}-byte head"
+                );
+                accepted += 1;
+            }
+            Ok(None) => panic!("complete {size}-byte head with {count} headers read as incomplete"),
+            Err(HeadError::TooLarge) => {
+                assert!(size > MAX_HEAD_BYTES, "{size} bytes: TooLarge");
+                too_large += 1;
+            }
+            Err(HeadError::TooManyHeaders) => {
+                assert!(count > MAX_HEADERS, "{count} headers: TooManyHeaders");
+                too_many += 1;
+            }
+            Err(e) => panic!("{size} bytes, {count} headers: {e:?}"),
+        }
+    }
+    // The shapes must reach every outcome, or the test proves less than it says.
+    assert!(
+        accepted >= 20 && too_large >= 20 && too_many >= 20,
+        "outcomes: {accepted} accepted, {too_large} too large, {too_many} too many headers"
+    );
+}
