@@ -14,7 +14,6 @@ mod common;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::{Shutdown, TcpStream};
-use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
@@ -75,21 +74,7 @@ fn assert_back_to(lyre: &Lyre, baseline: &BTreeMap<String, usize>, within: Durat
 
 /// Closes `s` with a reset (SO_LINGER 0) instead of a FIN.
 fn reset(s: TcpStream) {
-    let linger = libc::linger {
-        l_onoff: 1,
-        l_linger: 0,
-    };
-    // SAFETY: setsockopt on an open socket with a correctly sized linger struct.
-    let rc = unsafe {
-        libc::setsockopt(
-            s.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_LINGER,
-            (&linger as *const libc::linger).cast(),
-            std::mem::size_of::<libc::linger>() as libc::socklen_t,
-        )
-    };
-    assert_eq!(rc, 0, "SO_LINGER");
+    lyre::net::io::set_linger_zero(&s).expect("SO_LINGER");
     drop(s);
 }
 

@@ -242,13 +242,14 @@ pub fn shutdown_write(s: &TcpStream) {
 }
 
 /// Close with RST instead of FIN (HAProxy `silent-drop` best effort): SO_LINGER {1, 0}.
-pub fn set_linger_zero(s: &TcpStream) {
+/// Any socket (monoio's or std's); callers that only try their best ignore the error.
+pub fn set_linger_zero(s: &impl AsRawFd) -> io::Result<()> {
     let l = libc::linger {
         l_onoff: 1,
         l_linger: 0,
     };
     // SAFETY: valid fd and a properly sized linger struct.
-    unsafe {
+    let rc = unsafe {
         libc::setsockopt(
             s.as_raw_fd(),
             libc::SOL_SOCKET,
@@ -257,6 +258,11 @@ pub fn set_linger_zero(s: &TcpStream) {
             std::mem::size_of::<libc::linger>() as libc::socklen_t,
         )
     };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 /// True if the peer has neither closed nor sent unsolicited bytes: a one-byte

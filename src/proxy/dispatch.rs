@@ -57,7 +57,7 @@ pub async fn serve_decided(
         }
         Decided::Drop => {
             // HTTPS: the reset is on the TCP socket under TLS, as HAProxy's `silent-drop`.
-            set_linger_zero(client.tcp());
+            let _ = set_linger_zero(client.tcp());
             Next::Abort
         }
     }

@@ -356,7 +356,7 @@ fn tunnel_reset_ends_both_sides() {
             let (client, a) = pair().await;
             let (b, upstream) = pair().await;
             let t = monoio::spawn(async move { tunnel_with(choice, &a, &b, LONG, LONG).await });
-            nio::set_linger_zero(&upstream);
+            nio::set_linger_zero(&upstream).unwrap();
             drop(upstream);
             let err = t.await.unwrap_err();
             assert_eq!(err.kind(), io::ErrorKind::ConnectionReset, "{choice:?}");

@@ -135,7 +135,7 @@ enum Event {
 fn end_or_abort(r: io::Result<()>, other: &TcpStream) -> io::Result<()> {
     if let Err(e) = &r {
         if e.kind() == io::ErrorKind::ConnectionReset {
-            nio::set_linger_zero(other);
+            let _ = nio::set_linger_zero(other);
         }
     }
     r
