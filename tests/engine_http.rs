@@ -457,34 +457,48 @@ fn data_segments_in(s: &std::net::TcpStream) -> u32 {
     }
 }
 
-#[test]
-fn a_small_post_and_its_answer_cross_each_hop_in_one_segment() {
-    // A request head with its small body, and a response head with its small body, leave
-    // Lyre in one send each: one segment per hop (two small pushed segments in a row would
-    // also make the receiver's kernel ACK at once: an extra packet and softirq per request).
+/// An upstream that reads each connection until `complete(bytes so far)`, then reports
+/// what it read and how many data segments that took ([`data_segments_in`]) and answers
+/// `reply`.
+fn segment_counting_upstream(
+    complete: fn(&[u8]) -> bool,
+    reply: &'static [u8],
+) -> (
+    common::AcceptLoop,
+    std::sync::mpsc::Receiver<(Vec<u8>, u32)>,
+) {
     use std::io::{Read, Write};
-    use std::sync::mpsc;
-    const BODY: &[u8] = b"{\"app\":\"one-segment\"}";
-    const REPLY: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nthere";
-    let (tx, rx) = mpsc::channel::<(Vec<u8>, u32)>();
-    let upstream = common::AcceptLoop::on_free_port("one-segment upstream", move |mut s| {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let upstream = common::AcceptLoop::on_free_port("segment-counting upstream", move |mut s| {
         let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
         let mut got = Vec::new();
         let mut buf = [0u8; 4096];
-        let want = |g: &[u8]| {
-            let end = g.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
-            Some(end + BODY.len())
-        };
-        while want(&got).is_none_or(|n| got.len() < n) {
+        while !complete(&got) {
             match s.read(&mut buf) {
                 Ok(0) | Err(_) => break,
                 Ok(n) => got.extend_from_slice(&buf[..n]),
             }
         }
         let segs = data_segments_in(&s);
-        let _ = s.write_all(REPLY);
+        let _ = s.write_all(reply);
         let _ = tx.send((got, segs));
     });
+    (upstream, rx)
+}
+
+#[test]
+fn a_small_post_and_its_answer_cross_each_hop_in_one_segment() {
+    // A request head with its small body, and a response head with its small body, leave
+    // Lyre in one send each: one segment per hop (two small pushed segments in a row would
+    // also make the receiver's kernel ACK at once: an extra packet and softirq per request).
+    const BODY: &[u8] = b"{\"app\":\"one-segment\"}";
+    const REPLY: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nthere";
+    let whole = |g: &[u8]| {
+        g.windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .is_some_and(|end| g.len() >= end + 4 + BODY.len())
+    };
+    let (upstream, rx) = segment_counting_upstream(whole, REPLY);
     let lyre = Lyre::routed(&[("/exapps/one/", upstream.port())], &[]);
     let mut c = Conn::connect(lyre.port);
     let mut req = format!(
@@ -580,24 +594,10 @@ fn a_pooled_connection_closed_as_it_is_reused_is_retried_for_idempotent_requests
 fn a_small_chunked_post_reaches_the_upstream_in_one_segment_and_a_bad_one_not_at_all() {
     // The whole chunked body arrived with the head: it leaves with the head, in one send.
     // A chunk size already invalid in those bytes is a 400 before the upstream hears of it.
-    use std::io::{Read, Write};
-    use std::sync::mpsc;
     const BODY: &[u8] = b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n";
-    let (tx, rx) = mpsc::channel::<(Vec<u8>, u32)>();
-    let upstream = common::AcceptLoop::on_free_port("chunked upstream", move |mut s| {
-        let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-        let mut got = Vec::new();
-        let mut buf = [0u8; 4096];
-        while !got.ends_with(b"\r\n0\r\n\r\n") {
-            match s.read(&mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => got.extend_from_slice(&buf[..n]),
-            }
-        }
-        let segs = data_segments_in(&s);
-        let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
-        let _ = tx.send((got, segs));
-    });
+    let whole = |g: &[u8]| g.ends_with(b"\r\n0\r\n\r\n");
+    let reply = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+    let (upstream, rx) = segment_counting_upstream(whole, reply);
     let lyre = Lyre::routed(&[("/exapps/ch/", upstream.port())], &[]);
     let head = "POST /exapps/ch/x HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n";
     let mut c = Conn::connect(lyre.port);
