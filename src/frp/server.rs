@@ -141,6 +141,12 @@ pub async fn adopt(ctx: Rc<FrpContext>, conn: HandedFrp) {
     }
 }
 
+/// What is left of the opening deadline ([`FIRST_MSG_TIMEOUT`] from accept, as frps's read
+/// deadline): the TLS handshake, the placement look-ahead and the first message share it.
+fn opening_time_left(opened: Instant) -> Duration {
+    FIRST_MSG_TIMEOUT.saturating_sub(opened.elapsed())
+}
+
 /// Read until frpc's first message is complete (placement needs its run_id), at most
 /// [`CLASSIFY_READ_BYTES`], until [`FIRST_MSG_TIMEOUT`] after `opened` in all: a peer
 /// trickling a byte at a time gets no more time than a silent one. `None`: the peer closed
@@ -149,7 +155,7 @@ async fn read_opening(t: &Transport, opened: Instant) -> Result<Option<Vec<u8>>,
     let mut initial = Vec::new();
     loop {
         let mut chunk = vec![0u8; CLASSIFY_READ_BYTES - initial.len()];
-        let left = FIRST_MSG_TIMEOUT.saturating_sub(opened.elapsed());
+        let left = opening_time_left(opened);
         let read = crate::runtime::time::limit(left, t.read(&mut chunk));
         let n = match read.await {
             Ok(r) => r?,
@@ -251,7 +257,7 @@ async fn serve_classified(
     }
     let t = Rc::new(t);
     let ch = Channel::Raw(t.clone());
-    let left = FIRST_MSG_TIMEOUT.saturating_sub(opened.elapsed());
+    let left = opening_time_left(opened);
     let (ty, body, rest) = read_first_msg_within(&ch, initial, left).await?;
     match ty {
         MsgType::Login => {
