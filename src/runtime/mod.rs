@@ -42,17 +42,44 @@ impl Driver {
 
 /// Resolve `LYRE_DRIVER` against what the kernel allows.
 pub fn pick_driver(choice: DriverChoice) -> Result<Driver, String> {
-    let uring_ok = monoio::utils::detect_uring();
-    match choice {
-        DriverChoice::Auto if uring_ok => Ok(Driver::IoUring),
-        DriverChoice::Auto | DriverChoice::Epoll => Ok(Driver::Epoll),
-        DriverChoice::IoUring if uring_ok => Ok(Driver::IoUring),
-        DriverChoice::IoUring => Err(
-            "LYRE_DRIVER: io_uring is not available here (kernel or seccomp forbids it); \
-             use LYRE_DRIVER=auto or epoll"
-                .into(),
-        ),
+    let unavailable = uring_unavailable();
+    match (choice, unavailable) {
+        (DriverChoice::Epoll, _) => Ok(Driver::Epoll),
+        (DriverChoice::Auto | DriverChoice::IoUring, None) => Ok(Driver::IoUring),
+        (DriverChoice::Auto, Some(why)) => {
+            info!("io_uring is not available ({why}): running on epoll");
+            Ok(Driver::Epoll)
+        }
+        (DriverChoice::IoUring, Some(why)) => Err(format!(
+            "LYRE_DRIVER=uring: io_uring is not available ({why}); use LYRE_DRIVER=auto or \
+             epoll, or allow io_uring_setup, io_uring_enter and io_uring_register"
+        )),
     }
+}
+
+/// Why io_uring cannot run here (`None`: it can). The errno of a real `io_uring_setup` tells
+/// an operator which fix applies: EPERM is a seccomp filter (Docker's default profile) or the
+/// `kernel.io_uring_disabled` sysctl, ENOSYS a kernel built without io_uring.
+fn uring_unavailable() -> Option<String> {
+    if let Err(e) = io_uring::IoUring::new(2) {
+        let cause = match e.raw_os_error() {
+            Some(libc::EPERM) => {
+                ": forbidden by a seccomp profile (Docker's default blocks io_uring) or by \
+                 the kernel.io_uring_disabled sysctl"
+            }
+            Some(libc::ENOSYS) => ": this kernel has no io_uring",
+            _ => "",
+        };
+        return Some(format!("io_uring_setup failed: {e}{cause}"));
+    }
+    if !monoio::utils::detect_uring() {
+        return Some(
+            "the kernel lacks an io_uring operation monoio needs, or \
+             MONOIO_FORCE_LEGACY_DRIVER is set"
+                .into(),
+        );
+    }
+    None
 }
 
 /// Tests: run `f()` to completion on a fresh runtime of each driver (io_uring first, as

@@ -544,6 +544,16 @@ pub struct Lyre {
 
 impl Lyre {
     pub fn start(env: &[(&str, &str)], args: &[&str]) -> Lyre {
+        Lyre::start_with(env, args, |_| {})
+    }
+
+    /// [`Lyre::start`] with `adjust` applied to the command before it is spawned (e.g. a
+    /// `pre_exec` sandbox).
+    pub fn start_with(
+        env: &[(&str, &str)],
+        args: &[&str],
+        adjust: impl FnOnce(&mut Command),
+    ) -> Lyre {
         let dir = TempDir::new("lyre");
         let mut e = LyreEnv::new(dir.path());
         for (k, v) in env {
@@ -561,7 +571,9 @@ impl Lyre {
             .find(|(k, _)| k == "HP_EXAPPS_HTTPS_ADDRESS")
             .and_then(|(_, v)| v.parse().ok())
             .expect("HP_EXAPPS_HTTPS_ADDRESS is host:port");
-        let mut proc = Proc::spawn("lyre", serve_command(&e, args), dir.path().join("lyre.log"));
+        let mut cmd = serve_command(&e, args);
+        adjust(&mut cmd);
+        let mut proc = Proc::spawn("lyre", cmd, dir.path().join("lyre.log"));
         proc.wait_listening(exapps.port());
         Lyre {
             port: exapps.port(),
@@ -590,12 +602,23 @@ impl Lyre {
         env: &[(&str, &str)],
         args: &[&str],
     ) -> (std::process::ExitStatus, String) {
+        Lyre::start_failure_with(env, args, |_| {})
+    }
+
+    /// [`Lyre::start_failure`] with `adjust` applied to the command before it is spawned.
+    pub fn start_failure_with(
+        env: &[(&str, &str)],
+        args: &[&str],
+        adjust: impl FnOnce(&mut Command),
+    ) -> (std::process::ExitStatus, String) {
         let dir = TempDir::new("lyre-fail");
         let mut e = LyreEnv::new(dir.path());
         for (k, v) in env {
             e.set(k, v);
         }
-        let mut proc = Proc::spawn("lyre", serve_command(&e, args), dir.path().join("lyre.log"));
+        let mut cmd = serve_command(&e, args);
+        adjust(&mut cmd);
+        let mut proc = Proc::spawn("lyre", cmd, dir.path().join("lyre.log"));
         let mut status = None;
         poll_until(START_DEADLINE, || {
             status = proc.exited();
