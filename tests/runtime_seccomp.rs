@@ -29,48 +29,23 @@ const DOWNLOAD: u64 = 64 << 20;
 /// Installs, in the child between fork and exec, a seccomp filter answering the io_uring
 /// syscalls with `errno` and allowing everything else.
 fn forbid_io_uring(cmd: &mut Command, errno: i32) {
-    let jeq = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
-    let ret = (libc::BPF_RET | libc::BPF_K) as u16;
-    let load_nr = libc::sock_filter {
-        code: (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16,
-        jt: 0,
-        jf: 0,
-        k: 0, // offsetof(struct seccomp_data, nr)
-    };
+    let jeq = libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K;
+    let ret = libc::BPF_RET | libc::BPF_K;
     let [setup, enter, register] = IO_URING_SYSCALLS;
-    // nr == setup/enter/register jumps to the errno return (3, 2, 1 instructions ahead).
     let filter = [
-        load_nr,
-        libc::sock_filter {
-            code: jeq,
-            jt: 3,
-            jf: 0,
-            k: setup,
-        },
-        libc::sock_filter {
-            code: jeq,
-            jt: 2,
-            jf: 0,
-            k: enter,
-        },
-        libc::sock_filter {
-            code: jeq,
-            jt: 1,
-            jf: 0,
-            k: register,
-        },
-        libc::sock_filter {
-            code: ret,
-            jt: 0,
-            jf: 0,
-            k: libc::SECCOMP_RET_ALLOW,
-        },
-        libc::sock_filter {
-            code: ret,
-            jt: 0,
-            jf: 0,
-            k: libc::SECCOMP_RET_ERRNO | (errno as u32 & libc::SECCOMP_RET_DATA),
-        },
+        // A = seccomp_data.nr (offset 0)
+        bpf(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, 0, 0, 0),
+        // setup / enter / register: jump to the errno return (3, 2, 1 ahead)
+        bpf(jeq, 3, 0, setup),
+        bpf(jeq, 2, 0, enter),
+        bpf(jeq, 1, 0, register),
+        bpf(ret, 0, 0, libc::SECCOMP_RET_ALLOW),
+        bpf(
+            ret,
+            0,
+            0,
+            libc::SECCOMP_RET_ERRNO | (errno as u32 & libc::SECCOMP_RET_DATA),
+        ),
     ];
     // SAFETY: the closure runs in the forked child before exec; it only reads the filter
     // (moved in, no allocation) and makes two prctl calls, both async-signal-safe.
@@ -91,6 +66,16 @@ fn forbid_io_uring(cmd: &mut Command, errno: i32) {
             }
             Ok(())
         });
+    }
+}
+
+/// One classic-BPF instruction.
+fn bpf(code: u32, jt: u8, jf: u8, k: u32) -> libc::sock_filter {
+    libc::sock_filter {
+        code: code as u16,
+        jt,
+        jf,
+        k,
     }
 }
 
