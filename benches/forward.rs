@@ -111,6 +111,9 @@ type Row = (String, Box<dyn FnMut() -> Result<Sample, String>>);
 /// Run every row `runs` times, round-robin, each run right after a direct download, so a
 /// noisy neighbour skews a row and its baseline alike; print medians.
 fn paired_table(source: SocketAddr, mut rows: Vec<Row>, runs: usize) {
+    if rows.is_empty() {
+        return; // LYRE_BENCH_ONLY matched no row (e.g. "idle tunnels"): no baseline to print
+    }
     let mut results: Vec<Vec<(Sample, Sample)>> = vec![Vec::new(); rows.len()];
     for _ in 0..runs {
         for (i, (label, run)) in rows.iter_mut().enumerate() {
