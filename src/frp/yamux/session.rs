@@ -28,8 +28,6 @@ use std::rc::Rc;
 use std::task::{Poll, Waker};
 use std::time::Duration;
 
-use bytes::{Buf, BytesMut};
-
 use super::frame::*;
 use crate::runtime::signal::{Latch, Notify, WakerList};
 use crate::tls::Transport;
@@ -137,7 +135,10 @@ impl From<io::Error> for YamuxError {
 
 #[derive(Default)]
 struct StreamState {
-    recv: BytesMut,
+    /// Payload received and not read yet: a ring that grows by doubling up to the window
+    /// and never past it, so a stream holds at most one window (a buffer read from the
+    /// front while appended to at the back, as `BytesMut`, may double past it).
+    recv: VecDeque<u8>,
     /// Bytes the peer may still send us.
     recv_window: u32,
     /// The window we grant in all (what `recv_window` is topped back up to).
@@ -150,7 +151,8 @@ struct StreamState {
     reset: bool,
     /// Carries a user connection: no longer counted in `Shared::unclaimed`.
     claimed: bool,
-    /// Its reader found nothing buffered since our last WINDOW_UPDATE (window autotuning).
+    /// Its reader found nothing buffered since our last WINDOW_UPDATE, and its sink has not
+    /// blocked it since (window autotuning).
     starved: bool,
     /// Payload bytes its reader announced it will read and that have not arrived yet
     /// (counted in `Shared::expected`), capped by what the window lets the peer send.
@@ -160,10 +162,33 @@ struct StreamState {
 }
 
 impl StreamState {
+    /// Buffer a payload the window admitted (so `recv` stays within `window`).
+    fn buffer(&mut self, bytes: &[u8]) {
+        let need = self.recv.len() + bytes.len();
+        if need > self.recv.capacity() {
+            let target = (self.recv.capacity() * 2)
+                .min(self.window as usize)
+                .max(need);
+            self.recv.reserve_exact(target - self.recv.len());
+        }
+        self.recv.extend(bytes);
+    }
+
+    /// Copy up to `buf.len()` buffered bytes into `buf` (without consuming them).
+    fn copy_out(&self, buf: &mut [u8]) -> usize {
+        let (front, back) = self.recv.as_slices();
+        let n = self.recv.len().min(buf.len());
+        let k = front.len().min(n);
+        buf[..k].copy_from_slice(&front[..k]);
+        buf[k..n].copy_from_slice(&back[..n - k]);
+        n
+    }
+
     /// Receive-window autotuning for a claimed stream, at a window update: doubled (up to
     /// [`CLAIMED_RECV_WINDOW_BYTES`]) if its reader found the buffer empty since the last
-    /// update, i.e. it drains faster than the window lets data in. A stalled or slower
-    /// reader never starves, so its window stays put. Returns the growth.
+    /// update and has not been held up by its own sink since, i.e. it drains faster than
+    /// the window lets data in. A stalled reader, or one slower than the tunnel (a user on a
+    /// slow link), does not starve, so its window stays put. Returns the growth.
     fn grow_window(&mut self) -> u32 {
         if !std::mem::take(&mut self.starved) || !self.claimed {
             return 0;
@@ -466,7 +491,7 @@ impl Session {
     /// Part of a DATA payload: buffered for the stream's reader (unless it has ended).
     fn on_payload(&self, st: &mut StreamState, bytes: &[u8]) {
         if !st.fin_recv && !st.reset {
-            st.recv.extend_from_slice(bytes);
+            st.buffer(bytes);
         }
         let left = st.expect.saturating_sub(bytes.len());
         self.shared.set_expect(st, left as u64);
@@ -643,8 +668,7 @@ impl Stream {
         poll_fn(|cx| {
             let mut st = self.state.borrow_mut();
             if !st.recv.is_empty() {
-                let n = st.recv.len().min(buf.len());
-                buf[..n].copy_from_slice(&st.recv[..n]);
+                let n = st.copy_out(buf);
                 self.consumed(&mut st, n, remaining);
                 return Poll::Ready(Ok(n));
             }
@@ -665,7 +689,7 @@ impl Stream {
     /// `n` buffered bytes were taken by the reader, which will read `remaining` in all
     /// (them included): window granted back, batching announcement updated.
     fn consumed(&self, st: &mut StreamState, n: usize, remaining: u64) {
-        st.recv.advance(n);
+        st.recv.drain(..n);
         st.consumed += n as u32;
         if st.consumed >= st.window / 2 && !st.fin_recv {
             let delta = std::mem::take(&mut st.consumed) + st.grow_window();
@@ -697,14 +721,21 @@ impl Stream {
             st.starved = true;
             return Ok(Drain::Empty);
         }
-        let n = st.recv.len().min(max);
-        match send(&st.recv[..n])? {
+        // The ring's first contiguous part; a wrapped rest goes on the caller's next call.
+        let (front, _) = st.recv.as_slices();
+        let n = front.len().min(max);
+        match send(&front[..n])? {
             Some(0) => Err(io::ErrorKind::WriteZero.into()),
             Some(sent) => {
                 self.consumed(&mut st, sent, remaining);
                 Ok(Drain::Sent(sent))
             }
-            None => Ok(Drain::Blocked),
+            None => {
+                // The reader's sink is the bottleneck now, not the window: a wait for data
+                // before this (e.g. before the first byte arrived) says nothing any more.
+                st.starved = false;
+                Ok(Drain::Blocked)
+            }
         }
     }
 
@@ -1267,6 +1298,59 @@ mod tests {
                 widest > 4 << 20 && widest <= CLAIMED_RECV_WINDOW_BYTES as usize,
                 "widest window {widest}"
             );
+        });
+    }
+
+    /// A claimed stream drained into a sink slower than the tunnel (a user on a slow link)
+    /// keeps the 1 MiB window although its reader waited for the first bytes: the window is
+    /// not what holds it back, so growing it would only buffer more here.
+    #[test]
+    fn a_claimed_stream_drained_into_a_slow_sink_stays_at_one_mib() {
+        on_both_drivers(|| async {
+            let (t, c) = pair().await;
+            let session = Session::new();
+            let total = 4 << 20;
+            let checked = Cell::new(false);
+            let app = async {
+                let s = session.accept().await.unwrap();
+                s.claim();
+                let mut got = 0;
+                // The sink takes one 16 KiB piece, then is full for a millisecond.
+                let mut open = true;
+                while got < total {
+                    let take = |bytes: &[u8]| {
+                        Ok(std::mem::take(&mut open).then(|| bytes.len().min(16 * 1024)))
+                    };
+                    match s.drain_to(usize::MAX, 0, take).unwrap() {
+                        Drain::Sent(n) => got += n,
+                        Drain::Empty => s.readable().await,
+                        Drain::Blocked => {
+                            monoio::time::sleep(Duration::from_millis(1)).await;
+                            open = true;
+                        }
+                        Drain::End => panic!("stream ended after {got} bytes"),
+                    }
+                }
+                let held = s.state.borrow().recv.capacity();
+                assert!(
+                    held <= MAX_RECV_WINDOW_BYTES as usize,
+                    "receive buffer of {held} bytes for a 1 MiB window"
+                );
+                checked.set(true);
+                std::future::pending::<()>().await;
+            };
+            let widest = monoio::select! {
+                r = session.run(&t, Vec::new()) => panic!("session ended: {r:?}"),
+                _ = app => unreachable!(),
+                w = async {
+                    let widest = send_within_window(&c, total).await;
+                    while !checked.get() {
+                        monoio::time::sleep(Duration::from_millis(1)).await;
+                    }
+                    widest
+                } => w,
+            };
+            assert_eq!(widest, MAX_RECV_WINDOW_BYTES as usize, "widest window");
         });
     }
 
