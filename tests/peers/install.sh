@@ -40,6 +40,13 @@ if ! command -v openssl >/dev/null 2>&1; then
 fi
 openssl version
 
+# --- apt: iproute2 (ip netns/link, tc for the shaped-link test, ss) -------------------------
+if ! command -v tc >/dev/null 2>&1 || ! command -v ip >/dev/null 2>&1 || ! command -v ss >/dev/null 2>&1; then
+    log "apt-get install iproute2"
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends iproute2 >/dev/null
+fi
+
 # --- python venv ---------------------------------------------------------------------------
 PY="${PYTHON:-python3}"
 if ! "$PY" -m venv --help >/dev/null 2>&1 || ! "$PY" -c 'import ensurepip' >/dev/null 2>&1; then
