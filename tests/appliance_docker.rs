@@ -93,6 +93,56 @@ fn appapi_deploy_sequence_through_public_listener_epoll() {
     deploy_sequence("epoll");
 }
 
+/// §4.6: a request body streams to the engine as it came, chunked included (HaRP's HAProxy
+/// forwards either): an image import (`images/create?fromSrc=-`, a one-file tar sent in
+/// 4 KiB chunks) goes through Lyre into podman, after which the image is there.
+#[test]
+fn passthrough_streams_a_chunked_body_to_the_engine() {
+    let podman = Podman::start("appl-chunked");
+    let sock = podman.sock.to_string_lossy().into_owned();
+    let lyre = Lyre::start(&[("LYRE_DOCKER_SOCKET", &sock)], &[]);
+    let api = AppApi::new(lyre.port, 24000);
+    let tmp = TempDir::new("appl-chunked");
+    std::fs::write(tmp.path().join("hello.txt"), "imported through Lyre\n").expect("write");
+    let tar = std::process::Command::new("tar")
+        .arg("-C")
+        .arg(tmp.path())
+        .args(["-cf", "-", "hello.txt"])
+        .output()
+        .expect("run tar");
+    assert!(tar.status.success(), "tar: {tar:?}");
+    let repo = format!("localhost/lyre-chunked-{}", std::process::id());
+    let path = format!("{API}/images/create?fromSrc=-&repo={}&tag=1", encode(&repo));
+    let head = api.request_bytes("POST", &path, b"", "Transfer-Encoding: chunked\r\n");
+    let head = String::from_utf8(head).expect("ascii");
+    let mut req = head.replace("Content-Length: 0\r\n", "").into_bytes();
+    for piece in tar.stdout.chunks(4096) {
+        req.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
+        req.extend_from_slice(piece);
+        req.extend_from_slice(b"\r\n");
+    }
+    req.extend_from_slice(b"0\r\n\r\n");
+    let mut c = common::http::Conn::connect(lyre.port);
+    c.send(&req);
+    let r = c.read_response();
+    assert_eq!(r.head.status, 200, "import: {}", r.body_str());
+    // podman answers with the new image's id (and leaves `repo`/`tag` aside).
+    let id = progress_lines(&r.body)
+        .iter()
+        .find_map(|l| l["id"].as_str().map(str::to_string))
+        .unwrap_or_else(|| panic!("no image id in the import answer: {}", r.body_str()));
+    podman.forget_image(&id);
+    let inspect = api.engine("GET", &format!("/images/{id}/json"));
+    assert_eq!(
+        inspect.head.status,
+        200,
+        "the imported image is not there: {}",
+        inspect.body_str()
+    );
+    let size = inspect.json()["Size"].as_u64().unwrap_or_default();
+    assert!(size > 0, "imported image is empty: {}", inspect.body_str());
+}
+
 fn deploy_sequence(driver: &str) {
     let tag = format!("appl-deploy-{driver}");
     let podman = Podman::start(&tag);

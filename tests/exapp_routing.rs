@@ -326,6 +326,70 @@ fn h31_h34_exapp_storage_push_and_delete() {
     assert_eq!(nc.meta_calls(APP_ID), 1, "H-34: next request refetches");
 }
 
+/// Control bodies may come chunked (HaRP's aiohttp decodes them; AppAPI sends a length):
+/// a record pushed in 37-byte chunks is stored as a sized one is, the request pipelined
+/// after it on the same connection is served, and the chunked framing is checked as the
+/// proxy checks it (a bad chunk: 400, connection closed) and held to the same 1 MiB (413).
+#[test]
+fn chunked_control_bodies_are_decoded_like_sized_ones() {
+    let exapp = NcPyExApp::start();
+    let mut cfg = nc_config(exapp.port);
+    cfg["apps"] = json!({});
+    let nc = FakeNc::start(&cfg);
+    let lyre = lyre_for(&nc, &[]);
+    let push = |chunked_body: &[u8]| {
+        let mut req = format!(
+            "POST /exapps/app_api/exapp_storage/testapp HTTP/1.1\r\nHost: lyre.test\r\n\
+             harp-shared-key: {KEY}\r\nContent-Type: application/json\r\n\
+             Transfer-Encoding: chunked\r\n\r\n"
+        )
+        .into_bytes();
+        req.extend_from_slice(chunked_body);
+        req
+    };
+    let chunk = |data: &[u8]| {
+        let mut out = Vec::new();
+        for piece in data.chunks(37) {
+            out.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
+            out.extend_from_slice(piece);
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b"0\r\n\r\n");
+        out
+    };
+    let record = record(exapp.port, standard_routes()).to_string();
+    let mut c = common::http::Conn::connect(lyre.port);
+    c.set_timeout(ANSWER_TIMEOUT);
+    c.send(&push(&chunk(record.as_bytes())));
+    c.send(&request(
+        "GET",
+        "/exapps/testapp/public/after-chunked-push",
+        &[],
+    ));
+    let r = c.read_response();
+    assert_eq!(r.head.status, 204, "chunked push: {}", r.body_str());
+    let r = c.read_response();
+    assert_eq!(r.head.status, 200, "pipelined request: {}", r.body_str());
+    assert_eq!(
+        nc.requests(),
+        0,
+        "the pushed record was used, Nextcloud not asked"
+    );
+
+    let r = send_raw(lyre.port, &push(b"5\r\n{}{}{}\r\n0\r\n\r\n")).answered("bad chunk");
+    assert_eq!(r.head.status, 400, "{}", r.body_str());
+    let mut big = chunk(&vec![b' '; (1 << 20) + 1]);
+    big.truncate(big.len() - 5); // the body never ends: the size alone must decide
+    let r = send_raw(lyre.port, &push(&big)).answered("chunked body over 1 MiB");
+    assert_eq!(r.head.status, 413, "{}", r.body_str());
+    assert!(
+        r.body_str()
+            .starts_with("Maximum request body size 1048576 exceeded"),
+        "{}",
+        r.body_str()
+    );
+}
+
 /// H-103: a control body over 1 MiB -> 413 (answered from the head, body never read).
 #[test]
 fn h103_control_body_over_1mib_is_413() {

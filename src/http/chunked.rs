@@ -113,6 +113,21 @@ impl ChunkedScanner {
 
     /// Scan the next bytes of the body stream.
     pub fn scan(&mut self, data: &[u8]) -> Result<ChunkProgress, HeadError> {
+        self.scan_with(data, |_| {})
+    }
+
+    /// [`ChunkedScanner::scan`] that also appends the payload it passes to `out` (the
+    /// decoded body): for a consumer of a whole small body (the control API), never the
+    /// proxy, which forwards the framing as it came.
+    pub fn decode(&mut self, data: &[u8], out: &mut Vec<u8>) -> Result<ChunkProgress, HeadError> {
+        self.scan_with(data, |payload| out.extend_from_slice(payload))
+    }
+
+    fn scan_with(
+        &mut self,
+        data: &[u8],
+        mut on_payload: impl FnMut(&[u8]),
+    ) -> Result<ChunkProgress, HeadError> {
         if let Some(e) = &self.failed {
             return Err(e.clone());
         }
@@ -123,6 +138,7 @@ impl ChunkedScanner {
                 let take = self.remaining.min(available);
                 self.skip_payload(take);
                 // invariant: take <= available, which came from a usize.
+                on_payload(&data[at..at + take as usize]);
                 at += take as usize;
                 continue;
             }

@@ -261,3 +261,46 @@ fn never_panics_on_random_input() {
         }
     }
 }
+
+/// `decode` hands out exactly the payload, however the body is split and chunked, stops
+/// where `scan` stops, and fails where `scan` fails.
+#[test]
+fn decode_yields_the_payload_in_any_split() {
+    let mut rng = Rng::new(9);
+    for round in 0..300 {
+        let payload: Vec<u8> = (0..rng.below(3000))
+            .map(|i| (i * 7 + round) as u8)
+            .collect();
+        let mut body = Vec::new();
+        let mut at = 0;
+        while at < payload.len() {
+            let n = (1 + rng.below(700)).min(payload.len() - at);
+            body.extend_from_slice(format!("{n:x};ext=1\r\n").as_bytes());
+            body.extend_from_slice(&payload[at..at + n]);
+            body.extend_from_slice(b"\r\n");
+            at += n;
+        }
+        body.extend_from_slice(b"0\r\nX-Trailer: t\r\n\r\n");
+        let mut stream = body.clone();
+        stream.extend_from_slice(NEXT);
+        let mut dec = ChunkedScanner::new();
+        let (mut out, mut at) = (Vec::new(), 0);
+        while !dec.is_done() {
+            let end = (at + 1 + rng.below(200)).min(stream.len());
+            at += dec
+                .decode(&stream[at..end], &mut out)
+                .expect("valid")
+                .consumed;
+        }
+        assert_eq!(
+            at,
+            body.len(),
+            "round {round}: stops before the next request"
+        );
+        assert_eq!(out, payload, "round {round}");
+    }
+    let mut dec = ChunkedScanner::new();
+    let mut out = Vec::new();
+    assert!(dec.decode(b"5\r\nhelloX\r\n", &mut out).is_err());
+    assert_eq!(out, b"hello", "payload before the error was passed on");
+}

@@ -207,8 +207,8 @@ async fn docker_wrapper(
     docker::handle_exapp(&action, head.header("docker-engine-port"), body, &w.docker).await
 }
 
-/// A control body: Content-Length up to 1 MiB (413 beyond, H-103). Chunked control bodies
-/// are refused with 411: AppAPI always sends a length.
+/// A control body: Content-Length up to 1 MiB (413 beyond, H-103), or a chunked one decoded
+/// up to the same size (HaRP's aiohttp takes both; AppAPI sends a length).
 async fn read_small_body(
     w: &Worker,
     client: &ClientConn,
@@ -217,12 +217,9 @@ async fn read_small_body(
 ) -> Result<Vec<u8>, ControlReply> {
     let len = match head.framing {
         BodyFraming::None | BodyFraming::UntilClose => return Ok(Vec::new()),
-        BodyFraming::Chunked => return Err(ControlReply::text(411, "411: Length Required")),
+        BodyFraming::Chunked => return read_chunked_body(w, client, buf).await,
         BodyFraming::ContentLength(n) if n > MAX_CONTROL_BODY_BYTES => {
-            return Err(ControlReply::text(
-                413,
-                format!("Maximum request body size {MAX_CONTROL_BODY_BYTES} exceeded, actual body size {n}"),
-            ))
+            return Err(body_too_large(n));
         }
         BodyFraming::ContentLength(n) => n as usize,
     };
@@ -233,4 +230,39 @@ async fn read_small_body(
         }
     }
     Ok(buf.drain(..len).collect())
+}
+
+/// A chunked control body, decoded; its framing is checked as the proxy checks it (an
+/// invalid chunk is a 400 and the connection closes). A pipelined request stays in `buf`.
+async fn read_chunked_body(
+    w: &Worker,
+    client: &ClientConn,
+    buf: &mut Vec<u8>,
+) -> Result<Vec<u8>, ControlReply> {
+    let mut decoder = crate::http::ChunkedScanner::new();
+    let mut body = Vec::new();
+    loop {
+        let progress = decoder
+            .decode(buf, &mut body)
+            .map_err(|_| ControlReply::text(400, "400: Bad Request"))?;
+        buf.drain(..progress.consumed);
+        if body.len() as u64 > MAX_CONTROL_BODY_BYTES {
+            return Err(body_too_large(body.len() as u64));
+        }
+        if progress.done {
+            return Ok(body);
+        }
+        match super::body::timed_read_leg(w.cfg.timeout_client, client.as_leg(), buf).await {
+            Ok(0) | Err(_) => return Err(ControlReply::text(400, "400: Bad Request")),
+            Ok(_) => {}
+        }
+    }
+}
+
+/// aiohttp's answer to a body over its `client_max_size` (H-103).
+fn body_too_large(actual: u64) -> ControlReply {
+    ControlReply::text(
+        413,
+        format!("Maximum request body size {MAX_CONTROL_BODY_BYTES} exceeded, actual body size {actual}"),
+    )
 }

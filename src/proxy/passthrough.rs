@@ -59,7 +59,9 @@ pub async fn serve_passthrough(
     relay_answer(w, client, &stream).await
 }
 
-/// Request head (stripped target, `Connection: close`) and a Content-Length body.
+/// Request head (stripped target, `Connection: close`) and the body as it came: sized, or
+/// chunked with its framing kept (checked on the way, as the proxy checks it), as HaRP's
+/// HAProxy streams either to the engine.
 async fn send_request(
     w: &Worker,
     client: &ClientConn,
@@ -75,17 +77,18 @@ async fn send_request(
         remove: vec![],
     };
     write_request(head, &edits, &mut out);
-    let mut left = match head.framing {
-        BodyFraming::None | BodyFraming::UntilClose => 0,
-        BodyFraming::ContentLength(n) => n,
-        // AppAPI's passthrough calls carry no body or a sized one.
-        BodyFraming::Chunked => return Err(411),
-    };
     let idle = w.cfg.timeout_server;
     timed(idle, engine.write_all(&out))
         .await
         .map_err(|_| 502u16)?;
-    while left > 0 {
+    let mut body = match head.framing {
+        BodyFraming::None | BodyFraming::UntilClose | BodyFraming::ContentLength(0) => {
+            return Ok(())
+        }
+        BodyFraming::ContentLength(n) => Body::Sized(n),
+        BodyFraming::Chunked => Body::Chunked(crate::http::ChunkedScanner::new()),
+    };
+    loop {
         if buf.is_empty() {
             let n = timed(w.cfg.timeout_client, client.read_some(buf, RELAY_BYTES))
                 .await
@@ -94,14 +97,31 @@ async fn send_request(
                 return Err(400);
             }
         }
-        let take = (buf.len() as u64).min(left) as usize;
+        let (take, done) = match &mut body {
+            Body::Sized(left) => {
+                let take = (buf.len() as u64).min(*left) as usize;
+                *left -= take as u64;
+                (take, *left == 0)
+            }
+            Body::Chunked(scanner) => {
+                let p = scanner.scan(buf).map_err(|_| 400u16)?;
+                (p.consumed, p.done)
+            }
+        };
         timed(idle, engine.write_all(&buf[..take]))
             .await
             .map_err(|_| 502u16)?;
         buf.drain(..take);
-        left -= take as u64;
+        if done {
+            return Ok(());
+        }
     }
-    Ok(())
+}
+
+/// What is left of a request body on its way to the engine.
+enum Body {
+    Sized(u64),
+    Chunked(crate::http::ChunkedScanner),
 }
 
 /// Engine -> client until the engine closes, each gap bounded by `HP_TIMEOUT_SERVER`.
