@@ -1,10 +1,14 @@
 //! Readiness + nonblocking syscalls on monoio TCP streams.
 //!
-//! Budget: one readiness wait and one `recv`/`send` per call; no allocation.
+//! Budget: one readiness wait and one `recv`/`send` per call; no allocation (but for
+//! [`discard_until_eof`], on a closing connection).
 
 use std::future::Future;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use std::time::Duration;
+
+use crate::runtime::time::{limit, timed};
 
 use monoio::net::{TcpStream, UnixStream};
 
@@ -240,6 +244,33 @@ pub fn shutdown_write(s: &TcpStream) {
     // SAFETY: shutdown on a valid fd; errors (already closed) are irrelevant here.
     unsafe { libc::shutdown(s.as_raw_fd(), libc::SHUT_WR) };
 }
+
+/// After our last write and FIN: read and discard what the peer still sends until its FIN,
+/// an error, a gap of `idle`, or `total` in all. Closing with unread bytes makes the kernel
+/// answer with RST, which destroys what we sent and the peer has not read yet: a client (or
+/// nginx) still sending a body we answered early (413, 403, 400) would see the connection
+/// reset instead of our answer. Boxed by callers on per-connection futures: it is rare and
+/// holds a buffer.
+pub async fn discard_until_eof(s: &TcpStream, idle: Duration, total: Duration) {
+    let drain = async {
+        let mut buf = vec![0u8; DISCARD_BUF_BYTES];
+        loop {
+            match try_recv(s, &mut buf) {
+                Ok(Some(0)) | Err(_) => return,
+                Ok(Some(_)) => {}
+                Ok(None) => {
+                    if timed(idle, s.readable(false)).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    };
+    let _ = limit(total, drain).await;
+}
+
+/// Read size while discarding a closing peer's bytes.
+const DISCARD_BUF_BYTES: usize = 16 * 1024;
 
 /// Close with RST instead of FIN (HAProxy `silent-drop` best effort): SO_LINGER {1, 0}.
 /// Any socket (monoio's or std's); callers that only try their best ignore the error.

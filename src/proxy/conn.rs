@@ -56,34 +56,50 @@ pub async fn serve_tls_client(
         }
     };
     drop(tls);
-    let idle = w.cfg.timeout_client;
-    let ended = serve_client(w, client, peer)
-        .await
-        .map(ClientConn::into_socket);
-    if let Some(ClientSocket::Tls(t)) = ended {
-        // A clean end: close_notify, so an answer framed by the close is complete (OpenSSL
-        // 3 clients report a close without it as truncation).
-        let _ = crate::runtime::time::limit(idle, t.shutdown_write()).await;
+    serve_client(w, client, peer).await;
+}
+
+/// How long a closing client may go on sending (the rest of a body answered early) before
+/// we close anyway: a gap of [`LINGER_IDLE`] or [`LINGER_TOTAL`] in all (nginx's
+/// `lingering_timeout` / `lingering_time`).
+pub const LINGER_IDLE: Duration = Duration::from_secs(5);
+pub const LINGER_TOTAL: Duration = Duration::from_secs(30);
+
+/// The end of a connection that ended cleanly (not after a failure mid-answer, a drop or an
+/// upgrade): TLS close_notify (OpenSSL 3 clients report a close without it as truncation of
+/// an answer framed by the close), FIN, then a lingering close
+/// ([`crate::net::io::discard_until_eof`]): without it an early answer to a client still
+/// sending a body (413, 403, 400) is reset, and nginx in front turns it into a 502.
+async fn close_cleanly(client: ClientConn, idle: Duration) {
+    match client.into_socket() {
+        ClientSocket::Tcp(tcp) => {
+            crate::net::io::shutdown_write(&tcp);
+            crate::net::io::discard_until_eof(&tcp, LINGER_IDLE, LINGER_TOTAL).await;
+        }
+        ClientSocket::Tls(t) => {
+            let _ = crate::runtime::time::limit(idle, t.shutdown_write()).await;
+            crate::net::io::discard_until_eof(t.tcp(), LINGER_IDLE, LINGER_TOTAL).await;
+        }
     }
 }
 
-/// Serve requests until the connection ends; returns the connection when it ended
-/// cleanly (not after a failure mid-answer, a drop or an upgrade), for a TLS close. A plain
-/// TCP client (the `HP_EXAPPS_ADDRESS` listener) is spawned straight into this (no wrapper
-/// future around it: this future is per connection and its size is per-connection memory).
-pub async fn serve_client(
-    w: Rc<Worker>,
-    client: ClientConn,
-    peer: SocketAddr,
-) -> Option<ClientConn> {
+/// Serve requests until the connection ends, then close it (cleanly when it ended
+/// cleanly). A plain TCP client (the `HP_EXAPPS_ADDRESS` listener) is spawned straight into
+/// this (no wrapper future around it: this future is per connection and its size is
+/// per-connection memory; the closing part is boxed for the same reason).
+pub async fn serve_client(w: Rc<Worker>, client: ClientConn, peer: SocketAddr) {
     if let ClientSocket::Tcp(tcp) = client.socket() {
         let _ = tcp.set_nodelay(true);
         if let Err(e) = set_nonblocking(tcp) {
             debug!(%peer, "cannot make client socket nonblocking: {e}");
-            return None;
+            return;
         }
     }
-    serve_from(w, client, peer, Vec::with_capacity(HEAD_BUF_BYTES), None).await
+    let idle = w.cfg.timeout_client;
+    let ended = serve_from(w, client, peer, Vec::with_capacity(HEAD_BUF_BYTES), None).await;
+    if let Some(client) = ended {
+        Box::pin(close_cleanly(client, idle)).await;
+    }
 }
 
 /// The request loop. `first`: what the first request's exchange already returned (a
@@ -223,7 +239,10 @@ pub async fn adopt_client(w: Rc<Worker>, handed: Box<HandedClient>) {
     let log = access::start(&head, peer);
     let first = exchange(&w, &client, &mut buf, head, plan).await;
     access::finish(log, &client, &first);
-    let _ = Box::pin(serve_from(w, client, peer, buf, Some(first))).await;
+    let idle = w.cfg.timeout_client;
+    if let Some(client) = Box::pin(serve_from(w, client, peer, buf, Some(first))).await {
+        Box::pin(close_cleanly(client, idle)).await;
+    }
 }
 
 /// Operator-configured static routes (`--route`) win; everything else goes through HaRP's
