@@ -86,3 +86,34 @@ fn no_access_lines_at_the_default_level() {
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(access_lines(&lyre), Vec::<String>::new());
 }
+
+/// The access log goes to stdout and nothing else does (HaRP: HAProxy's request lines on
+/// stdout, its agent's diagnostics on stderr), so an operator can collect one apart from
+/// the other.
+#[test]
+fn access_lines_on_stdout_diagnostics_on_stderr() {
+    let up = Upstream::start();
+    let routes = format!("/exapps/st/=127.0.0.1:{}", up.port);
+    let lyre = Lyre::start_split(&[("LYRE_ROUTES", &routes), ("HP_LOG_LEVEL", "info")], &[]);
+    let page = get(lyre.port, "/exapps/st/page?q=2", &[]);
+    assert_eq!(page.answered("static page").head.status, 200);
+    let logged = poll_until(Duration::from_secs(5), || {
+        lyre.stdout()
+            .contains("\"GET /exapps/st/page?q=2 HTTP/1.1\" 200 ")
+    });
+    assert!(logged, "no access line on stdout: {:?}", lyre.stdout());
+    let stdout = lyre.stdout();
+    assert!(
+        stdout.lines().all(|l| l.contains("lyre::access")),
+        "stdout holds only access lines:\n{stdout}"
+    );
+    let stderr = lyre.log();
+    assert!(
+        stderr.contains("lyre ready"),
+        "diagnostics on stderr:\n{stderr}"
+    );
+    assert!(
+        !stderr.contains("lyre::access"),
+        "access line on stderr:\n{stderr}"
+    );
+}

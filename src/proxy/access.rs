@@ -1,4 +1,4 @@
-//! The access log: one line per request at `info` (target `lyre::access`), as HaRP's
+//! The access log: one line per request at `info` (target `lyre::access`, on stdout), as HaRP's
 //! HAProxy writes one `httplog` line per request at level info (harp-compat.md §6.3): with
 //! the default `HP_LOG_LEVEL=warning` there is none, and nothing is computed for it.
 //!
@@ -19,6 +19,9 @@ use super::client::ClientConn;
 use super::exchange::Next;
 use crate::http::RequestHead;
 
+/// The access log's tracing target: its lines go to stdout, all else to stderr.
+pub const TARGET: &str = "lyre::access";
+
 /// A request being served, when the access log is on.
 pub struct Pending {
     peer: SocketAddr,
@@ -28,7 +31,7 @@ pub struct Pending {
 
 /// Start a line for `head`; `None` (and no work) when `info` is off for the access log.
 pub fn start(head: &RequestHead, peer: SocketAddr) -> Option<Pending> {
-    if !tracing::enabled!(target: "lyre::access", tracing::Level::INFO) {
+    if !tracing::enabled!(target: TARGET, tracing::Level::INFO) {
         return None;
     }
     let mut line = String::with_capacity(head.target.len() + 24);
@@ -62,7 +65,7 @@ pub fn finish(pending: Option<Pending>, client: &ClientConn, next: &Next) {
     };
     let ms = p.started.elapsed().as_secs_f64() * 1000.0;
     info!(
-        target: "lyre::access",
+        target: TARGET,
         "{} \"{}\" {status} {ms:.1}ms {after}",
         p.peer,
         p.line
@@ -71,7 +74,7 @@ pub fn finish(pending: Option<Pending>, client: &ClientConn, next: &Next) {
 
 /// A request head refused before it was understood (400, 408, 431): no request line.
 pub fn rejected(peer: SocketAddr, status: u16) {
-    info!(target: "lyre::access", "{peer} \"-\" {status} 0.0ms close");
+    info!(target: TARGET, "{peer} \"-\" {status} 0.0ms close");
 }
 
 /// Printable ASCII as it is; anything else (controls, quotes, backslashes, non-ASCII) as

@@ -35,6 +35,7 @@ use tracing::{debug, warn};
 
 use crate::net::limits::ConnSlot;
 
+pub use access::TARGET as ACCESS_LOG_TARGET;
 pub use client::ClientConn;
 pub use conn::{serve_client, serve_tls_client};
 pub use flight::run_bus;

@@ -562,17 +562,23 @@ fn frp_tls_config(cfg: &crate::config::Config) -> Result<crate::tls::FrpTls, Str
 /// `HP_LOG_LEVEL` -> tracing filter. Logs go to stderr; the shared key is never logged.
 fn init_logging(level: crate::config::LogLevel) {
     use crate::config::LogLevel;
+    use tracing_subscriber::fmt::writer::MakeWriterExt;
     let filter = match level {
         LogLevel::Debug => "debug",
         LogLevel::Info => "info",
         LogLevel::Warning => "warn",
         LogLevel::Error => "error",
     };
+    // The access log goes to stdout, everything else to stderr: HaRP's HAProxy writes its
+    // request lines on stdout, its agent's diagnostics on stderr (harp-compat.md §6.3).
+    let writer = std::io::stdout
+        .with_filter(|m: &tracing::Metadata<'_>| m.target() == crate::proxy::ACCESS_LOG_TARGET)
+        .or_else(std::io::stderr);
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(format!(
             "lyre={filter},{filter}"
         )))
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .with_ansi(false)
         .try_init();
 }

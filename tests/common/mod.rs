@@ -192,6 +192,14 @@ impl Proc {
         Self::spawn_with(name, cmd, log, err)
     }
 
+    /// Spawns `cmd` with stdin closed, stdout to `out_log` and stderr to `log`.
+    pub fn spawn_split(name: &str, mut cmd: Command, log: PathBuf, out_log: &Path) -> Proc {
+        let out = File::create(out_log).expect("create stdout log file");
+        let err = File::create(&log).expect("create log file");
+        cmd.stdin(Stdio::null()).stdout(out);
+        Self::spawn_with(name, cmd, log, err)
+    }
+
     /// For a child whose first stdout line is `PORT <n>` (upstream.py, fake_nc.py): spawns
     /// `cmd` with stdout piped (the rest of it drained) and stderr to `log`, and returns the
     /// port, failing the test with the log if no such line comes within [`START_DEADLINE`].
@@ -539,6 +547,8 @@ pub struct Lyre {
     pub https_port: u16,
     proc: Proc,
     env: LyreEnv,
+    /// Where stdout went when it was kept apart from stderr.
+    stdout_log: Option<PathBuf>,
     _dir: TempDir,
 }
 
@@ -553,6 +563,21 @@ impl Lyre {
         env: &[(&str, &str)],
         args: &[&str],
         adjust: impl FnOnce(&mut Command),
+    ) -> Lyre {
+        Lyre::launch(env, args, adjust, false)
+    }
+
+    /// [`Lyre::start`] with stdout kept apart: [`Lyre::stdout`] reads it, [`Lyre::log`]
+    /// then holds stderr only.
+    pub fn start_split(env: &[(&str, &str)], args: &[&str]) -> Lyre {
+        Lyre::launch(env, args, |_| {}, true)
+    }
+
+    fn launch(
+        env: &[(&str, &str)],
+        args: &[&str],
+        adjust: impl FnOnce(&mut Command),
+        split: bool,
     ) -> Lyre {
         let dir = TempDir::new("lyre");
         let mut e = LyreEnv::new(dir.path());
@@ -573,7 +598,12 @@ impl Lyre {
             .expect("HP_EXAPPS_HTTPS_ADDRESS is host:port");
         let mut cmd = serve_command(&e, args);
         adjust(&mut cmd);
-        let mut proc = Proc::spawn("lyre", cmd, dir.path().join("lyre.log"));
+        let log = dir.path().join("lyre.log");
+        let stdout_log = split.then(|| dir.path().join("lyre.stdout.log"));
+        let mut proc = match &stdout_log {
+            Some(out) => Proc::spawn_split("lyre", cmd, log, out),
+            None => Proc::spawn("lyre", cmd, log),
+        };
         proc.wait_listening(exapps.port());
         Lyre {
             port: exapps.port(),
@@ -582,8 +612,17 @@ impl Lyre {
             https_port: https.port(),
             proc,
             env: e,
+            stdout_log,
             _dir: dir,
         }
+    }
+
+    /// What `lyre serve` wrote on stdout (started with [`Lyre::start_split`]; else empty).
+    pub fn stdout(&self) -> String {
+        self.stdout_log
+            .as_ref()
+            .and_then(|p| std::fs::read_to_string(p).ok())
+            .unwrap_or_default()
     }
 
     /// Waits up to `within` for `lyre serve` to exit by itself (after a signal).
