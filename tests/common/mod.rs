@@ -714,6 +714,17 @@ fn lyre_command(e: &LyreEnv, subcommand: &str, args: &[&str]) -> Command {
     cmd
 }
 
+/// aiohttp's 413 for a control body over HaRP's 1 MiB (H-103).
+pub fn assert_control_body_too_large(r: &Response) {
+    assert_eq!(r.head.status, 413, "{}", r.body_str());
+    assert!(
+        r.body_str()
+            .starts_with("Maximum request body size 1048576 exceeded"),
+        "{}",
+        r.body_str()
+    );
+}
+
 /// A listener thread handing every accepted connection to `on_conn`, in order, on that
 /// thread. Dropping it stops the loop: it sets the stop flag, wakes the blocked `accept`
 /// with one connection to itself, and joins the thread.
