@@ -60,8 +60,8 @@ pub async fn serve_tls_client(
 }
 
 /// How long a closing client may go on sending (the rest of a body answered early) before
-/// we close anyway: a gap of [`LINGER_IDLE`] or [`LINGER_TOTAL`] in all (nginx's
-/// `lingering_timeout` / `lingering_time`).
+/// we close anyway: a gap of [`LINGER_IDLE`] (or `HP_TIMEOUT_CLIENT` if shorter) or
+/// [`LINGER_TOTAL`] in all (nginx's `lingering_timeout` / `lingering_time`).
 pub const LINGER_IDLE: Duration = Duration::from_secs(5);
 pub const LINGER_TOTAL: Duration = Duration::from_secs(30);
 
@@ -71,14 +71,16 @@ pub const LINGER_TOTAL: Duration = Duration::from_secs(30);
 /// ([`crate::net::io::discard_until_eof`]): without it an early answer to a client still
 /// sending a body (413, 403, 400) is reset, and nginx in front turns it into a 502.
 async fn close_cleanly(client: ClientConn, idle: Duration) {
+    // An operator's shorter HP_TIMEOUT_CLIENT bounds the gaps too.
+    let gap = LINGER_IDLE.min(idle);
     match client.into_socket() {
         ClientSocket::Tcp(tcp) => {
             crate::net::io::shutdown_write(&tcp);
-            crate::net::io::discard_until_eof(&tcp, LINGER_IDLE, LINGER_TOTAL).await;
+            crate::net::io::discard_until_eof(&tcp, gap, LINGER_TOTAL).await;
         }
         ClientSocket::Tls(t) => {
             let _ = crate::runtime::time::limit(idle, t.shutdown_write()).await;
-            crate::net::io::discard_until_eof(t.tcp(), LINGER_IDLE, LINGER_TOTAL).await;
+            crate::net::io::discard_until_eof(t.tcp(), gap, LINGER_TOTAL).await;
         }
     }
 }
