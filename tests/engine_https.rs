@@ -500,3 +500,42 @@ fn h102_sighup_reloads_the_certificate() {
     assert_eq!(request_on(&mut still, &get_req(path)).head.status, 200);
     lyre.assert_alive();
 }
+
+/// Over HTTPS too, an answer given before the body was read (413 past the control API's
+/// 1 MiB) reaches a client still sending it, directly and through nginx's `proxy_pass
+/// https://`: close_notify, FIN, then Lyre reads and discards the rest (a close with the
+/// body unread is a reset that destroys the answer).
+#[test]
+fn early_answers_survive_a_body_still_being_sent_over_https() {
+    const BODY: usize = 8 << 20;
+    let (_dir, certs) = certs();
+    let (k, v) = certs_env(&certs);
+    let lyre = Lyre::start(&[(k, v.as_str())], &[]);
+    wait_https(&lyre);
+    let ngx = Nginx::start_tls(lyre.https_port, &certs.ca_pem);
+    let head = format!(
+        "POST /exapps/app_api/exapp_storage/someapp HTTP/1.1\r\nHost: t\r\n\
+         harp-shared-key: lyre-test-shared-key\r\nContent-Length: {BODY}\r\n\r\n"
+    );
+    let body = vec![b'a'; BODY];
+    for round in 0..4 {
+        let mut c = Conn::connect_tls(lyre.https_port, &certs.http11_client());
+        let sent = c.send_lenient(head.as_bytes()).is_ok() && c.send_lenient(&body).is_ok();
+        let r = c.try_read_response(false);
+        assert_eq!(
+            r.map(|r| r.head.status).ok(),
+            Some(413),
+            "round {round}: direct"
+        );
+        assert!(sent, "round {round}: the client's upload was reset");
+        let mut c = Conn::connect(ngx.port);
+        let _ = c.send_lenient(head.as_bytes());
+        let _ = c.send_lenient(&body);
+        let r = c.try_read_response(false);
+        assert_eq!(
+            r.map(|r| r.head.status).ok(),
+            Some(413),
+            "round {round}: via nginx"
+        );
+    }
+}
