@@ -45,9 +45,12 @@ pub const MAX_RECV_WINDOW_BYTES: u32 = 1024 * 1024;
 /// only while the reader finds the buffer empty (the window, not the reader, is the
 /// bottleneck), doubling per window update: a reader that never keeps up stays at 1 MiB.
 /// A user who stops reading a download after the kernel's socket buffers took the first
-/// MiBs holds about one window here, as in frps (tests/no_leaks.rs: ~7 MiB of RSS each,
-/// where granting the whole window at the claim cost 12 MiB). The `wan` part of the frp
-/// bench measures the ramp: 32 MB/s against 33-35 with the whole window at once.
+/// MiBs (loopback, or nginx in front) holds at most one window here, as in frps
+/// (tests/no_leaks.rs: ~5 MiB of RSS each, where granting the whole window at the claim
+/// cost 12 MiB); a user on a slow link keeps 1 MiB (1.4-2.3 MiB of RSS each). The `wan`
+/// part of the frp bench measures the ramp: 32 MB/s against 33-35 with the whole window
+/// at once. Growing only over a long PING round trip would hold loopback users to 1 MiB
+/// but cost 5-9% of loopback tunnel throughput (frpc sends less per wakeup): not done.
 pub const CLAIMED_RECV_WINDOW_BYTES: u32 = 6 * 1024 * 1024;
 /// Largest DATA payload we send in one frame.
 pub const MAX_DATA_FRAME_BYTES: usize = 64 * 1024;
