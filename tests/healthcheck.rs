@@ -103,7 +103,9 @@ fn sigterm_exits_zero_promptly_also_during_start() {
         lyre.log()
     );
 
-    // Again, signalled as early as it can take it (the listener ports are free again).
+    // Again, at once on the same ports (a restart: the exited Lyre's io_uring rings may
+    // hold its listener a moment longer, which the start waits out), and signalled as
+    // early as it can take it.
     let mut child = lyre
         .command("serve")
         .stdout(std::process::Stdio::null())

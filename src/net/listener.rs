@@ -3,6 +3,7 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::time::{Duration, Instant};
 
 use monoio::net::{ListenerOpts, TcpListener};
 
@@ -23,9 +24,27 @@ pub fn bind_reuseport(addr: SocketAddr) -> io::Result<TcpListener> {
 /// (or any reuseport listener of the same user) bind the same address without an error
 /// and silently take a share of the connections. A probe socket without SO_REUSEPORT
 /// cannot bind next to a listener; it is closed again at once. Port 0 is not probed.
+///
+/// A Lyre that has just exited may still listen for a moment: its io_uring rings are torn
+/// down by a kernel worker after the process is gone, and a ring's pending accept holds the
+/// listening socket until then. So a restart (systemd, a test) retries the probe for up to
+/// [`PROBE_PATIENCE`]; a listener that is still there after that belongs to a live process.
 pub fn ensure_unclaimed(addr: SocketAddr) -> io::Result<()> {
     if addr.port() == 0 {
         return Ok(());
     }
-    std::net::TcpListener::bind(addr).map(drop)
+    let start = Instant::now();
+    loop {
+        match std::net::TcpListener::bind(addr) {
+            Ok(_) => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::AddrInUse && start.elapsed() < PROBE_PATIENCE => {
+                std::thread::sleep(PROBE_RETRY);
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
+
+/// How long [`ensure_unclaimed`] waits for a just-exited listener to go away.
+pub const PROBE_PATIENCE: Duration = Duration::from_secs(2);
+const PROBE_RETRY: Duration = Duration::from_millis(20);
