@@ -27,24 +27,33 @@ pub fn bind_reuseport(addr: SocketAddr) -> io::Result<TcpListener> {
 ///
 /// A Lyre that has just exited may still listen for a moment: its io_uring rings are torn
 /// down by a kernel worker after the process is gone, and a ring's pending accept holds the
-/// listening socket until then. So a restart (systemd, a test) retries the probe for up to
-/// [`PROBE_PATIENCE`]; a listener that is still there after that belongs to a live process.
+/// listening socket until then (4-8 ms measured). So a restart (systemd, a test) retries
+/// for up to [`PROBE_PATIENCE`]; a listener still there after that belongs to a live
+/// process.
 pub fn ensure_unclaimed(addr: SocketAddr) -> io::Result<()> {
     if addr.port() == 0 {
         return Ok(());
     }
+    bind_patiently(addr, std::net::TcpListener::bind).map(drop)
+}
+
+/// `bind(addr)`, retried while the address is in use, for up to [`PROBE_PATIENCE`]: for the
+/// listeners a just-exited Lyre may still hold (see [`ensure_unclaimed`]).
+pub fn bind_patiently<L>(
+    addr: SocketAddr,
+    bind: impl Fn(SocketAddr) -> io::Result<L>,
+) -> io::Result<L> {
     let start = Instant::now();
     loop {
-        match std::net::TcpListener::bind(addr) {
-            Ok(_) => return Ok(()),
+        match bind(addr) {
             Err(e) if e.kind() == io::ErrorKind::AddrInUse && start.elapsed() < PROBE_PATIENCE => {
                 std::thread::sleep(PROBE_RETRY);
             }
-            Err(e) => return Err(e),
+            other => return other,
         }
     }
 }
 
-/// How long [`ensure_unclaimed`] waits for a just-exited listener to go away.
+/// How long a start waits for a just-exited listener to go away.
 pub const PROBE_PATIENCE: Duration = Duration::from_secs(2);
 const PROBE_RETRY: Duration = Duration::from_millis(20);

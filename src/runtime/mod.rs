@@ -464,19 +464,22 @@ fn ensure_unclaimed(var: &str, addr: std::net::SocketAddr) -> Result<(), String>
 fn bind_worker0_listeners(
     cfg: &crate::config::Config,
 ) -> Result<(monoio::net::TcpListener, monoio::net::TcpListener), String> {
-    let admin = monoio::net::TcpListener::bind(cfg.control_address).map_err(|e| {
-        format!(
+    use crate::net::listener::bind_patiently;
+    let admin =
+        bind_patiently(cfg.control_address, monoio::net::TcpListener::bind).map_err(|e| {
+            format!(
             "LYRE_CONTROL_ADDRESS: cannot listen on {}: {e} (set LYRE_CONTROL_ADDRESS to a free \
              loopback host:port)",
             cfg.control_address
         )
-    })?;
-    let frp = monoio::net::TcpListener::bind(cfg.frp_bind_address).map_err(|e| {
-        format!(
-            "HP_FRP_ADDRESS: cannot listen on {}: {e} (set HP_FRP_ADDRESS to a free host:port)",
-            cfg.frp_bind_address
-        )
-    })?;
+        })?;
+    let frp =
+        bind_patiently(cfg.frp_bind_address, monoio::net::TcpListener::bind).map_err(|e| {
+            format!(
+                "HP_FRP_ADDRESS: cannot listen on {}: {e} (set HP_FRP_ADDRESS to a free host:port)",
+                cfg.frp_bind_address
+            )
+        })?;
     Ok((admin, frp))
 }
 
